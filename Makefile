@@ -1,0 +1,79 @@
+# facekd — build, test, demo, install.
+#   make            build/facekd and build/libfacekd.a
+#   make test       install missing Debian packages, build, run every test
+#   make demo       install missing packages, build, run the synthetic demo
+#   make install PREFIX=/usr/local
+#   make SAN=1 …    AddressSanitizer + UndefinedBehaviorSanitizer build (in build-san/)
+
+PREFIX ?= /usr/local
+CC ?= gcc
+SAN ?= 0
+
+ifeq ($(SAN),1)
+BUILD ?= build-san
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else
+BUILD ?= build
+SANFLAGS :=
+endif
+
+CFLAGS ?= -O2 -g
+CFLAGS += -std=c11 -Wall -Wextra -Werror -fopenmp -D_GNU_SOURCE $(SANFLAGS)
+CPPFLAGS += -Ilib -I.
+LDLIBS += -ldnnl -lyaml -ljpeg -lpng -lz -lm -lpthread
+LDFLAGS += -fopenmp $(SANFLAGS)
+
+LIB_SRC := $(sort $(filter-out lib/cli/%,$(wildcard lib/*/*.c)) $(wildcard teachers/*.c) $(wildcard students/*.c))
+CLI_SRC := $(sort $(wildcard lib/cli/*.c))
+TEST_SRC := $(sort $(wildcard tests/test_*.c))
+TEST_SUPPORT := $(sort $(wildcard tests/support/*.c))
+
+LIB_OBJ := $(LIB_SRC:%.c=$(BUILD)/obj/%.o)
+CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
+TEST_SUPPORT_OBJ := $(TEST_SUPPORT:%.c=$(BUILD)/obj/%.o)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+
+.PHONY: all deps test demo install clean check-deps
+all: $(BUILD)/facekd $(BUILD)/libfacekd.a
+
+deps:
+	@bash scripts/deps.sh
+
+$(BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(BUILD)/libfacekd.a: $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(BUILD)/facekd: $(CLI_OBJ) $(BUILD)/libfacekd.a
+	$(CC) $(LDFLAGS) -o $@ $(CLI_OBJ) $(BUILD)/libfacekd.a $(LDLIBS)
+
+$(BUILD)/tests/%: $(BUILD)/obj/tests/%.o $(TEST_SUPPORT_OBJ) $(BUILD)/libfacekd.a
+	@mkdir -p $(dir $@)
+	$(CC) $(LDFLAGS) -o $@ $< $(TEST_SUPPORT_OBJ) $(BUILD)/libfacekd.a $(LDLIBS) -lcmocka
+
+test: deps
+	@$(MAKE) --no-print-directory all $(TEST_BIN)
+	@BUILD=$(BUILD) bash scripts/run_tests.sh $(TEST_BIN)
+
+demo: deps
+	@$(MAKE) --no-print-directory all
+	@bash scripts/demo.sh $(BUILD)/facekd
+
+install: all
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib $(DESTDIR)$(PREFIX)/include/facekd \
+	  $(DESTDIR)$(PREFIX)/lib/pkgconfig
+	install -m 755 $(BUILD)/facekd $(DESTDIR)$(PREFIX)/bin/facekd
+	install -m 644 $(BUILD)/libfacekd.a $(DESTDIR)$(PREFIX)/lib/libfacekd.a
+	install -m 644 lib/facekd.h $(DESTDIR)$(PREFIX)/include/facekd/facekd.h
+	cd lib && for h in */*.h; do install -D -m 644 $$h $(DESTDIR)$(PREFIX)/include/facekd/$$h; done
+	cd teachers && for h in *.h; do [ -e "$$h" ] && install -D -m 644 $$h $(DESTDIR)$(PREFIX)/include/facekd/teachers/$$h; done; true
+	cd students && for h in *.h; do [ -e "$$h" ] && install -D -m 644 $$h $(DESTDIR)$(PREFIX)/include/facekd/students/$$h; done; true
+	sed -e 's|@PREFIX@|$(PREFIX)|' scripts/facekd.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/facekd.pc
+
+clean:
+	rm -rf build build-san
+
+-include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)

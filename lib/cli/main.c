@@ -1,0 +1,57 @@
+/* facekd: the command-line tool. Dispatches to one subcommand per file. */
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/commands.h"
+#include "core/status.h"
+
+typedef struct {
+    const char *name;
+    const char *summary;
+    int (*run)(int argc, char **argv);
+} command;
+
+static const command commands[] = {
+#define FKD__COMMAND_ENTRY(name, summary) {#name, summary, fkd_cmd_##name},
+    FKD_COMMAND_LIST(FKD__COMMAND_ENTRY)
+#undef FKD__COMMAND_ENTRY
+};
+
+static void usage(FILE *out)
+{
+    fprintf(out, "usage: facekd COMMAND [options]   (facekd COMMAND --help for details)\n\n"
+                 "facekd distills face-recognition models on CPUs (oneDNN).\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        fprintf(out, "  %-10s %s\n", commands[i].name, commands[i].summary);
+}
+
+int fkd_cli_fail(void)
+{
+    fprintf(stderr, "facekd: %s\n", fkd_last_error());
+    return 1;
+}
+
+int fkd_cli_wants_help(int argc, char **argv)
+{
+    for (int i = 1; i < argc; i++)
+        if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) return 1;
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        usage(stderr);
+        return 2;
+    }
+    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "help") == 0) {
+        usage(stdout);
+        return 0;
+    }
+    if (strcmp(argv[1], "--version") == 0) return fkd_cmd_version(1, argv + 1);
+    for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
+        if (strcmp(argv[1], commands[i].name) == 0) return commands[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "facekd: unknown command '%s'\n\n", argv[1]);
+    usage(stderr);
+    return 2;
+}

@@ -1,0 +1,126 @@
+/* The engine's graph: built once, run many times, on oneDNN (2.x C API).
+ *
+ * Life cycle
+ *   fkd_graph_create()            configuration: batch, train/infer, precision, threads
+ *   fkd_graph_input(), _conv(), … add nodes in topological order; each returns the id of
+ *                                 its output value (>= 0) or a negative fkd_status
+ *   fkd_graph_tap()               names a value for losses ("embedding", "stage1"...)
+ *   fkd_graph_finalize()          creates every primitive, reorder and buffer
+ *   loop: fkd_graph_set_input() → fkd_graph_forward() → fkd_graph_read() →
+ *         fkd_graph_zero_grad() → fkd_graph_add_grad() → fkd_graph_backward() →
+ *         optimizer on fkd_graph_params()
+ *   fkd_graph_free()
+ *
+ * No step allocates. Inside the graph tensors live in the layouts oneDNN chooses
+ * (format_tag_any); plain NCHW / (N, features) only at the edges (set_input, read,
+ * add_grad, param_read/param_write).
+ *
+ * Shapes: values are 4-D (N, C, H, W) after input/conv/bn/prelu/add, and 2-D (N, F)
+ * after flatten/linear. Batch norm and PReLU accept either.
+ *
+ * Parameter names are the PyTorch state_dict keys: a node named "layer1.0.conv1" owns
+ * "layer1.0.conv1.weight"; batch norm "bn1" owns bn1.weight, bn1.bias (trainable) and
+ * bn1.running_mean, bn1.running_var (buffers); PReLU "prelu" owns prelu.weight (C).
+ */
+#ifndef FKD_NN_GRAPH_H
+#define FKD_NN_GRAPH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/status.h"
+
+typedef enum { FKD_PREC_F32 = 0, FKD_PREC_BF16 } fkd_precision;
+typedef enum { FKD_GRAPH_TRAIN = 0, FKD_GRAPH_INFER } fkd_graph_mode;
+
+typedef struct {
+    int batch;               /* fixed batch size N */
+    fkd_graph_mode mode;     /* TRAIN keeps what backward needs; INFER may fold/fuse */
+    fkd_precision precision; /* compute precision; master weights are always fp32 */
+    uint64_t seed;           /* dropout masks */
+} fkd_graph_config;
+
+typedef struct fkd_graph fkd_graph;
+typedef int fkd_value; /* id of a value in a graph; negative = an fkd_status error */
+
+fkd_status fkd_graph_create(fkd_graph **out, const fkd_graph_config *config);
+/* Safe on NULL and on a half-built graph. */
+void fkd_graph_free(fkd_graph *g);
+
+/* ---- building (before finalize) ---------------------------------------------------- */
+fkd_value fkd_graph_input(fkd_graph *g, const char *name, int channels, int height, int width);
+/* 2-D convolution, square kernel. groups = in_channels = out_channels is depthwise.
+ * weight (out_c, in_c/groups, k, k), bias (out_c) when `bias`. */
+fkd_value fkd_graph_conv(fkd_graph *g, const char *name, fkd_value x, int out_channels,
+                         int kernel, int stride, int padding, int groups, bool bias);
+/* BatchNorm2d on 4-D values, BatchNorm1d on 2-D values. PyTorch semantics: training
+ * normalises with batch statistics (biased variance) and updates running statistics
+ * with `momentum` using the unbiased variance; eval uses running statistics. */
+fkd_value fkd_graph_batchnorm(fkd_graph *g, const char *name, fkd_value x, float eps, float momentum);
+/* Per-channel PReLU, weight (C), initialised to 0.25 as in PyTorch. */
+fkd_value fkd_graph_prelu(fkd_graph *g, const char *name, fkd_value x);
+fkd_value fkd_graph_add(fkd_graph *g, const char *name, fkd_value a, fkd_value b);
+fkd_value fkd_graph_flatten(fkd_graph *g, const char *name, fkd_value x);
+/* y = x W^T + b, W (out, in). */
+fkd_value fkd_graph_linear(fkd_graph *g, const char *name, fkd_value x, int out_features, bool bias);
+/* Inverted dropout (scale 1/(1-p) in training, identity in eval). */
+fkd_value fkd_graph_dropout(fkd_graph *g, const char *name, fkd_value x, float p);
+
+/* Names `v` for readers: "embedding", "stage1".."stage4", or anything. Every node's output
+ * is also reachable by its node name. */
+fkd_status fkd_graph_tap(fkd_graph *g, const char *tap_name, fkd_value v);
+/* Marks a parameter as not trained (arcface_torch's features.weight, frozen at 1). */
+fkd_status fkd_graph_freeze(fkd_graph *g, const char *param_name);
+
+/* Creates primitives and buffers; initialises parameters (kaiming-uniform like PyTorch's
+ * defaults for conv/linear, BN weight 1 / bias 0, PReLU 0.25) from config->seed. */
+fkd_status fkd_graph_finalize(fkd_graph *g);
+
+/* ---- running (after finalize) ------------------------------------------------------ */
+/* Train mode: batch statistics + dropout; eval mode: running statistics, no dropout.
+ * Only meaningful for TRAIN graphs; INFER graphs are always in eval mode. */
+fkd_status fkd_graph_set_training(fkd_graph *g, bool training);
+/* Copies a plain NCHW fp32 batch (N, C, H, W) into the input named `name`. */
+fkd_status fkd_graph_set_input(fkd_graph *g, const char *name, const float *nchw);
+fkd_status fkd_graph_forward(fkd_graph *g);
+/* Finds a tap or node output by name; negative status when missing (error recorded). */
+fkd_value fkd_graph_find(fkd_graph *g, const char *name);
+/* Plain shape of a value: ndims 2 (N, F) or 4 (N, C, H, W). */
+fkd_status fkd_graph_shape(const fkd_graph *g, fkd_value v, int *ndims, int dims[4]);
+/* Copies a value out in plain layout (NCHW or (N, F)). */
+fkd_status fkd_graph_read(fkd_graph *g, fkd_value v, float *out);
+/* Zeroes every parameter gradient and every value gradient. */
+fkd_status fkd_graph_zero_grad(fkd_graph *g);
+/* Accumulates a plain-layout gradient dL/dv into value v (several taps may receive one). */
+fkd_status fkd_graph_add_grad(fkd_graph *g, fkd_value v, const float *grad);
+/* Backpropagates from all gradients added since zero_grad; parameter gradients
+ * accumulate. TRAIN graphs only. */
+fkd_status fkd_graph_backward(fkd_graph *g);
+/* dL/d(input) in plain NCHW (for gradient checks and input-gradient taps). */
+fkd_status fkd_graph_read_input_grad(fkd_graph *g, const char *name, float *out);
+
+/* ---- parameters ---------------------------------------------------------------------- */
+typedef struct {
+    const char *name;  /* state_dict key, e.g. "layer1.0.bn1.running_mean" */
+    int ndims;
+    int64_t dims[4];   /* PyTorch shape */
+    int64_t numel;     /* product of dims */
+    float *data;       /* fp32 master copy, in the engine's layout (may be blocked/padded) */
+    float *grad;       /* same layout as data; NULL for buffers */
+    size_t storage;    /* elements in data/grad, including layout padding (zeros) */
+    bool trainable;    /* false for buffers and frozen parameters */
+    bool decay;        /* weight decay applies (false for BN and PReLU by default) */
+    bool is_buffer;    /* running statistics: saved, never trained */
+} fkd_param;
+
+/* The graph's parameters and buffers, in node order. Valid until fkd_graph_free(). */
+fkd_status fkd_graph_params(fkd_graph *g, fkd_param **params, int *count);
+/* Copies a parameter to/from PyTorch's plain layout (numel floats). */
+fkd_status fkd_graph_param_read(fkd_graph *g, int index, float *plain);
+fkd_status fkd_graph_param_write(fkd_graph *g, int index, const float *plain);
+/* Parameters (excluding buffers, including frozen ones) and multiply-accumulates of one
+ * image for conv and linear nodes. */
+fkd_status fkd_graph_count(const fkd_graph *g, int64_t *parameters, int64_t *macs);
+
+#endif
