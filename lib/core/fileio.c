@@ -1,0 +1,120 @@
+#include "core/fileio.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+fkd_status fkd_file_read_all(const char *path, uint8_t **data, size_t *size)
+{
+    *data = NULL;
+    *size = 0;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return FKD_FAIL(FKD_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(fp), &st) != 0 || !S_ISREG(st.st_mode)) {
+        fclose(fp);
+        return FKD_FAIL(FKD_ERR_IO, "%s: not a regular file", path);
+    }
+    size_t n = (size_t)st.st_size;
+    uint8_t *buf = malloc(n + 1);
+    if (!buf) {
+        fclose(fp);
+        return FKD_FAIL(FKD_ERR_NOMEM, "%s: cannot allocate %zu bytes", path, n + 1);
+    }
+    size_t got = fread(buf, 1, n, fp);
+    int read_error = ferror(fp);
+    fclose(fp);
+    if (got != n || read_error) {
+        free(buf);
+        return FKD_FAIL(FKD_ERR_IO, "%s: read %zu of %zu bytes", path, got, n);
+    }
+    buf[n] = 0;
+    *data = buf;
+    *size = n;
+    return FKD_OK;
+}
+
+fkd_status fkd_atomic_open(fkd_atomic_file *f, const char *path)
+{
+    memset(f, 0, sizeof *f);
+    size_t len = strlen(path);
+    f->path = malloc(len + 1);
+    f->tmp_path = malloc(len + 32);
+    if (!f->path || !f->tmp_path) {
+        free(f->path);
+        free(f->tmp_path);
+        return FKD_FAIL(FKD_ERR_NOMEM, "%s: out of memory", path);
+    }
+    memcpy(f->path, path, len + 1);
+    snprintf(f->tmp_path, len + 32, "%s.tmp.%ld", path, (long)getpid());
+    f->fp = fopen(f->tmp_path, "wb");
+    if (!f->fp) {
+        fkd_status s = FKD_FAIL(FKD_ERR_IO, "%s: cannot write: %s", path, strerror(errno));
+        free(f->path);
+        free(f->tmp_path);
+        memset(f, 0, sizeof *f);
+        return s;
+    }
+    return FKD_OK;
+}
+
+void fkd_atomic_abort(fkd_atomic_file *f)
+{
+    if (f->fp) fclose(f->fp);
+    if (f->tmp_path) remove(f->tmp_path);
+    free(f->path);
+    free(f->tmp_path);
+    memset(f, 0, sizeof *f);
+}
+
+fkd_status fkd_atomic_commit(fkd_atomic_file *f)
+{
+    fkd_status s = FKD_OK;
+    if (fflush(f->fp) != 0 || ferror(f->fp) || fsync(fileno(f->fp)) != 0)
+        s = FKD_FAIL(FKD_ERR_IO, "%s: write failed: %s", f->path, strerror(errno));
+    if (fclose(f->fp) != 0 && s == FKD_OK)
+        s = FKD_FAIL(FKD_ERR_IO, "%s: close failed: %s", f->path, strerror(errno));
+    f->fp = NULL;
+    if (s == FKD_OK && rename(f->tmp_path, f->path) != 0)
+        s = FKD_FAIL(FKD_ERR_IO, "%s: rename failed: %s", f->path, strerror(errno));
+    if (s != FKD_OK) remove(f->tmp_path);
+    free(f->path);
+    free(f->tmp_path);
+    memset(f, 0, sizeof *f);
+    return s;
+}
+
+fkd_status fkd_atomic_write(const char *path, const void *data, size_t size)
+{
+    fkd_atomic_file f;
+    FKD_TRY(fkd_atomic_open(&f, path));
+    if (size && fwrite(data, 1, size, f.fp) != size) {
+        fkd_status s = FKD_FAIL(FKD_ERR_IO, "%s: write failed: %s", path, strerror(errno));
+        fkd_atomic_abort(&f);
+        return s;
+    }
+    return fkd_atomic_commit(&f);
+}
+
+fkd_status fkd_mkdir_p(const char *path)
+{
+    char buf[4096];
+    size_t len = strlen(path);
+    if (len == 0 || len >= sizeof buf) return FKD_FAIL(FKD_ERR_ARG, "bad directory path '%s'", path);
+    memcpy(buf, path, len + 1);
+    for (size_t i = 1; i <= len; i++) {
+        if (buf[i] == '/' || buf[i] == '\0') {
+            char saved = buf[i];
+            buf[i] = '\0';
+            if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+                return FKD_FAIL(FKD_ERR_IO, "%s: cannot create directory: %s", buf, strerror(errno));
+            buf[i] = saved;
+        }
+    }
+    struct stat st;
+    if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+        return FKD_FAIL(FKD_ERR_IO, "%s: not a directory", path);
+    return FKD_OK;
+}
