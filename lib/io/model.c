@@ -1,0 +1,146 @@
+#include "io/model.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nn/arch.h"
+
+fkd_status fkd_model_save(fkd_graph *g, const char *path, const fkd_model_meta *meta)
+{
+    fkd_param *params;
+    int count;
+    FKD_TRY(fkd_graph_params(g, &params, &count));
+    int64_t total = 0;
+    for (int i = 0; i < count; i++) total += params[i].numel;
+    fkd_st_entry *entries = calloc((size_t)count + 1, sizeof *entries);
+    float *plain = malloc(((size_t)total + 1) * sizeof *plain);
+    fkd_status s = FKD_OK;
+    if (!entries || !plain) s = FKD_FAIL(FKD_ERR_NOMEM, "%s: out of memory saving %d tensors", path, count);
+    float *at = plain;
+    for (int i = 0; s == FKD_OK && i < count; i++) {
+        s = fkd_graph_param_read(g, i, at);
+        entries[i] = (fkd_st_entry){params[i].name, FKD_ST_F32, params[i].ndims, params[i].dims, at};
+        at += params[i].numel;
+    }
+    char emb[24];
+    snprintf(emb, sizeof emb, "%d", meta->embedding_size);
+    fkd_st_meta kv[3] = {{"architecture", (char *)meta->architecture},
+                         {"embedding_size", emb},
+                         {"producer", (char *)meta->producer}};
+    if (s == FKD_OK) s = fkd_safetensors_write(path, entries, count, kv, 3);
+    free(entries);
+    free(plain);
+    return s;
+}
+
+fkd_status fkd_model_meta_from(const fkd_safetensors *st, fkd_model_meta *meta)
+{
+    memset(meta, 0, sizeof *meta);
+    const char *a = fkd_safetensors_meta(st, "architecture");
+    const char *e = fkd_safetensors_meta(st, "embedding_size");
+    const char *p = fkd_safetensors_meta(st, "producer");
+    if (a) snprintf(meta->architecture, sizeof meta->architecture, "%s", a);
+    if (p) snprintf(meta->producer, sizeof meta->producer, "%s", p);
+    if (e) {
+        char *end;
+        errno = 0;
+        long v = strtol(e, &end, 10);
+        if (errno || end == e || *end || v < 1 || v > 1 << 20)
+            return FKD_FAIL(FKD_ERR_FORMAT, "%s: __metadata__ embedding_size \"%s\" is not a positive integer",
+                            st->path, e);
+        meta->embedding_size = (int)v;
+    }
+    return FKD_OK;
+}
+
+fkd_status fkd_model_resolve_arch(const fkd_safetensors *st, const char *arch, const char **resolved)
+{
+    const char *file_arch = fkd_safetensors_meta(st, "architecture");
+    if (!arch && !file_arch)
+        return FKD_FAIL(FKD_ERR_ARG, "%s: no architecture in __metadata__; name one (--arch)", st->path);
+    const fkd_arch *a = fkd_arch_find(arch ? arch : file_arch);
+    if (!a) return FKD_WRAP(FKD_ERR_NOTFOUND, "%s: ", st->path);
+    if (arch && file_arch) {
+        const fkd_arch *f = fkd_arch_find(file_arch);
+        if (f != a)
+            return FKD_FAIL(FKD_ERR_ARG, "%s: the file's architecture is '%s', not '%s'", st->path, file_arch,
+                            arch);
+    }
+    *resolved = a->name;
+    return FKD_OK;
+}
+
+static void format_shape(char *out, size_t size, int ndims, const int64_t *dims)
+{
+    size_t len = (size_t)snprintf(out, size, "[");
+    for (int d = 0; d < ndims && len < size; d++)
+        len += (size_t)snprintf(out + len, size - len, "%s%lld", d ? ", " : "", (long long)dims[d]);
+    if (len < size) snprintf(out + len, size - len, "]");
+}
+
+/* Same rank and extents. */
+static int same_shape(const fkd_param *p, const fkd_st_tensor *t)
+{
+    if (p->ndims != t->ndims) return 0;
+    for (int d = 0; d < p->ndims; d++)
+        if (p->dims[d] != t->dims[d]) return 0;
+    return 1;
+}
+
+fkd_status fkd_model_load_tensors(fkd_graph *g, const fkd_safetensors *st)
+{
+    fkd_param *params;
+    int count;
+    FKD_TRY(fkd_graph_params(g, &params, &count));
+    /* Check everything before writing anything, so a bad file leaves the graph as it was. */
+    int64_t largest = 0;
+    for (int i = 0; i < count; i++) {
+        const fkd_st_tensor *t = fkd_safetensors_find(st, params[i].name);
+        if (!t) return FKD_FAIL(FKD_ERR_FORMAT, "%s: tensor '%s' is missing", st->path, params[i].name);
+        if (t->dtype == FKD_ST_I64)
+            return FKD_FAIL(FKD_ERR_FORMAT, "%s: tensor '%s': dtype I64, expected a float dtype (F32, F16, BF16, F64)",
+                            st->path, params[i].name);
+        if (!same_shape(&params[i], t)) {
+            char want[96], got[96];
+            format_shape(want, sizeof want, params[i].ndims, params[i].dims);
+            format_shape(got, sizeof got, t->ndims, t->dims);
+            return FKD_FAIL(FKD_ERR_FORMAT, "%s: tensor '%s': shape %s, the architecture needs %s", st->path,
+                            params[i].name, got, want);
+        }
+        if (params[i].numel > largest) largest = params[i].numel;
+    }
+    float *plain = malloc(((size_t)largest + 1) * sizeof *plain);
+    if (!plain) return FKD_FAIL(FKD_ERR_NOMEM, "%s: out of memory loading", st->path);
+    fkd_status s = FKD_OK;
+    /* Pass 1 rejects non-finite weights (a NaN would only surface steps later as a NaN
+     * loss); pass 2 writes. */
+    for (int pass = 0; pass < 2; pass++) {
+        for (int i = 0; i < count && s == FKD_OK; i++) {
+            fkd_st_tensor_to_f32(fkd_safetensors_find(st, params[i].name), plain);
+            if (pass == 1) {
+                s = fkd_graph_param_write(g, i, plain);
+                continue;
+            }
+            for (int64_t k = 0; k < params[i].numel; k++)
+                if (!isfinite(plain[k])) {
+                    s = FKD_FAIL(FKD_ERR_NUMERIC, "%s: tensor '%s': element %lld is not finite (%g)", st->path,
+                                 params[i].name, (long long)k, plain[k]);
+                    break;
+                }
+        }
+    }
+    free(plain);
+    return s;
+}
+
+fkd_status fkd_model_load(fkd_graph *g, const char *path)
+{
+    fkd_safetensors st;
+    FKD_TRY(fkd_safetensors_read(&st, path));
+    fkd_status s = fkd_model_load_tensors(g, &st);
+    fkd_safetensors_free(&st);
+    return s;
+}

@@ -1,0 +1,39 @@
+/* Model files: a graph's parameters and buffers as safetensors, fp32, PyTorch's plain
+ * layout and state_dict names, with metadata
+ *   architecture    "iresnet50", "mbf", … (fkd_arch names)
+ *   embedding_size  "512"
+ *   producer        "facekd 0.1.0", "convert_arcface_pth.py", …
+ *
+ * Loading needs every parameter and buffer of the graph, with the graph's shape; extra
+ * tensors (num_batches_tracked, a training checkpoint's optimizer state) are ignored. */
+#ifndef FKD_IO_MODEL_H
+#define FKD_IO_MODEL_H
+
+#include "io/safetensors.h"
+#include "nn/graph.h"
+
+typedef struct {
+    char architecture[64]; /* "" when the file has none */
+    int embedding_size;    /* 0 when the file has none */
+    char producer[128];
+} fkd_model_meta;
+
+/* Writes every parameter and buffer of `g` (after finalize) to `path`, atomically. */
+fkd_status fkd_model_save(fkd_graph *g, const char *path, const fkd_model_meta *meta);
+
+/* Reads the metadata of a parsed file; absent keys stay empty. A malformed
+ * embedding_size is an error. */
+fkd_status fkd_model_meta_from(const fkd_safetensors *st, fkd_model_meta *meta);
+
+/* The architecture to build for `st`: `arch` when given (then the file's metadata, if any,
+ * must name the same architecture), else the file's; an error when neither names one. The
+ * result is canonical (aliases resolved) and points into the architecture table. */
+fkd_status fkd_model_resolve_arch(const fkd_safetensors *st, const char *arch, const char **resolved);
+
+/* Copies the tensors of `st` into the parameters and buffers of `g` (after finalize). */
+fkd_status fkd_model_load_tensors(fkd_graph *g, const fkd_safetensors *st);
+
+/* Reads `path` and loads it into `g`. */
+fkd_status fkd_model_load(fkd_graph *g, const char *path);
+
+#endif
