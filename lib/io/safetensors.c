@@ -311,7 +311,6 @@ static fkd_status parse_tensor(json_reader *r, fkd_st_tensor *t, uint64_t offset
 
 static fkd_status parse_metadata(json_reader *r, fkd_safetensors *st)
 {
-    if (st->meta) return json_error(r, "repeated __metadata__");
     FKD_TRY(json_expect(r, '{'));
     if (json_empty(r, '}')) return FKD_OK;
     int cap = 0;
@@ -377,12 +376,15 @@ static fkd_status parse_header(fkd_safetensors *st, json_reader *r, const uint8_
     FKD_TRY(json_expect(r, '{'));
     if (json_empty(r, '}')) goto tail;
     int cap = 0;
+    bool have_meta = false;
     for (bool more = true; more;) {
         char *name;
         FKD_TRY(json_string(r, &name));
         fkd_status s = json_expect(r, ':');
         if (s == FKD_OK && strcmp(name, "__metadata__") == 0) {
             free(name);
+            if (have_meta) return json_error(r, "repeated __metadata__");
+            have_meta = true;
             FKD_TRY(parse_metadata(r, st));
             FKD_TRY(json_next(r, '}', &more));
             continue;
