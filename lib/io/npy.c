@@ -215,6 +215,7 @@ static fkd_status npy_dict(npy_cursor *c, fkd_npy_info *info)
 static fkd_status npy_preamble(const char *name, const uint8_t *buf, size_t len, fkd_npy_info *info,
                                size_t *prefix, size_t *hlen)
 {
+    if (len == 0) return FKD_FAIL(FKD_ERR_FORMAT, "%s: empty file, not a .npy array", name);
     size_t magic_have = len < NPY_MAGIC_LEN ? len : NPY_MAGIC_LEN;
     if (memcmp(buf, NPY_MAGIC, magic_have) != 0) return FKD_FAIL(FKD_ERR_FORMAT, "%s: bad magic: not a .npy file", name);
     if (len < 8) return FKD_FAIL(FKD_ERR_FORMAT, "%s: truncated .npy preamble (%zu bytes)", name, len);
