@@ -64,21 +64,17 @@ fkd_optim_config fkd_optim_adamw_defaults(void)
     return c;
 }
 
-/* Finds `name` in a table of `n` names. */
-static fkd_status parse_name(const char *what, const char *const *names, int n, const char *name, int *out)
+/* Index of `name` in a table of `n` names, or -1 with the error recorded. */
+static int parse_name(const char *what, const char *const *names, int n, const char *name)
 {
-    for (int i = 0; i < n; i++) {
-        if (strcmp(name, names[i]) == 0) {
-            *out = i;
-            return FKD_OK;
-        }
-    }
     char choices[128] = "";
     for (int i = 0; i < n; i++) {
+        if (strcmp(name, names[i]) == 0) return i;
         size_t l = strlen(choices);
         snprintf(choices + l, sizeof choices - l, i ? ", %s" : "%s", names[i]);
     }
-    return FKD_FAIL(FKD_ERR_ARG, "unknown %s '%s' (%s)", what, name, choices);
+    FKD_FAIL(FKD_ERR_ARG, "unknown %s '%s' (%s)", what, name, choices);
+    return -1;
 }
 
 const char *fkd_optim_kind_name(fkd_optim_kind kind)
@@ -86,25 +82,23 @@ const char *fkd_optim_kind_name(fkd_optim_kind kind)
     return (unsigned)kind < FKD_OPTIM_KIND_COUNT ? optim_kind_names[kind] : "?";
 }
 
-fkd_status fkd_optim_kind_parse(const char *name, fkd_optim_kind *kind)
-{
-    int i;
-    FKD_TRY(parse_name("optimizer", optim_kind_names, FKD_OPTIM_KIND_COUNT, name, &i));
-    *kind = (fkd_optim_kind)i;
-    return FKD_OK;
-}
-
 const char *fkd_decay_policy_name(fkd_decay_policy policy)
 {
     return (unsigned)policy < FKD_DECAY_POLICY_COUNT ? decay_policy_names[policy] : "?";
 }
 
+fkd_status fkd_optim_kind_parse(const char *name, fkd_optim_kind *kind)
+{
+    int i = parse_name("optimizer", optim_kind_names, FKD_OPTIM_KIND_COUNT, name);
+    if (i >= 0) *kind = (fkd_optim_kind)i;
+    return i >= 0 ? FKD_OK : FKD_ERR_ARG;
+}
+
 fkd_status fkd_decay_policy_parse(const char *name, fkd_decay_policy *policy)
 {
-    int i;
-    FKD_TRY(parse_name("weight decay policy", decay_policy_names, FKD_DECAY_POLICY_COUNT, name, &i));
-    *policy = (fkd_decay_policy)i;
-    return FKD_OK;
+    int i = parse_name("weight decay policy", decay_policy_names, FKD_DECAY_POLICY_COUNT, name);
+    if (i >= 0) *policy = (fkd_decay_policy)i;
+    return i >= 0 ? FKD_OK : FKD_ERR_ARG;
 }
 
 static fkd_status check_config(const fkd_optim_config *c)
