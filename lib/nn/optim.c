@@ -24,6 +24,7 @@ struct fkd_optim {
     int n_entries;
     optim_entry *entries;
     int64_t step;
+    size_t total_storage;            /* elements updated per step */
     /* The state table for checkpoints: n_entries · n_slots tensors, then "step". */
     int n_states;
     fkd_optim_state *states;
@@ -207,6 +208,7 @@ fkd_status fkd_optim_create(fkd_optim **out, const fkd_optim_config *config, fkd
             optim_entry *e = &o->entries[o->n_entries++];
             e->param = p;
             e->decay = config->weight_decay > 0 && (config->decay_policy == FKD_DECAY_ALL || p->decay);
+            o->total_storage += p->storage;
             for (int k = 0; k < o->n_slots; k++) {
                 e->state[k] = calloc(p->storage ? p->storage : 1, sizeof(float));
                 if (!e->state[k]) {
@@ -260,13 +262,6 @@ static void adamw_update(float *restrict w, const float *restrict g, float *rest
     }
 }
 
-static size_t total_storage(const fkd_optim *o)
-{
-    size_t total = 0;
-    for (int e = 0; e < o->n_entries; e++) total += o->entries[e].param->storage;
-    return total;
-}
-
 fkd_status fkd_optim_step(fkd_optim *o, float lr)
 {
     if (!(lr >= 0) || !isfinite(lr)) return FKD_FAIL(FKD_ERR_ARG, "optimizer step: learning rate %g", lr);
@@ -277,7 +272,7 @@ fkd_status fkd_optim_step(fkd_optim *o, float lr)
     double bc1 = 1.0 - pow((double)c->beta1, (double)t);
     float step_size = (float)((double)lr / bc1);
     float bc2_sqrt = (float)sqrt(1.0 - pow((double)c->beta2, (double)t));
-    bool parallel = total_storage(o) >= OPTIM_PARALLEL_MIN;
+    bool parallel = o->total_storage >= OPTIM_PARALLEL_MIN;
 #pragma omp parallel if (parallel)
     for (int e = 0; e < o->n_entries; e++) {
         const optim_entry *en = &o->entries[e];
@@ -360,7 +355,10 @@ fkd_status fkd_params_clip_grad_norm(fkd_param *const lists[], const int counts[
     double total;
     FKD_TRY(fkd_params_grad_norm(lists, counts, n_lists, &total));
     if (norm) *norm = total;
-    if (!isfinite(total)) return fkd_params_check_finite(lists, counts, n_lists);
+    if (!isfinite(total)) {
+        fkd_status s = fkd_params_check_finite(lists, counts, n_lists);
+        return s != FKD_OK ? s : FKD_FAIL(FKD_ERR_NUMERIC, "clip_grad_norm: gradient norm overflows");
+    }
     double coef = max_norm / (total + 1e-6);
     if (coef >= 1.0) return FKD_OK;
     float scale = (float)coef;

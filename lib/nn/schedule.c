@@ -74,6 +74,7 @@ fkd_status fkd_schedule_check(const fkd_schedule *s)
 
 double fkd_schedule_lr(const fkd_schedule *s, int64_t step)
 {
+    if (step < 0) step = 0;
     if (step < s->warmup_steps) return s->base_lr * (double)step / (double)s->warmup_steps;
     /* Fraction of the decay phase done (POLY, COSINE), clamped at its end. */
     double span = (double)(s->total_steps - s->warmup_steps);

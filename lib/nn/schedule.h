@@ -59,7 +59,7 @@ fkd_status fkd_schedule_kind_parse(const char *name, fkd_schedule_kind *kind);
  * milestones, gamma in (0, 1], and so on. The message names the field. */
 fkd_status fkd_schedule_check(const fkd_schedule *s);
 
-/* The learning rate for the update with index `step` (>= 0). The schedule must have
+/* The learning rate for the update with index `step` (negative counts as 0). The schedule must have
  * passed fkd_schedule_check(). */
 double fkd_schedule_lr(const fkd_schedule *s, int64_t step);
 
