@@ -16,6 +16,9 @@
 #include "core/log.h"
 #include "core/rng.h"
 #include "core/status.h"
+#include "io/npy.h"
 #include "nn/graph.h"
+#include "nn/optim.h"
+#include "nn/schedule.h"
 
 #endif

@@ -31,7 +31,10 @@ static int remove_tmp(void **state)
     return system(cmd) == 0 ? 0 : -1;
 }
 
-static void tmp_path(char *out, size_t cap, const char *name) { snprintf(out, cap, "%s/%s", tmpdir, name); }
+static void tmp_path(char *out, size_t cap, const char *name)
+{
+    snprintf(out, cap, "%s/%s", tmpdir, name);
+}
 
 /* The fixtures hold arange(24) * 0.25 - 3 in shape (2, 3, 4) (exact in float32). */
 static double fixture_value(int64_t i) { return (double)i * 0.25 - 3.0; }
@@ -48,7 +51,8 @@ static void assert_shape_234(const fkd_npy_info *info)
 static void test_reads_float_files_in_every_version(void **state)
 {
     (void)state;
-    const char *files[] = {FIX "f4_2x3x4.npy", FIX "f4_2x3x4_v2.npy", FIX "f4_2x3x4_v3.npy", FIX "f8_2x3x4.npy"};
+    const char *files[] = {FIX "f4_2x3x4.npy", FIX "f4_2x3x4_v2.npy", FIX "f4_2x3x4_v3.npy",
+                           FIX "f8_2x3x4.npy"};
     const int major[] = {1, 2, 3, 1};
     for (int f = 0; f < 4; f++) {
         fkd_npy_array a;
@@ -111,8 +115,8 @@ static void test_reads_integer_labels(void **state)
 }
 
 /* Writes `data` and compares the bytes with the file numpy wrote for the same array. */
-static void assert_writes_like_numpy(const char *fixture, fkd_npy_dtype dtype, const void *data, int ndims,
-                                     const int64_t *dims)
+static void assert_writes_like_numpy(const char *fixture, fkd_npy_dtype dtype, const void *data,
+                                     int ndims, const int64_t *dims)
 {
     char path[128];
     tmp_path(path, sizeof path, "out.npy");
@@ -163,12 +167,14 @@ static void test_write_read_round_trip(void **state)
 }
 
 /* Expects `status` from reading `path` as `want`, and a message with the path and `needle`. */
-static void assert_read_fails(const char *path, fkd_npy_dtype want, fkd_status status, const char *needle)
+static void assert_read_fails(const char *path, fkd_npy_dtype want, fkd_status status,
+                              const char *needle)
 {
     fkd_npy_array a;
     fkd_status s = fkd_npy_read(path, want, &a);
     if (s != status || !strstr(fkd_last_error(), path) || !strstr(fkd_last_error(), needle))
-        fail_msg("%s: status %d, message \"%s\" (wanted %d with \"%s\")", path, s, fkd_last_error(), status, needle);
+        fail_msg("%s: status %d, message \"%s\" (wanted %d with \"%s\")", path, s, fkd_last_error(),
+                 status, needle);
     assert_null(a.data);
 }
 
@@ -180,7 +186,8 @@ static void test_refuses_unsupported_arrays(void **state)
     assert_read_fails(FIX "bad_f2.npy", FKD_NPY_F32, FKD_ERR_UNSUPPORTED, "'<f2'");
     assert_read_fails(FIX "bad_u1.npy", FKD_NPY_I64, FKD_ERR_UNSUPPORTED, "'|u1'");
     assert_read_fails(FIX "f4_6.npy", FKD_NPY_I64, FKD_ERR_UNSUPPORTED, "'<f4' cannot load as <i8");
-    assert_read_fails(FIX "i8_labels.npy", FKD_NPY_F32, FKD_ERR_UNSUPPORTED, "'<i8' cannot load as <f4");
+    assert_read_fails(FIX "i8_labels.npy", FKD_NPY_F32, FKD_ERR_UNSUPPORTED,
+                      "'<i8' cannot load as <f4");
     assert_read_fails(FIX "does_not_exist.npy", FKD_NPY_F32, FKD_ERR_IO, "cannot open");
 }
 
@@ -210,21 +217,28 @@ static void test_malformed_files_name_file_and_problem(void **state)
         fkd_status status;
         const char *needle;
     } cases[] = {
-        {"{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", 20, FKD_ERR_FORMAT, "truncated .npy data"},
-        {"{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", 28, FKD_ERR_FORMAT, "4 trailing bytes"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", 20, FKD_ERR_FORMAT,
+         "truncated .npy data"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }", 28, FKD_ERR_FORMAT,
+         "4 trailing bytes"},
         {"{'descr': '<f4', 'fortran_order': False, }", 0, FKD_ERR_FORMAT, "lacks key 'shape'"},
         {"{'descr': '<f4', 'fortran_order': False, 'shape': (2,), 'extra': 1}", 8, FKD_ERR_FORMAT,
          "unknown key 'extra'"},
-        {"{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': (2,)}", 8, FKD_ERR_FORMAT,
-         "repeats key 'descr'"},
-        {"{'descr': '<f4', 'fortran_order': False, 'shape': (2)}", 8, FKD_ERR_FORMAT, "a tuple such as (3,)"},
-        {"{'descr': '<f4', 'fortran_order': False, 'shape': (-2,)}", 8, FKD_ERR_FORMAT, "header garbage at byte"},
+        {"{'descr': '<f4', 'descr': '<f4', 'fortran_order': False, 'shape': (2,)}", 8,
+         FKD_ERR_FORMAT, "repeats key 'descr'"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (2)}", 8, FKD_ERR_FORMAT,
+         "a tuple such as (3,)"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (-2,)}", 8, FKD_ERR_FORMAT,
+         "header garbage at byte"},
         {"{'descr': '<f4', 'fortran_order': 0, 'shape': (2,)}", 8, FKD_ERR_FORMAT, "True or False"},
-        {"{'descr': '<f4', 'fortran_order': False, 'shape': (2,)} x", 8, FKD_ERR_FORMAT, "final newline"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (2,)} x", 8, FKD_ERR_FORMAT,
+         "final newline"},
         {"['descr', '<f4']", 8, FKD_ERR_FORMAT, "'{' opening the header dict"},
-        {"{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999, 99999999999, 99999999999)}", 8,
-         FKD_ERR_FORMAT, "overflows"},
-        {"{'descr: '<f4', 'fortran_order': False, 'shape': (2,)}", 8, FKD_ERR_FORMAT, "header garbage"},
+        {"{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999, 99999999999, "
+         "99999999999)}",
+         8, FKD_ERR_FORMAT, "overflows"},
+        {"{'descr: '<f4', 'fortran_order': False, 'shape': (2,)}", 8, FKD_ERR_FORMAT,
+         "header garbage"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         write_v1(path, cases[i].dict, cases[i].data);
@@ -258,10 +272,12 @@ static void test_parse_header_from_memory(void **state)
 {
     (void)state;
     /* Keys in another order, double quotes, Python 2 "L" suffixes, no trailing comma. */
-    const char text[] = "\x93NUMPY\x01\x00\x41\x00"
-                        "{\"shape\": (3L, 2L), \"fortran_order\": False, \"descr\": \"<f8\"}     \n";
+    const char text[] =
+        "\x93NUMPY\x01\x00\x41\x00"
+        "{\"shape\": (3L, 2L), \"fortran_order\": False, \"descr\": \"<f8\"}     \n";
     fkd_npy_info info;
-    assert_int_equal(fkd_npy_parse_header("mem", (const uint8_t *)text, sizeof text - 1, &info), FKD_OK);
+    assert_int_equal(fkd_npy_parse_header("mem", (const uint8_t *)text, sizeof text - 1, &info),
+                     FKD_OK);
     assert_int_equal(info.dtype, FKD_NPY_F64);
     assert_int_equal(info.ndims, 2);
     assert_int_equal(info.dims[0], 3);
@@ -282,7 +298,8 @@ static void test_mutated_headers_never_crash(void **state)
     assert_int_equal(fkd_file_read_all(FIX "f4_2x3x4.npy", &good, &n), FKD_OK);
     const size_t header = 128;
     assert_true(n > header);
-    static const uint8_t values[] = {0, ' ', '(', ')', ',', '\'', '"', ':', '{', '}', '9', 'L', '\n', 0xff};
+    static const uint8_t values[] = {0,   ' ', '(', ')', ',', '\'', '"',
+                                     ':', '{', '}', '9', 'L', '\n', 0xff};
     uint8_t *buf = malloc(header);
     assert_non_null(buf);
     int parsed = 0, failed = 0;

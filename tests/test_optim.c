@@ -17,9 +17,9 @@
 #include "nn/optim.h"
 
 #define FIX "tests/fixtures/optim/"
-#define NP 3       /* trained parameters in the fixtures */
+#define NP 3 /* trained parameters in the fixtures */
 #define STEPS 5
-#define PAD0 4     /* layout padding after p0 */
+#define PAD0 4 /* layout padding after p0 */
 
 /* float32 updates vs PyTorch's float32 kernels (which may vectorise and fuse): after five
  * steps weights agree to |a - b| <= 2e-6 + 1e-5·|b|; measured worst is printed. */
@@ -44,8 +44,8 @@ static void load(fkd_npy_array *a, const char *dir, const char *file, fkd_npy_dt
     if (fkd_npy_read(path, dtype, a) != FKD_OK) fail_msg("%s", fkd_last_error());
 }
 
-static void fill_param(fkd_param *p, const char *name, const fkd_npy_info *shape_of_history, float *data,
-                       float *grad, size_t storage)
+static void fill_param(fkd_param *p, const char *name, const fkd_npy_info *shape_of_history,
+                       float *data, float *grad, size_t storage)
 {
     memset(p, 0, sizeof *p);
     p->name = name;
@@ -78,17 +78,27 @@ static void rig_init(rig *r, const char *dir)
         assert_non_null(r->data[i]);
         assert_non_null(r->grad[i]);
         memcpy(r->data[i], r->w[i].data, numel * sizeof(float));
-        fill_param(i == 2 ? &r->list_b[0] : &r->list_a[i], param_names[i], &r->w[i].info, r->data[i], r->grad[i],
-                   storage);
+        fill_param(i == 2 ? &r->list_b[0] : &r->list_a[i], param_names[i], &r->w[i].info,
+                   r->data[i], r->grad[i], storage);
     }
     load(&r->lr, dir, "lr.npy", FKD_NPY_F64);
     r->list_a[1].decay = false; /* what the engine sets for batch norm and PReLU */
     for (int k = 0; k < 6; k++) r->frozen_data[k] = 1.0f, r->frozen_grad[k] = 0.5f;
     for (int k = 0; k < 3; k++) r->buffer_data[k] = 2.0f;
-    r->list_a[2] = (fkd_param){.name = "features.weight", .ndims = 1, .dims = {6}, .numel = 6,
-                               .data = r->frozen_data, .grad = r->frozen_grad, .storage = 6};
-    r->list_a[3] = (fkd_param){.name = "bn1.running_mean", .ndims = 1, .dims = {3}, .numel = 3,
-                               .data = r->buffer_data, .storage = 3, .is_buffer = true};
+    r->list_a[2] = (fkd_param){.name = "features.weight",
+                               .ndims = 1,
+                               .dims = {6},
+                               .numel = 6,
+                               .data = r->frozen_data,
+                               .grad = r->frozen_grad,
+                               .storage = 6};
+    r->list_a[3] = (fkd_param){.name = "bn1.running_mean",
+                               .ndims = 1,
+                               .dims = {3},
+                               .numel = 3,
+                               .data = r->buffer_data,
+                               .storage = 3,
+                               .is_buffer = true};
     r->lists[0] = r->list_a;
     r->lists[1] = r->list_b;
     r->counts[0] = 4;
@@ -112,7 +122,8 @@ static size_t numel_of(const rig *r, int i) { return (size_t)(r->g[i].info.numel
 static void rig_step(rig *r, fkd_optim *o, int k)
 {
     for (int i = 0; i < NP; i++)
-        memcpy(r->grad[i], (const float *)r->g[i].data + (size_t)k * numel_of(r, i), numel_of(r, i) * sizeof(float));
+        memcpy(r->grad[i], (const float *)r->g[i].data + (size_t)k * numel_of(r, i),
+               numel_of(r, i) * sizeof(float));
     assert_int_equal(fkd_optim_step(o, (float)((const double *)r->lr.data)[k]), FKD_OK);
 }
 
@@ -135,7 +146,9 @@ static double assert_weights_match(const rig *r, int after_step, const char *dir
         size_t n = numel_of(r, i);
         const float *want = (const float *)r->w[i].data + (size_t)(after_step + 1) * n;
         double ratio = worst_ratio(r->data[i], want, n);
-        if (ratio > 1) fail_msg("%s: %s after step %d: error %.2f x tolerance", dir, param_names[i], after_step, ratio);
+        if (ratio > 1)
+            fail_msg("%s: %s after step %d: error %.2f x tolerance", dir, param_names[i],
+                     after_step, ratio);
         if (ratio > worst) worst = ratio;
     }
     for (int k = 0; k < PAD0; k++) assert_true(r->data[0][numel_of(r, 0) + k] == 0.0f);
@@ -183,7 +196,8 @@ static void assert_state_matches(const rig *r, const fkd_optim *o, const char *d
         assert_int_equal(st.count, st.param->storage);
         double ratio = worst_ratio(st.data, want.data, (size_t)want.info.numel);
         if (ratio > 1) fail_msg("%s: state %s: error %.2f x tolerance", dir, st.name, ratio);
-        for (size_t k = (size_t)want.info.numel; k < st.count; k++) assert_true(((float *)st.data)[k] == 0.0f);
+        for (size_t k = (size_t)want.info.numel; k < st.count; k++)
+            assert_true(((float *)st.data)[k] == 0.0f);
         fkd_npy_free(&want);
     }
 }
@@ -224,7 +238,8 @@ static void transfer_state(const fkd_optim *o, fkd_optim *into)
     for (int s = 0; s < fkd_optim_state_count(o); s++) {
         fkd_optim_state st;
         assert_int_equal(fkd_optim_state_get(o, s, &st), FKD_OK);
-        size_t bytes = st.count * (st.dtype == FKD_OPTIM_STATE_F32 ? sizeof(float) : sizeof(int64_t));
+        size_t bytes =
+            st.count * (st.dtype == FKD_OPTIM_STATE_F32 ? sizeof(float) : sizeof(int64_t));
         void *copy = malloc(bytes);
         assert_non_null(copy);
         memcpy(copy, st.data, bytes);
@@ -246,7 +261,8 @@ static void test_state_round_trip_continues_identically(void **state)
         assert_int_equal(fkd_optim_create(&oa, &oc.cfg, a.lists, a.counts, 2), FKD_OK);
         for (int k = 0; k < 2; k++) rig_step(&a, oa, k);
         /* "Resume": b gets a's weights and optimizer state through plain arrays. */
-        for (int i = 0; i < NP; i++) memcpy(b.data[i], a.data[i], (numel_of(&a, i) + (i == 0 ? PAD0 : 0)) * sizeof(float));
+        for (int i = 0; i < NP; i++)
+            memcpy(b.data[i], a.data[i], (numel_of(&a, i) + (i == 0 ? PAD0 : 0)) * sizeof(float));
         assert_int_equal(fkd_optim_create(&ob, &oc.cfg, b.lists, b.counts, 2), FKD_OK);
         transfer_state(oa, ob);
         assert_int_equal(fkd_optim_steps(ob), 2);
@@ -254,7 +270,8 @@ static void test_state_round_trip_continues_identically(void **state)
             rig_step(&a, oa, k);
             rig_step(&b, ob, k);
         }
-        for (int i = 0; i < NP; i++) assert_memory_equal(a.data[i], b.data[i], numel_of(&a, i) * sizeof(float));
+        for (int i = 0; i < NP; i++)
+            assert_memory_equal(a.data[i], b.data[i], numel_of(&a, i) * sizeof(float));
         assert_weights_match(&b, STEPS - 1, oc.dir);
         fkd_optim_free(oa);
         fkd_optim_free(ob);
@@ -272,14 +289,18 @@ static void test_state_load_errors(void **state)
     fkd_optim *o;
     assert_int_equal(fkd_optim_create(&o, &cfg, r.lists, r.counts, 2), FKD_OK);
     float buf[16] = {0};
-    assert_int_equal(fkd_optim_state_load(o, "p0.momentum_buffer", FKD_OPTIM_STATE_F32, buf, 16), FKD_ERR_NOTFOUND);
-    assert_non_null(strstr(fkd_last_error(), "'p0.momentum_buffer': no such tensor in this adamw optimizer"));
-    assert_int_equal(fkd_optim_state_load(o, "p0.exp_avg", FKD_OPTIM_STATE_F32, buf, 12), FKD_ERR_FORMAT);
+    assert_int_equal(fkd_optim_state_load(o, "p0.momentum_buffer", FKD_OPTIM_STATE_F32, buf, 16),
+                     FKD_ERR_NOTFOUND);
+    assert_non_null(
+        strstr(fkd_last_error(), "'p0.momentum_buffer': no such tensor in this adamw optimizer"));
+    assert_int_equal(fkd_optim_state_load(o, "p0.exp_avg", FKD_OPTIM_STATE_F32, buf, 12),
+                     FKD_ERR_FORMAT);
     assert_non_null(strstr(fkd_last_error(), "'p0.exp_avg': expected 16 elements, got 12"));
     assert_int_equal(fkd_optim_state_load(o, "step", FKD_OPTIM_STATE_F32, buf, 1), FKD_ERR_FORMAT);
     assert_non_null(strstr(fkd_last_error(), "'step': expected int64, got float32"));
     int64_t negative = -3;
-    assert_int_equal(fkd_optim_state_load(o, "step", FKD_OPTIM_STATE_I64, &negative, 1), FKD_ERR_FORMAT);
+    assert_int_equal(fkd_optim_state_load(o, "step", FKD_OPTIM_STATE_I64, &negative, 1),
+                     FKD_ERR_FORMAT);
     fkd_optim_state st;
     assert_int_equal(fkd_optim_state_get(o, 99, &st), FKD_ERR_ARG);
     assert_int_equal(fkd_optim_state_get(o, 1, &st), FKD_OK);
@@ -303,8 +324,15 @@ static void test_parallel_update_equals_serial(void **state)
     fkd_optim_config cfgs[2] = {fkd_optim_sgd_defaults(), fkd_optim_adamw_defaults()};
     cfgs[0].nesterov = true;
     for (int c = 0; c < 2; c++) {
-        fkd_param big = {.name = "big", .ndims = 1, .dims = {N}, .numel = N, .data = w_big, .grad = g_big,
-                         .storage = N, .trainable = true, .decay = true};
+        fkd_param big = {.name = "big",
+                         .ndims = 1,
+                         .dims = {N},
+                         .numel = N,
+                         .data = w_big,
+                         .grad = g_big,
+                         .storage = N,
+                         .trainable = true,
+                         .decay = true};
         fkd_param slices[N / SLICE];
         fkd_optim *one, *many[N / SLICE];
         fkd_param *list = &big;
@@ -321,7 +349,8 @@ static void test_parallel_update_equals_serial(void **state)
         for (int k = 0; k < 3; k++) {
             for (int i = 0; i < N; i++) g_big[i] = g_small[i] = (float)fkd_rng_normal(&rng);
             assert_int_equal(fkd_optim_step(one, 0.01f), FKD_OK);
-            for (int s = 0; s < N / SLICE; s++) assert_int_equal(fkd_optim_step(many[s], 0.01f), FKD_OK);
+            for (int s = 0; s < N / SLICE; s++)
+                assert_int_equal(fkd_optim_step(many[s], 0.01f), FKD_OK);
         }
         assert_memory_equal(w_big, w_small, N * sizeof(float));
         fkd_optim_free(one);
@@ -367,7 +396,8 @@ static void test_grad_norm_clip_and_finite_check(void **state)
     assert_int_equal(fkd_params_check_finite(r.lists, r.counts, 2), FKD_OK);
     r.grad[2][9] = INFINITY;
     assert_int_equal(fkd_params_check_finite(r.lists, r.counts, 2), FKD_ERR_NUMERIC);
-    assert_non_null(strstr(fkd_last_error(), "gradient of 'head.weight' is not finite (element 9 of 24 is inf)"));
+    assert_non_null(strstr(fkd_last_error(),
+                           "gradient of 'head.weight' is not finite (element 9 of 24 is inf)"));
     r.grad[0][3] = NAN;
     assert_int_equal(fkd_params_check_finite(r.lists, r.counts, 2), FKD_ERR_NUMERIC);
     assert_non_null(strstr(fkd_last_error(), "gradient of 'p0' is not finite (element 3 of 16"));

@@ -99,7 +99,8 @@ static void test_epoch_milestones_and_constant(void **state)
 static void assert_check_fails(const fkd_schedule *s, const char *needle)
 {
     assert_int_equal(fkd_schedule_check(s), FKD_ERR_ARG);
-    if (!strstr(fkd_last_error(), needle)) fail_msg("message \"%s\" lacks \"%s\"", fkd_last_error(), needle);
+    if (!strstr(fkd_last_error(), needle))
+        fail_msg("message \"%s\" lacks \"%s\"", fkd_last_error(), needle);
 }
 
 static void test_bad_schedules(void **state)
@@ -137,7 +138,8 @@ static void test_bad_schedules(void **state)
     assert_string_equal(fkd_schedule_kind_name(FKD_SCHEDULE_POLY), "poly");
     assert_int_equal(fkd_schedule_kind_parse("linear", &kind), FKD_ERR_ARG);
     assert_non_null(strstr(fkd_last_error(), "unknown lr schedule 'linear'"));
-    assert_int_equal(fkd_schedule_milestones_from_epochs(&st, (const int64_t[]){1}, 1, 0), FKD_ERR_ARG);
+    assert_int_equal(fkd_schedule_milestones_from_epochs(&st, (const int64_t[]){1}, 1, 0),
+                     FKD_ERR_ARG);
 }
 
 int main(void)

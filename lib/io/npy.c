@@ -85,7 +85,8 @@ static fkd_status npy_string(npy_cursor *c, char *out, size_t cap)
     size_t n = 0;
     while (c->pos < c->len && c->text[c->pos] != quote) {
         char ch = c->text[c->pos];
-        if (ch == '\\' || ch == '\n' || n + 1 >= cap) return npy_garbage(c, "a short string without escapes");
+        if (ch == '\\' || ch == '\n' || n + 1 >= cap)
+            return npy_garbage(c, "a short string without escapes");
         out[n++] = ch;
         c->pos++;
     }
@@ -138,8 +139,8 @@ static fkd_status npy_shape(npy_cursor *c, fkd_npy_info *info)
     bool comma = false;
     while (!npy_accept(c, ')')) {
         if (info->ndims == FKD_NPY_MAX_DIMS)
-            return FKD_FAIL(FKD_ERR_UNSUPPORTED, "%s: .npy shape has more than %d dimensions", c->name,
-                            FKD_NPY_MAX_DIMS);
+            return FKD_FAIL(FKD_ERR_UNSUPPORTED, "%s: .npy shape has more than %d dimensions",
+                            c->name, FKD_NPY_MAX_DIMS);
         FKD_TRY(npy_int(c, &info->dims[info->ndims++]));
         comma = npy_accept(c, ',');
         if (!comma) {
@@ -159,9 +160,11 @@ static fkd_status npy_descr(const npy_cursor *c, const char *descr, fkd_npy_dtyp
             return FKD_OK;
         }
     }
-    const char *hint = descr[0] == '>' ? " (big-endian: save with arr.astype(arr.dtype.newbyteorder('<')))" : "";
-    return FKD_FAIL(FKD_ERR_UNSUPPORTED, "%s: unsupported .npy dtype '%s'%s; supported: <f4 <f8 <i4 <i8",
-                    c->name, descr, hint);
+    const char *hint =
+        descr[0] == '>' ? " (big-endian: save with arr.astype(arr.dtype.newbyteorder('<')))" : "";
+    return FKD_FAIL(FKD_ERR_UNSUPPORTED,
+                    "%s: unsupported .npy dtype '%s'%s; supported: <f4 <f8 <i4 <i8", c->name, descr,
+                    hint);
 }
 
 /* The dict: exactly the three keys, each once, in any order, optional trailing comma. */
@@ -194,7 +197,8 @@ static fkd_status npy_dict(npy_cursor *c, fkd_npy_info *info)
         } else {
             return FKD_FAIL(FKD_ERR_FORMAT, "%s: .npy header has unknown key '%s'", c->name, key);
         }
-        if (seen & bit) return FKD_FAIL(FKD_ERR_FORMAT, "%s: .npy header repeats key '%s'", c->name, key);
+        if (seen & bit)
+            return FKD_FAIL(FKD_ERR_FORMAT, "%s: .npy header repeats key '%s'", c->name, key);
         seen |= bit;
         if (!npy_accept(c, ',')) {
             FKD_TRY(npy_expect(c, '}', "',' or '}' after a value"));
@@ -203,7 +207,9 @@ static fkd_status npy_dict(npy_cursor *c, fkd_npy_info *info)
     }
     if (seen != (KEY_DESCR | KEY_FORTRAN | KEY_SHAPE))
         return FKD_FAIL(FKD_ERR_FORMAT, "%s: .npy header lacks key '%s'", c->name,
-                        !(seen & KEY_DESCR) ? "descr" : !(seen & KEY_FORTRAN) ? "fortran_order" : "shape");
+                        !(seen & KEY_DESCR)     ? "descr"
+                        : !(seen & KEY_FORTRAN) ? "fortran_order"
+                                                : "shape");
     /* Only padding spaces may follow, then the final newline. */
     npy_skip_spaces(c);
     if (c->pos + 1 != c->len || c->text[c->pos] != '\n')
@@ -217,8 +223,10 @@ static fkd_status npy_preamble(const char *name, const uint8_t *buf, size_t len,
 {
     if (len == 0) return FKD_FAIL(FKD_ERR_FORMAT, "%s: empty file, not a .npy array", name);
     size_t magic_have = len < NPY_MAGIC_LEN ? len : NPY_MAGIC_LEN;
-    if (memcmp(buf, NPY_MAGIC, magic_have) != 0) return FKD_FAIL(FKD_ERR_FORMAT, "%s: bad magic: not a .npy file", name);
-    if (len < 8) return FKD_FAIL(FKD_ERR_FORMAT, "%s: truncated .npy preamble (%zu bytes)", name, len);
+    if (memcmp(buf, NPY_MAGIC, magic_have) != 0)
+        return FKD_FAIL(FKD_ERR_FORMAT, "%s: bad magic: not a .npy file", name);
+    if (len < 8)
+        return FKD_FAIL(FKD_ERR_FORMAT, "%s: truncated .npy preamble (%zu bytes)", name, len);
     info->version_major = buf[6];
     info->version_minor = buf[7];
     size_t len_bytes;
@@ -227,22 +235,26 @@ static fkd_status npy_preamble(const char *name, const uint8_t *buf, size_t len,
     else if ((info->version_major == 2 || info->version_major == 3) && info->version_minor == 0)
         len_bytes = 4;
     else
-        return FKD_FAIL(FKD_ERR_UNSUPPORTED, "%s: unsupported .npy format version %d.%d (1.0, 2.0, 3.0 are)",
-                        name, info->version_major, info->version_minor);
+        return FKD_FAIL(FKD_ERR_UNSUPPORTED,
+                        "%s: unsupported .npy format version %d.%d (1.0, 2.0, 3.0 are)", name,
+                        info->version_major, info->version_minor);
     *prefix = 8 + len_bytes;
-    if (len < *prefix) return FKD_FAIL(FKD_ERR_FORMAT, "%s: truncated .npy preamble (%zu bytes)", name, len);
+    if (len < *prefix)
+        return FKD_FAIL(FKD_ERR_FORMAT, "%s: truncated .npy preamble (%zu bytes)", name, len);
     *hlen = (size_t)buf[8] | (size_t)buf[9] << 8;
     if (len_bytes == 4) *hlen |= (size_t)buf[10] << 16 | (size_t)buf[11] << 24;
     return FKD_OK;
 }
 
-fkd_status fkd_npy_parse_header(const char *name, const uint8_t *buf, size_t len, fkd_npy_info *info)
+fkd_status fkd_npy_parse_header(const char *name, const uint8_t *buf, size_t len,
+                                fkd_npy_info *info)
 {
     memset(info, 0, sizeof *info);
     size_t prefix, hlen;
     FKD_TRY(npy_preamble(name, buf, len, info, &prefix, &hlen));
     if (len - prefix < hlen)
-        return FKD_FAIL(FKD_ERR_FORMAT, "%s: truncated .npy header: %zu of %zu bytes", name, len - prefix, hlen);
+        return FKD_FAIL(FKD_ERR_FORMAT, "%s: truncated .npy header: %zu of %zu bytes", name,
+                        len - prefix, hlen);
     npy_cursor c = {name, (const char *)buf + prefix, hlen, 0, prefix};
     FKD_TRY(npy_dict(&c, info));
     info->data_offset = prefix + hlen;
@@ -266,13 +278,15 @@ static fkd_status npy_read_header(const char *path, FILE *fp, fkd_npy_info *info
     memset(info, 0, sizeof *info);
     FKD_TRY(npy_preamble(path, pre, got, info, &prefix, &hlen));
     struct stat st;
-    if (fstat(fileno(fp), &st) != 0) return FKD_FAIL(FKD_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
+    if (fstat(fileno(fp), &st) != 0)
+        return FKD_FAIL(FKD_ERR_IO, "%s: cannot stat: %s", path, strerror(errno));
     /* Check against the file size before allocating what a corrupt length asks for. */
     if ((uint64_t)st.st_size < prefix + (uint64_t)hlen)
         return FKD_FAIL(FKD_ERR_FORMAT, "%s: truncated .npy header: %llu of %zu bytes", path,
                         (unsigned long long)st.st_size - prefix, hlen);
     uint8_t *buf = malloc(prefix + hlen);
-    if (!buf) return FKD_FAIL(FKD_ERR_NOMEM, "%s: cannot allocate a %zu-byte .npy header", path, hlen);
+    if (!buf)
+        return FKD_FAIL(FKD_ERR_NOMEM, "%s: cannot allocate a %zu-byte .npy header", path, hlen);
     size_t total = prefix + hlen, first = got < total ? got : total;
     memcpy(buf, pre, first);
     size_t have = first + (total > first ? fread(buf + first, 1, total - first, fp) : 0);
@@ -301,21 +315,24 @@ static void npy_convert(fkd_npy_dtype from, const void *src, fkd_npy_dtype to, v
     for (size_t i = 0; i < n; i++) {
         switch (to) {
         case FKD_NPY_F32:
-            ((float *)dst)[i] = from == FKD_NPY_F64 ? (float)((const double *)src)[i] : ((const float *)src)[i];
+            ((float *)dst)[i] =
+                from == FKD_NPY_F64 ? (float)((const double *)src)[i] : ((const float *)src)[i];
             break;
         case FKD_NPY_F64:
-            ((double *)dst)[i] = from == FKD_NPY_F64 ? ((const double *)src)[i] : ((const float *)src)[i];
+            ((double *)dst)[i] =
+                from == FKD_NPY_F64 ? ((const double *)src)[i] : ((const float *)src)[i];
             break;
         default: /* FKD_NPY_I64 */
-            ((int64_t *)dst)[i] = from == FKD_NPY_I64 ? ((const int64_t *)src)[i] : ((const int32_t *)src)[i];
+            ((int64_t *)dst)[i] =
+                from == FKD_NPY_I64 ? ((const int64_t *)src)[i] : ((const int32_t *)src)[i];
             break;
         }
     }
 }
 
 /* Reads numel elements of the file's type from fp, converting to `want` into dst. */
-static fkd_status npy_read_data(const char *path, FILE *fp, const fkd_npy_info *info, fkd_npy_dtype want,
-                                void *dst)
+static fkd_status npy_read_data(const char *path, FILE *fp, const fkd_npy_info *info,
+                                fkd_npy_dtype want, void *dst)
 {
     size_t in_size = fkd_npy_itemsize(info->dtype), out_size = fkd_npy_itemsize(want);
     size_t n = (size_t)info->numel;
@@ -328,7 +345,8 @@ static fkd_status npy_read_data(const char *path, FILE *fp, const fkd_npy_info *
     uint64_t tmp[CHUNK]; /* 8-byte aligned for every element type */
     for (size_t done = 0; done < n;) {
         size_t k = n - done < CHUNK ? n - done : CHUNK;
-        if (fread(tmp, in_size, k, fp) != k) return FKD_FAIL(FKD_ERR_IO, "%s: read error in .npy data", path);
+        if (fread(tmp, in_size, k, fp) != k)
+            return FKD_FAIL(FKD_ERR_IO, "%s: read error in .npy data", path);
         npy_convert(info->dtype, tmp, want, (uint8_t *)dst + done * out_size, k);
         done += k;
     }
@@ -339,16 +357,17 @@ fkd_status fkd_npy_read(const char *path, fkd_npy_dtype want, fkd_npy_array *out
 {
     memset(out, 0, sizeof *out);
     if (want != FKD_NPY_F32 && want != FKD_NPY_F64 && want != FKD_NPY_I64)
-        return FKD_FAIL(FKD_ERR_ARG, "%s: .npy arrays load as float32, float64 or int64, not %s", path,
-                        fkd_npy_descr(want));
+        return FKD_FAIL(FKD_ERR_ARG, "%s: .npy arrays load as float32, float64 or int64, not %s",
+                        path, fkd_npy_descr(want));
     FILE *fp = fopen(path, "rb");
     if (!fp) return FKD_FAIL(FKD_ERR_IO, "%s: cannot open: %s", path, strerror(errno));
     fkd_npy_info info;
     fkd_status s = npy_read_header(path, fp, &info);
     if (s != FKD_OK) goto fail_file;
     if (npy_is_float(info.dtype) != npy_is_float(want)) {
-        s = FKD_FAIL(FKD_ERR_UNSUPPORTED, "%s: .npy dtype '%s' cannot load as %s (%s expected)", path,
-                     fkd_npy_descr(info.dtype), fkd_npy_descr(want), npy_is_float(want) ? "floats" : "integers");
+        s = FKD_FAIL(FKD_ERR_UNSUPPORTED, "%s: .npy dtype '%s' cannot load as %s (%s expected)",
+                     path, fkd_npy_descr(info.dtype), fkd_npy_descr(want),
+                     npy_is_float(want) ? "floats" : "integers");
         goto fail_file;
     }
     struct stat st;
@@ -360,8 +379,10 @@ fkd_status fkd_npy_read(const char *path, fkd_npy_dtype want, fkd_npy_array *out
     size_t in_size = fkd_npy_itemsize(info.dtype);
     if ((uint64_t)info.numel > file_data / in_size || file_data != (uint64_t)info.numel * in_size) {
         s = (uint64_t)info.numel > file_data / in_size
-                ? FKD_FAIL(FKD_ERR_FORMAT, "%s: truncated .npy data: %llu bytes for %lld elements of %s", path,
-                           (unsigned long long)file_data, (long long)info.numel, fkd_npy_descr(info.dtype))
+                ? FKD_FAIL(FKD_ERR_FORMAT,
+                           "%s: truncated .npy data: %llu bytes for %lld elements of %s", path,
+                           (unsigned long long)file_data, (long long)info.numel,
+                           fkd_npy_descr(info.dtype))
                 : FKD_FAIL(FKD_ERR_FORMAT, "%s: %llu trailing bytes after the .npy data", path,
                            (unsigned long long)(file_data - (uint64_t)info.numel * in_size));
         goto fail_file;
@@ -397,26 +418,31 @@ void fkd_npy_free(fkd_npy_array *a)
 
 /* ---- writing ------------------------------------------------------------------------- */
 
-fkd_status fkd_npy_write(const char *path, fkd_npy_dtype dtype, const void *data, int ndims, const int64_t *dims)
+fkd_status fkd_npy_write(const char *path, fkd_npy_dtype dtype, const void *data, int ndims,
+                         const int64_t *dims)
 {
     if ((unsigned)dtype >= FKD_NPY_DTYPE_COUNT)
         return FKD_FAIL(FKD_ERR_ARG, "%s: unknown .npy element type %d", path, (int)dtype);
     if (ndims < 0 || ndims > FKD_NPY_MAX_DIMS)
-        return FKD_FAIL(FKD_ERR_ARG, "%s: %d dimensions (0..%d allowed)", path, ndims, FKD_NPY_MAX_DIMS);
+        return FKD_FAIL(FKD_ERR_ARG, "%s: %d dimensions (0..%d allowed)", path, ndims,
+                        FKD_NPY_MAX_DIMS);
     /* The dict as numpy writes it, so files are byte-identical to np.save's. */
     char header[512], shape[FKD_NPY_MAX_DIMS * 22 + 4] = "";
     size_t sl = 0;
     int64_t numel = 1;
     for (int d = 0; d < ndims; d++) {
-        if (dims[d] < 0) return FKD_FAIL(FKD_ERR_ARG, "%s: negative dimension %lld", path, (long long)dims[d]);
+        if (dims[d] < 0)
+            return FKD_FAIL(FKD_ERR_ARG, "%s: negative dimension %lld", path, (long long)dims[d]);
         if (dims[d] != 0 && numel > INT64_MAX / dims[d])
             return FKD_FAIL(FKD_ERR_ARG, "%s: shape overflows 64 bits", path);
         numel *= dims[d];
-        sl += (size_t)snprintf(shape + sl, sizeof shape - sl, d ? ", %lld" : "%lld", (long long)dims[d]);
+        sl += (size_t)snprintf(shape + sl, sizeof shape - sl, d ? ", %lld" : "%lld",
+                               (long long)dims[d]);
     }
     if (ndims == 1) shape[sl++] = ',', shape[sl] = '\0';
-    int hl = snprintf(header, sizeof header, "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }",
-                      npy_types[dtype].descr, shape);
+    int hl =
+        snprintf(header, sizeof header, "{'descr': '%s', 'fortran_order': False, 'shape': (%s), }",
+                 npy_types[dtype].descr, shape);
     size_t h = (size_t)hl;
     if (ndims > 0) {
         int first_digits = snprintf(NULL, 0, "%lld", (long long)dims[0]);

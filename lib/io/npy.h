@@ -29,7 +29,13 @@
 #define FKD_NPY_MAX_DIMS 8
 
 /* Element types: in a file (descr) and in memory. */
-typedef enum { FKD_NPY_F32 = 0, FKD_NPY_F64, FKD_NPY_I32, FKD_NPY_I64, FKD_NPY_DTYPE_COUNT } fkd_npy_dtype;
+typedef enum {
+    FKD_NPY_F32 = 0,
+    FKD_NPY_F64,
+    FKD_NPY_I32,
+    FKD_NPY_I64,
+    FKD_NPY_DTYPE_COUNT
+} fkd_npy_dtype;
 
 /* "<f4", "<f8", "<i4", "<i8". */
 const char *fkd_npy_descr(fkd_npy_dtype dtype);
@@ -38,23 +44,24 @@ size_t fkd_npy_itemsize(fkd_npy_dtype dtype);
 /* What a header says. */
 typedef struct {
     int version_major, version_minor;
-    fkd_npy_dtype dtype;        /* type stored in the file */
-    int ndims;                  /* 0 for a scalar */
+    fkd_npy_dtype dtype; /* type stored in the file */
+    int ndims;           /* 0 for a scalar */
     int64_t dims[FKD_NPY_MAX_DIMS];
-    int64_t numel;              /* product of dims (1 for a scalar) */
-    size_t data_offset;         /* bytes before the data */
+    int64_t numel;      /* product of dims (1 for a scalar) */
+    size_t data_offset; /* bytes before the data */
 } fkd_npy_info;
 
 /* An array in memory. `data` is malloc'ed and owned by the array: fkd_npy_free(). */
 typedef struct {
-    fkd_npy_info info;          /* as in the file (info.dtype is the file's type) */
-    fkd_npy_dtype dtype;        /* type of `data` */
-    void *data;                 /* numel elements of `dtype`, C order */
+    fkd_npy_info info;   /* as in the file (info.dtype is the file's type) */
+    fkd_npy_dtype dtype; /* type of `data` */
+    void *data;          /* numel elements of `dtype`, C order */
 } fkd_npy_array;
 
 /* Parses the preamble and header at the start of `buf` (`len` bytes, at least the whole
  * header). `name` is used in error messages. Does not look at the data. */
-fkd_status fkd_npy_parse_header(const char *name, const uint8_t *buf, size_t len, fkd_npy_info *info);
+fkd_status fkd_npy_parse_header(const char *name, const uint8_t *buf, size_t len,
+                                fkd_npy_info *info);
 
 /* Reads only the header of `path`. */
 fkd_status fkd_npy_read_info(const char *path, fkd_npy_info *info);

@@ -14,24 +14,28 @@
 
 typedef struct {
     fkd_param *param;
-    bool decay;                      /* weight decay applies under the policy */
-    float *state[OPTIM_MAX_SLOTS];   /* (storage) each, NULL when unused */
+    bool decay;                    /* weight decay applies under the policy */
+    float *state[OPTIM_MAX_SLOTS]; /* (storage) each, NULL when unused */
 } optim_entry;
 
 struct fkd_optim {
     fkd_optim_config cfg;
-    int n_slots;                     /* state tensors per parameter */
+    int n_slots; /* state tensors per parameter */
     int n_entries;
     optim_entry *entries;
     int64_t step;
+    size_t total_storage; /* elements updated per step */
     /* The state table for checkpoints: n_entries · n_slots tensors, then "step". */
     int n_states;
     fkd_optim_state *states;
 };
 
-static const char *const optim_kind_names[] = {[FKD_OPTIM_SGD] = "sgd", [FKD_OPTIM_ADAMW] = "adamw"};
-static const char *const decay_policy_names[] = {[FKD_DECAY_ALL] = "all", [FKD_DECAY_NO_BN_PRELU] = "no_bn_prelu"};
-_Static_assert(sizeof optim_kind_names / sizeof optim_kind_names[0] == FKD_OPTIM_KIND_COUNT, "one name per kind");
+static const char *const optim_kind_names[] = {
+    [FKD_OPTIM_SGD] = "sgd", [FKD_OPTIM_ADAMW] = "adamw"};
+static const char *const decay_policy_names[] = {
+    [FKD_DECAY_ALL] = "all", [FKD_DECAY_NO_BN_PRELU] = "no_bn_prelu"};
+_Static_assert(sizeof optim_kind_names / sizeof optim_kind_names[0] == FKD_OPTIM_KIND_COUNT,
+               "one name per kind");
 _Static_assert(sizeof decay_policy_names / sizeof decay_policy_names[0] == FKD_DECAY_POLICY_COUNT,
                "one name per decay policy");
 /* State tensor suffixes per kind, PyTorch's state_dict names. */
@@ -103,20 +107,25 @@ fkd_status fkd_decay_policy_parse(const char *name, fkd_decay_policy *policy)
 
 static fkd_status check_config(const fkd_optim_config *c)
 {
-    if ((unsigned)c->kind >= FKD_OPTIM_KIND_COUNT) return FKD_FAIL(FKD_ERR_ARG, "optimizer: unknown kind %d", (int)c->kind);
+    if ((unsigned)c->kind >= FKD_OPTIM_KIND_COUNT)
+        return FKD_FAIL(FKD_ERR_ARG, "optimizer: unknown kind %d", (int)c->kind);
     const char *k = optim_kind_names[c->kind];
     if ((unsigned)c->decay_policy >= FKD_DECAY_POLICY_COUNT)
-        return FKD_FAIL(FKD_ERR_ARG, "optimizer %s: unknown weight decay policy %d", k, (int)c->decay_policy);
+        return FKD_FAIL(FKD_ERR_ARG, "optimizer %s: unknown weight decay policy %d", k,
+                        (int)c->decay_policy);
     if (!(c->weight_decay >= 0) || !isfinite(c->weight_decay))
-        return FKD_FAIL(FKD_ERR_ARG, "optimizer %s: weight_decay must be >= 0, not %g", k, c->weight_decay);
+        return FKD_FAIL(FKD_ERR_ARG, "optimizer %s: weight_decay must be >= 0, not %g", k,
+                        c->weight_decay);
     if (c->kind == FKD_OPTIM_SGD) {
         if (!(c->momentum >= 0 && c->momentum < 1))
-            return FKD_FAIL(FKD_ERR_ARG, "optimizer sgd: momentum must be in [0, 1), not %g", c->momentum);
+            return FKD_FAIL(FKD_ERR_ARG, "optimizer sgd: momentum must be in [0, 1), not %g",
+                            c->momentum);
         if (c->nesterov && c->momentum == 0)
             return FKD_FAIL(FKD_ERR_ARG, "optimizer sgd: nesterov needs momentum > 0");
     } else {
         if (!(c->beta1 >= 0 && c->beta1 < 1) || !(c->beta2 >= 0 && c->beta2 < 1))
-            return FKD_FAIL(FKD_ERR_ARG, "optimizer adamw: betas must be in [0, 1), not (%g, %g)", c->beta1, c->beta2);
+            return FKD_FAIL(FKD_ERR_ARG, "optimizer adamw: betas must be in [0, 1), not (%g, %g)",
+                            c->beta1, c->beta2);
         if (!(c->eps > 0) || !isfinite(c->eps))
             return FKD_FAIL(FKD_ERR_ARG, "optimizer adamw: eps must be positive, not %g", c->eps);
     }
@@ -133,12 +142,14 @@ static fkd_status count_trained(fkd_param *const lists[], const int counts[], in
     *n = 0;
     for (int l = 0; l < n_lists; l++) {
         if (counts[l] < 0 || (counts[l] > 0 && !lists[l]))
-            return FKD_FAIL(FKD_ERR_ARG, "optimizer: parameter list %d: bad count %d or NULL list", l, counts[l]);
+            return FKD_FAIL(FKD_ERR_ARG, "optimizer: parameter list %d: bad count %d or NULL list",
+                            l, counts[l]);
         for (int i = 0; i < counts[l]; i++) {
             const fkd_param *p = &lists[l][i];
             if (!is_trained(p)) continue;
             if (!p->data || !p->name)
-                return FKD_FAIL(FKD_ERR_ARG, "optimizer: parameter list %d entry %d has no data or name", l, i);
+                return FKD_FAIL(FKD_ERR_ARG,
+                                "optimizer: parameter list %d entry %d has no data or name", l, i);
             (*n)++;
         }
     }
@@ -174,7 +185,8 @@ static fkd_status build_state_table(fkd_optim *o)
             char *name = malloc(len);
             if (!name) return FKD_FAIL(FKD_ERR_NOMEM, "optimizer: cannot allocate state names");
             snprintf(name, len, "%s.%s", p->name, suffix);
-            o->states[o->n_states++] = (fkd_optim_state){name, FKD_OPTIM_STATE_F32, o->entries[e].state[s], p->storage, p};
+            o->states[o->n_states++] =
+                (fkd_optim_state){name, FKD_OPTIM_STATE_F32, o->entries[e].state[s], p->storage, p};
         }
     }
     char *step_name = strdup("step");
@@ -183,8 +195,8 @@ static fkd_status build_state_table(fkd_optim *o)
     return FKD_OK;
 }
 
-fkd_status fkd_optim_create(fkd_optim **out, const fkd_optim_config *config, fkd_param *const lists[],
-                            const int counts[], int n_lists)
+fkd_status fkd_optim_create(fkd_optim **out, const fkd_optim_config *config,
+                            fkd_param *const lists[], const int counts[], int n_lists)
 {
     *out = NULL;
     FKD_TRY(check_config(config));
@@ -206,11 +218,14 @@ fkd_status fkd_optim_create(fkd_optim **out, const fkd_optim_config *config, fkd
             if (!is_trained(p)) continue;
             optim_entry *e = &o->entries[o->n_entries++];
             e->param = p;
-            e->decay = config->weight_decay > 0 && (config->decay_policy == FKD_DECAY_ALL || p->decay);
+            e->decay =
+                config->weight_decay > 0 && (config->decay_policy == FKD_DECAY_ALL || p->decay);
+            o->total_storage += p->storage;
             for (int k = 0; k < o->n_slots; k++) {
                 e->state[k] = calloc(p->storage ? p->storage : 1, sizeof(float));
                 if (!e->state[k]) {
-                    s = FKD_FAIL(FKD_ERR_NOMEM, "optimizer: cannot allocate state for '%s' (%zu floats)", p->name,
+                    s = FKD_FAIL(FKD_ERR_NOMEM,
+                                 "optimizer: cannot allocate state for '%s' (%zu floats)", p->name,
                                  p->storage);
                     goto fail;
                 }
@@ -229,8 +244,8 @@ fail:
 /* ---- updates ------------------------------------------------------------------------- */
 
 /* SGD on n elements. buf is NULL for momentum 0; `first` is PyTorch's "no buffer yet". */
-static void sgd_update(float *restrict w, const float *restrict g, float *restrict buf, size_t n, float lr,
-                       float wd, float momentum, bool nesterov, bool first)
+static void sgd_update(float *restrict w, const float *restrict g, float *restrict buf, size_t n,
+                       float lr, float wd, float momentum, bool nesterov, bool first)
 {
 #pragma omp for schedule(static) nowait
     for (size_t i = 0; i < n; i++) {
@@ -245,8 +260,9 @@ static void sgd_update(float *restrict w, const float *restrict g, float *restri
 }
 
 /* AdamW on n elements; step_size = lr / (1 - β1^t), bc2_sqrt = sqrt(1 - β2^t). */
-static void adamw_update(float *restrict w, const float *restrict g, float *restrict m, float *restrict v, size_t n,
-                         float decay_factor, float beta1, float beta2, float eps, float step_size, float bc2_sqrt)
+static void adamw_update(float *restrict w, const float *restrict g, float *restrict m,
+                         float *restrict v, size_t n, float decay_factor, float beta1, float beta2,
+                         float eps, float step_size, float bc2_sqrt)
 {
 #pragma omp for schedule(static) nowait
     for (size_t i = 0; i < n; i++) {
@@ -260,16 +276,10 @@ static void adamw_update(float *restrict w, const float *restrict g, float *rest
     }
 }
 
-static size_t total_storage(const fkd_optim *o)
-{
-    size_t total = 0;
-    for (int e = 0; e < o->n_entries; e++) total += o->entries[e].param->storage;
-    return total;
-}
-
 fkd_status fkd_optim_step(fkd_optim *o, float lr)
 {
-    if (!(lr >= 0) || !isfinite(lr)) return FKD_FAIL(FKD_ERR_ARG, "optimizer step: learning rate %g", lr);
+    if (!(lr >= 0) || !isfinite(lr))
+        return FKD_FAIL(FKD_ERR_ARG, "optimizer step: learning rate %g", lr);
     const fkd_optim_config *c = &o->cfg;
     bool first = o->step == 0;
     int64_t t = ++o->step;
@@ -277,17 +287,19 @@ fkd_status fkd_optim_step(fkd_optim *o, float lr)
     double bc1 = 1.0 - pow((double)c->beta1, (double)t);
     float step_size = (float)((double)lr / bc1);
     float bc2_sqrt = (float)sqrt(1.0 - pow((double)c->beta2, (double)t));
-    bool parallel = total_storage(o) >= OPTIM_PARALLEL_MIN;
+    bool parallel = o->total_storage >= OPTIM_PARALLEL_MIN;
 #pragma omp parallel if (parallel)
     for (int e = 0; e < o->n_entries; e++) {
         const optim_entry *en = &o->entries[e];
         fkd_param *p = en->param;
         float wd = en->decay ? c->weight_decay : 0.0f;
         if (c->kind == FKD_OPTIM_SGD)
-            sgd_update(p->data, p->grad, en->state[0], p->storage, lr, wd, c->momentum, c->nesterov, first);
+            sgd_update(p->data, p->grad, en->state[0], p->storage, lr, wd, c->momentum, c->nesterov,
+                       first);
         else
-            adamw_update(p->data, p->grad, en->state[0], en->state[1], p->storage, (float)(1.0 - (double)lr * wd), c->beta1,
-                         c->beta2, c->eps, step_size, bc2_sqrt);
+            adamw_update(p->data, p->grad, en->state[0], en->state[1], p->storage,
+                         (float)(1.0 - (double)lr * wd), c->beta1, c->beta2, c->eps, step_size,
+                         bc2_sqrt);
     }
     return FKD_OK;
 }
@@ -303,13 +315,14 @@ int fkd_optim_state_count(const fkd_optim *o) { return o->n_states; }
 fkd_status fkd_optim_state_get(const fkd_optim *o, int i, fkd_optim_state *entry)
 {
     if (i < 0 || i >= o->n_states)
-        return FKD_FAIL(FKD_ERR_ARG, "optimizer state: index %d out of range (%d tensors)", i, o->n_states);
+        return FKD_FAIL(FKD_ERR_ARG, "optimizer state: index %d out of range (%d tensors)", i,
+                        o->n_states);
     *entry = o->states[i];
     return FKD_OK;
 }
 
-fkd_status fkd_optim_state_load(fkd_optim *o, const char *name, fkd_optim_state_dtype dtype, const void *data,
-                                size_t count)
+fkd_status fkd_optim_state_load(fkd_optim *o, const char *name, fkd_optim_state_dtype dtype,
+                                const void *data, size_t count)
 {
     for (int i = 0; i < o->n_states; i++) {
         const fkd_optim_state *s = &o->states[i];
@@ -319,16 +332,17 @@ fkd_status fkd_optim_state_load(fkd_optim *o, const char *name, fkd_optim_state_
                             s->dtype == FKD_OPTIM_STATE_F32 ? "float32" : "int64",
                             dtype == FKD_OPTIM_STATE_F32 ? "float32" : "int64");
         if (count != s->count)
-            return FKD_FAIL(FKD_ERR_FORMAT, "optimizer state '%s': expected %zu elements, got %zu", name, s->count,
-                            count);
+            return FKD_FAIL(FKD_ERR_FORMAT, "optimizer state '%s': expected %zu elements, got %zu",
+                            name, s->count, count);
         if (s->dtype == FKD_OPTIM_STATE_I64 && *(const int64_t *)data < 0)
             return FKD_FAIL(FKD_ERR_FORMAT, "optimizer state '%s': negative step %lld", name,
                             (long long)*(const int64_t *)data);
-        memcpy(s->data, data, count * (s->dtype == FKD_OPTIM_STATE_F32 ? sizeof(float) : sizeof(int64_t)));
+        memcpy(s->data, data,
+               count * (s->dtype == FKD_OPTIM_STATE_F32 ? sizeof(float) : sizeof(int64_t)));
         return FKD_OK;
     }
-    return FKD_FAIL(FKD_ERR_NOTFOUND, "optimizer state '%s': no such tensor in this %s optimizer", name,
-                    optim_kind_names[o->cfg.kind]);
+    return FKD_FAIL(FKD_ERR_NOTFOUND, "optimizer state '%s': no such tensor in this %s optimizer",
+                    name, optim_kind_names[o->cfg.kind]);
 }
 
 /* ---- gradients ------------------------------------------------------------------------ */
@@ -341,7 +355,8 @@ static double sum_squares(const float *g, size_t n)
     return acc;
 }
 
-fkd_status fkd_params_grad_norm(fkd_param *const lists[], const int counts[], int n_lists, double *norm)
+fkd_status fkd_params_grad_norm(fkd_param *const lists[], const int counts[], int n_lists,
+                                double *norm)
 {
     int n;
     FKD_TRY(count_trained(lists, counts, n_lists, &n));
@@ -353,14 +368,19 @@ fkd_status fkd_params_grad_norm(fkd_param *const lists[], const int counts[], in
     return FKD_OK;
 }
 
-fkd_status fkd_params_clip_grad_norm(fkd_param *const lists[], const int counts[], int n_lists, double max_norm,
-                                     double *norm)
+fkd_status fkd_params_clip_grad_norm(fkd_param *const lists[], const int counts[], int n_lists,
+                                     double max_norm, double *norm)
 {
-    if (!(max_norm > 0)) return FKD_FAIL(FKD_ERR_ARG, "clip_grad_norm: max_norm must be positive, not %g", max_norm);
+    if (!(max_norm > 0))
+        return FKD_FAIL(FKD_ERR_ARG, "clip_grad_norm: max_norm must be positive, not %g", max_norm);
     double total;
     FKD_TRY(fkd_params_grad_norm(lists, counts, n_lists, &total));
     if (norm) *norm = total;
-    if (!isfinite(total)) return fkd_params_check_finite(lists, counts, n_lists);
+    if (!isfinite(total)) {
+        fkd_status s = fkd_params_check_finite(lists, counts, n_lists);
+        return s != FKD_OK ? s
+                           : FKD_FAIL(FKD_ERR_NUMERIC, "clip_grad_norm: gradient norm overflows");
+    }
     double coef = max_norm / (total + 1e-6);
     if (coef >= 1.0) return FKD_OK;
     float scale = (float)coef;
@@ -389,7 +409,8 @@ fkd_status fkd_params_check_finite(fkd_param *const lists[], const int counts[],
             if (!bad) continue;
             size_t k = 0;
             while (isfinite(p->grad[k])) k++;
-            return FKD_FAIL(FKD_ERR_NUMERIC, "gradient of '%s' is not finite (element %zu of %zu is %g)", p->name, k,
+            return FKD_FAIL(FKD_ERR_NUMERIC,
+                            "gradient of '%s' is not finite (element %zu of %zu is %g)", p->name, k,
                             p->storage, p->grad[k]);
         }
     }

@@ -54,8 +54,8 @@ typedef struct {
     fkd_optim_kind kind;
     float weight_decay;
     fkd_decay_policy decay_policy;
-    float momentum; /* SGD; 0 = plain SGD */
-    bool nesterov;  /* SGD; needs momentum > 0 */
+    float momentum;          /* SGD; 0 = plain SGD */
+    bool nesterov;           /* SGD; needs momentum > 0 */
     float beta1, beta2, eps; /* AdamW */
 } fkd_optim_config;
 
@@ -76,8 +76,8 @@ typedef struct fkd_optim fkd_optim;
 
 /* Creates an optimizer over lists[0..n_lists), list i holding counts[i] params. Checks
  * the configuration (message names the field), allocates the zeroed state buffers. */
-fkd_status fkd_optim_create(fkd_optim **out, const fkd_optim_config *config, fkd_param *const lists[],
-                            const int counts[], int n_lists);
+fkd_status fkd_optim_create(fkd_optim **out, const fkd_optim_config *config,
+                            fkd_param *const lists[], const int counts[], int n_lists);
 /* Safe on NULL. */
 void fkd_optim_free(fkd_optim *o);
 
@@ -99,11 +99,11 @@ int fkd_optim_param_count(const fkd_optim *o);
 typedef enum { FKD_OPTIM_STATE_F32 = 0, FKD_OPTIM_STATE_I64 } fkd_optim_state_dtype;
 
 typedef struct {
-    const char *name;             /* owned by the optimizer */
+    const char *name; /* owned by the optimizer */
     fkd_optim_state_dtype dtype;
-    void *data;                   /* float * or int64_t *, owned by the optimizer */
-    size_t count;                 /* elements */
-    const fkd_param *param;       /* the parameter it belongs to; NULL for "step" */
+    void *data;             /* float * or int64_t *, owned by the optimizer */
+    size_t count;           /* elements */
+    const fkd_param *param; /* the parameter it belongs to; NULL for "step" */
 } fkd_optim_state;
 
 int fkd_optim_state_count(const fkd_optim *o);
@@ -119,12 +119,13 @@ fkd_status fkd_optim_state_load(fkd_optim *o, const char *name, fkd_optim_state_
  * Over the trained parameters (trainable, grad != NULL) of lists[0..n_lists). */
 
 /* L2 norm of all gradients together, accumulated in double. */
-fkd_status fkd_params_grad_norm(fkd_param *const lists[], const int counts[], int n_lists, double *norm);
+fkd_status fkd_params_grad_norm(fkd_param *const lists[], const int counts[], int n_lists,
+                                double *norm);
 /* torch.nn.utils.clip_grad_norm_: scales every gradient by
  * min(1, max_norm / (norm + 1e-6)); *norm (may be NULL) gets the norm before clipping.
  * A non-finite norm is FKD_ERR_NUMERIC and leaves the gradients alone. */
-fkd_status fkd_params_clip_grad_norm(fkd_param *const lists[], const int counts[], int n_lists, double max_norm,
-                                     double *norm);
+fkd_status fkd_params_clip_grad_norm(fkd_param *const lists[], const int counts[], int n_lists,
+                                     double max_norm, double *norm);
 /* FKD_ERR_NUMERIC naming the first parameter (and element) whose gradient is NaN or Inf. */
 fkd_status fkd_params_check_finite(fkd_param *const lists[], const int counts[], int n_lists);
 

@@ -37,13 +37,13 @@ typedef enum {
 typedef struct {
     fkd_schedule_kind kind;
     double base_lr;
-    int64_t warmup_steps;  /* 0 = no warm-up */
-    int64_t total_steps;   /* POLY, COSINE: end of the decay */
-    double power;          /* POLY */
-    double gamma;          /* STEP: factor at each milestone */
-    int n_milestones;      /* STEP */
+    int64_t warmup_steps;                            /* 0 = no warm-up */
+    int64_t total_steps;                             /* POLY, COSINE: end of the decay */
+    double power;                                    /* POLY */
+    double gamma;                                    /* STEP: factor at each milestone */
+    int n_milestones;                                /* STEP */
     int64_t milestones[FKD_SCHEDULE_MAX_MILESTONES]; /* STEP: increasing steps */
-    double eta_min;        /* COSINE: final lr */
+    double eta_min;                                  /* COSINE: final lr */
 } fkd_schedule;
 
 /* Defaults per kind: arcface_torch's poly (power 2), MultiStepLR's gamma 0.1, cosine
@@ -59,8 +59,8 @@ fkd_status fkd_schedule_kind_parse(const char *name, fkd_schedule_kind *kind);
  * milestones, gamma in (0, 1], and so on. The message names the field. */
 fkd_status fkd_schedule_check(const fkd_schedule *s);
 
-/* The learning rate for the update with index `step` (>= 0). The schedule must have
- * passed fkd_schedule_check(). */
+/* The learning rate for the update with index `step` (negative counts as 0). The
+ * schedule must have passed fkd_schedule_check(). */
 double fkd_schedule_lr(const fkd_schedule *s, int64_t step);
 
 /* Sets s->milestones[i] = epochs[i] · steps_per_epoch. */
