@@ -1,0 +1,413 @@
+#include "train/trainer.h"
+
+#include <math.h>
+#include <omp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/fileio.h"
+#include "core/log.h"
+#include "data/dataset.h"
+#include "eval/bench.h"
+#include "eval/report.h"
+#include "facekd.h"
+#include "heads/margin.h"
+#include "io/checkpoint.h"
+#include "io/model.h"
+#include "nn/arch.h"
+#include "nn/optim.h"
+#include "nn/schedule.h"
+#include "train/runlog.h"
+
+volatile sig_atomic_t fkd_train_stop_requested = 0;
+
+#define PATH_CAP 4096
+
+struct fkd_trainer {
+    const fkd_recipe *r;
+    fkd_train_hook hook;
+    char run_dir[PATH_CAP];
+    char log_path[PATH_CAP], eval_path[PATH_CAP], ckpt_path[PATH_CAP];
+
+    fkd_dataset ds;
+    fkd_loader *loader;
+    int batch;
+    int64_t steps_per_epoch, total_steps, step;
+
+    fkd_graph *g;
+    fkd_value emb;
+    int dim;
+    const char *arch;
+    fkd_margin_head *head;
+    const char *head_name;
+    fkd_optim *optim;
+    fkd_schedule schedule;
+
+    fkd_bench *benches;
+    int n_benches;
+
+    float *embedding;   /* (B, d) this step's embedding */
+    float *d_embedding; /* (B, d) dL/d embedding */
+};
+
+const char *fkd_trainer_run_dir(const fkd_trainer *t) { return t->run_dir; }
+
+static fkd_status open_dataset(fkd_trainer *t)
+{
+    const fkd_recipe_data *d = &t->r->data;
+    switch (d->source) {
+    case FKD_SOURCE_SYNTH:
+        return fkd_dataset_open_synth(&t->ds, (uint64_t)d->synth.seed, (int32_t)d->synth.identities,
+                                      d->synth.images_per_identity);
+    case FKD_SOURCE_FOLDER:
+    case FKD_SOURCE_RECORDIO:
+        return fkd_dataset_open(&t->ds, d->path);
+    }
+    return FKD_FAIL(FKD_ERR_ARG, "%s: data.source: unknown source", t->r->path);
+}
+
+static fkd_status open_loader(fkd_trainer *t)
+{
+    const fkd_recipe *r = t->r;
+    fkd_loader_options o;
+    fkd_loader_options_default(&o);
+    o.seed = (uint64_t)r->seed;
+    o.flip = r->data.flip;
+    o.resize = r->data.resize;
+    o.start_step = t->step;
+    if (r->data.sampler.kind == FKD_SAMPLER_PK) {
+        o.sampler = FKD_LOADER_PK;
+        o.p_identities = (int)r->data.sampler.p;
+        o.k_images = (int)r->data.sampler.k;
+    } else {
+        o.sampler = FKD_LOADER_SHUFFLE;
+        o.batch_size = (int)r->batch_size;
+    }
+    FKD_TRY(fkd_loader_create(&t->loader, &t->ds, &o));
+    t->batch = fkd_loader_batch_size(t->loader);
+    t->steps_per_epoch = fkd_loader_steps_per_epoch(t->loader);
+    if (t->steps_per_epoch <= 0)
+        return FKD_FAIL(FKD_ERR_ARG, "%s: the training set (%lld images) is smaller than one batch (%d)", r->path,
+                        (long long)t->ds.ops->count(&t->ds), t->batch);
+    t->total_steps = r->steps > 0 ? r->steps : r->epochs * t->steps_per_epoch;
+    return FKD_OK;
+}
+
+static fkd_status build_model(fkd_trainer *t)
+{
+    const fkd_recipe *r = t->r;
+    fkd_graph_config gc = {.batch = t->batch, .mode = FKD_GRAPH_TRAIN, .precision = FKD_PREC_F32,
+                           .seed = (uint64_t)r->seed};
+    FKD_TRY(fkd_graph_create(&t->g, &gc));
+    fkd_value x = fkd_graph_input(t->g, "input", 3, 112, 112);
+    if (x < 0) return (fkd_status)x;
+    t->arch = r->model.arch;
+    fkd_arch_opts opts = {.num_features = (int)r->model.embedding_size};
+    FKD_TRY(fkd_arch_build(t->g, t->arch, &opts, x, &t->emb));
+    FKD_TRY(fkd_graph_finalize(t->g));
+    if (r->model.weights) FKD_TRY(fkd_model_load(t->g, r->model.weights));
+    int ndims, dims[4];
+    FKD_TRY(fkd_graph_shape(t->g, t->emb, &ndims, dims));
+    t->dim = dims[1];
+    t->embedding = malloc(sizeof(float) * (size_t)t->batch * t->dim);
+    t->d_embedding = malloc(sizeof(float) * (size_t)t->batch * t->dim);
+    if (!t->embedding || !t->d_embedding) return FKD_FAIL(FKD_ERR_NOMEM, "trainer: out of memory");
+    return FKD_OK;
+}
+
+/* The recipe's head section as the margin head's key/value overrides; NaN = preset. */
+static fkd_status build_head(fkd_trainer *t)
+{
+    const fkd_recipe_head *h = &t->r->head;
+    fkd_margin_params p;
+    t->head_name = h->loss;
+    FKD_TRY(fkd_margin_params_preset(&p, h->loss));
+    if (!isnan(h->s)) p.s = h->s;
+    if (!isnan(h->m1)) p.m1 = h->m1;
+    if (!isnan(h->m2)) p.m2 = h->m2;
+    if (!isnan(h->m3)) p.m3 = h->m3;
+    FKD_TRY(fkd_margin_params_validate(&p));
+    int classes = t->ds.ops->identities(&t->ds);
+    return fkd_margin_head_create(&t->head, &p, classes, t->dim, t->batch, (uint64_t)t->r->seed);
+}
+
+static fkd_status build_optimizer(fkd_trainer *t)
+{
+    const fkd_recipe *r = t->r;
+    fkd_optim_config oc = r->optim.kind == FKD_OPTIM_ADAMW ? fkd_optim_adamw_defaults() : fkd_optim_sgd_defaults();
+    oc.weight_decay = (float)r->optim.weight_decay;
+    if (r->optim.kind == FKD_OPTIM_ADAMW) {
+        oc.beta1 = (float)r->optim.betas[0];
+        oc.beta2 = (float)r->optim.betas[1];
+        oc.eps = (float)r->optim.eps;
+    } else {
+        oc.momentum = (float)r->optim.momentum;
+        oc.nesterov = r->optim.nesterov;
+    }
+    fkd_param *lists[2];
+    int counts[2];
+    FKD_TRY(fkd_graph_params(t->g, &lists[0], &counts[0]));
+    FKD_TRY(fkd_margin_head_params(t->head, &lists[1], &counts[1]));
+    FKD_TRY(fkd_optim_create(&t->optim, &oc, lists, counts, 2));
+
+    const fkd_recipe_schedule *rs = &r->schedule;
+    fkd_schedule *s = &t->schedule;
+    *s = fkd_schedule_defaults(rs->kind);
+    s->base_lr = r->optim.lr;
+    s->total_steps = t->total_steps;
+    s->power = rs->power;
+    s->gamma = rs->gamma;
+    s->warmup_steps = rs->warmup_steps + rs->warmup_epochs * t->steps_per_epoch;
+    if (rs->n_milestones > FKD_SCHEDULE_MAX_MILESTONES)
+        return FKD_FAIL(FKD_ERR_ARG, "%s: schedule.milestones: at most %d", r->path, FKD_SCHEDULE_MAX_MILESTONES);
+    s->n_milestones = (int)rs->n_milestones;
+    for (size_t i = 0; i < rs->n_milestones; i++)
+        s->milestones[i] = r->epochs > 0 ? rs->milestones[i] * t->steps_per_epoch : rs->milestones[i];
+    return fkd_schedule_check(s);
+}
+
+static fkd_status open_benchmarks(fkd_trainer *t)
+{
+    const fkd_recipe_data *d = &t->r->data;
+    t->benches = calloc(d->n_eval + 1, sizeof *t->benches);
+    if (!t->benches) return FKD_FAIL(FKD_ERR_NOMEM, "trainer: out of memory");
+    for (size_t i = 0; i < d->n_eval; i++) {
+        const fkd_recipe_bench *b = &d->eval[i];
+        fkd_status s;
+        if (b->pairs)
+            s = fkd_bench_open_pairs(&t->benches[i], b->name, b->pairs, b->root);
+        else
+            s = fkd_bench_open_bin(&t->benches[i], b->name, b->bin);
+        if (s != FKD_OK) return FKD_WRAP(s, "%s: data.eval[%zu]: ", t->r->path, i);
+        t->n_benches++;
+    }
+    return FKD_OK;
+}
+
+static fkd_checkpoint checkpoint_parts(fkd_trainer *t, bool with_optim)
+{
+    fkd_checkpoint ck = {.model = t->g, .optim = with_optim ? t->optim : NULL, .step = t->step};
+    fkd_margin_head_params(t->head, &ck.head_params, &ck.head_count);
+    snprintf(ck.meta.architecture, sizeof ck.meta.architecture, "%s", t->arch);
+    ck.meta.embedding_size = t->dim;
+    snprintf(ck.meta.producer, sizeof ck.meta.producer, "facekd %s train %s", FKD_VERSION, t->r->name);
+    ck.epoch = t->steps_per_epoch ? t->step / t->steps_per_epoch : 0;
+    ck.extra[ck.extra_count++] = (fkd_st_meta){"head", (char *)t->head_name};
+    return ck;
+}
+
+static fkd_status start_logs(fkd_trainer *t, bool resume)
+{
+    char header[1024];
+    int n = snprintf(header, sizeof header, "step,epoch,lr,loss,%s", t->head_name);
+    for (int i = 0; i < t->hook.n_terms; i++) n += snprintf(header + n, sizeof header - (size_t)n, ",%s", t->hook.names[i]);
+    snprintf(header + n, sizeof header - (size_t)n, ",images_per_s");
+    int64_t keep = resume ? t->step : -1;
+    FKD_TRY(fkd_runlog_start(t->log_path, header, keep));
+    return fkd_runlog_start(t->eval_path, "step,benchmark,accuracy,std,tar_at_far_1e-3,eer,auc,xnorm", keep);
+}
+
+fkd_status fkd_trainer_create(fkd_trainer **out, const fkd_recipe *r, bool resume, const fkd_train_hook *hook)
+{
+    *out = NULL;
+    fkd_trainer *t = calloc(1, sizeof *t);
+    if (!t) return FKD_FAIL(FKD_ERR_NOMEM, "trainer: out of memory");
+    t->r = r;
+    if (hook) t->hook = *hook;
+    if (r->threads > 0) omp_set_num_threads((int)r->threads);
+    snprintf(t->run_dir, sizeof t->run_dir, "%s", r->output);
+    snprintf(t->log_path, sizeof t->log_path, "%s/log.csv", r->output);
+    snprintf(t->eval_path, sizeof t->eval_path, "%s/eval.csv", r->output);
+    snprintf(t->ckpt_path, sizeof t->ckpt_path, "%s/checkpoint.safetensors", r->output);
+
+    char recipe_out[PATH_CAP];
+    snprintf(recipe_out, sizeof recipe_out, "%s/recipe.yaml", r->output);
+    fkd_status s = fkd_mkdir_p(r->output);
+    /* Writing the resolved recipe first also proves the folder is writable. */
+    if (s == FKD_OK) s = fkd_recipe_save(r, recipe_out);
+    if (s == FKD_OK) s = open_dataset(t);
+    if (s == FKD_OK) s = open_benchmarks(t);
+    fkd_checkpoint ck = {0};
+    if (s == FKD_OK && resume) {
+        /* The step decides where the loader starts, so read it before building. */
+        fkd_safetensors st;
+        s = fkd_safetensors_read(&st, t->ckpt_path);
+        const char *step = s == FKD_OK ? fkd_safetensors_meta(&st, "step") : NULL;
+        if (s == FKD_OK && !step) s = FKD_FAIL(FKD_ERR_FORMAT, "%s: no step in its metadata", t->ckpt_path);
+        if (s == FKD_OK) t->step = strtoll(step, NULL, 10);
+        fkd_safetensors_free(&st);
+        if (s != FKD_OK) FKD_WRAP(s, "--resume: ");
+    }
+    if (s == FKD_OK) s = open_loader(t);
+    if (s == FKD_OK) s = build_model(t);
+    if (s == FKD_OK) s = build_head(t);
+    if (s == FKD_OK) s = build_optimizer(t);
+    if (s == FKD_OK && resume) {
+        ck = checkpoint_parts(t, true);
+        s = fkd_checkpoint_load(t->ckpt_path, &ck);
+        if (s == FKD_OK) FKD_INFO("resuming %s at step %lld", r->name, (long long)ck.step);
+    }
+    if (s == FKD_OK) s = start_logs(t, resume);
+    if (s != FKD_OK) {
+        fkd_trainer_free(t);
+        return s;
+    }
+    FKD_INFO("%s: %s (%d-d) on %s, %s head, %lld identities, batch %d, %lld steps (%lld per epoch)", r->name,
+             t->arch, t->dim, t->ds.source, t->head_name, (long long)t->ds.ops->identities(&t->ds), t->batch,
+             (long long)t->total_steps, (long long)t->steps_per_epoch);
+    *out = t;
+    return FKD_OK;
+}
+
+void fkd_trainer_free(fkd_trainer *t)
+{
+    if (!t) return;
+    fkd_loader_free(t->loader);
+    fkd_dataset_free(&t->ds);
+    fkd_optim_free(t->optim);
+    fkd_margin_head_free(t->head);
+    fkd_graph_free(t->g);
+    for (int i = 0; i < t->n_benches; i++) fkd_bench_free(&t->benches[i]);
+    free(t->benches);
+    free(t->embedding);
+    free(t->d_embedding);
+    free(t);
+}
+
+/* One optimisation step on `batch`: forward, head (+ hook terms), backward, update.
+ * terms[0] is the head loss, terms[1..] the hook's weighted terms. */
+static fkd_status train_step(fkd_trainer *t, const fkd_batch *batch, double lr, double *terms, double *total)
+{
+    FKD_TRY(fkd_graph_set_training(t->g, true));
+    FKD_TRY(fkd_graph_set_input(t->g, "input", batch->images));
+    FKD_TRY(fkd_graph_forward(t->g));
+    FKD_TRY(fkd_graph_read(t->g, t->emb, t->embedding));
+    FKD_TRY(fkd_graph_zero_grad(t->g));
+    fkd_margin_head_zero_grad(t->head);
+    float head_loss;
+    FKD_TRY(fkd_margin_head_forward(t->head, t->embedding, batch->labels, NULL, batch->n, &head_loss, t->d_embedding));
+    terms[0] = head_loss;
+    *total = head_loss;
+    if (t->hook.step) {
+        FKD_TRY(t->hook.step(t->hook.ctx, batch, t->embedding, t->d_embedding, terms + 1));
+        for (int i = 0; i < t->hook.n_terms; i++) *total += terms[1 + i];
+    }
+    for (int i = 0; i <= t->hook.n_terms; i++)
+        if (!isfinite(terms[i]))
+            return FKD_FAIL(FKD_ERR_NUMERIC, "step %lld: loss term '%s' is %g; the last good checkpoint is %s",
+                            (long long)t->step, i ? t->hook.names[i - 1] : t->head_name, terms[i], t->ckpt_path);
+    FKD_TRY(fkd_graph_add_grad(t->g, t->emb, t->d_embedding));
+    FKD_TRY(fkd_graph_backward(t->g));
+    fkd_param *lists[2];
+    int counts[2];
+    FKD_TRY(fkd_graph_params(t->g, &lists[0], &counts[0]));
+    FKD_TRY(fkd_margin_head_params(t->head, &lists[1], &counts[1]));
+    fkd_status s = fkd_params_check_finite(lists, counts, 2);
+    if (s != FKD_OK) return FKD_WRAP(s, "step %lld: ", (long long)t->step);
+    return fkd_optim_step(t->optim, (float)lr);
+}
+
+static fkd_status evaluate(fkd_trainer *t, bool final)
+{
+    if (t->n_benches == 0) return FKD_OK;
+    fkd_embed_config ec = {.graph = t->g, .embedding = t->emb, .input = "input", .flip = true,
+                           .label = final ? "final evaluation" : NULL};
+    fkd_report report;
+    fkd_status s = final ? fkd_report_init(&report, "model") : FKD_OK;
+    float **emb = calloc((size_t)t->n_benches, sizeof *emb);
+    fkd_bench **bench_ptrs = calloc((size_t)t->n_benches, sizeof *bench_ptrs);
+    if (!emb || !bench_ptrs) s = FKD_FAIL(FKD_ERR_NOMEM, "evaluation: out of memory");
+    int n = 0;
+    for (int i = 0; s == FKD_OK && i < t->n_benches; i++) {
+        fkd_verify_result res;
+        s = fkd_bench_evaluate(&t->benches[i], &ec, &res, final ? &emb[i] : NULL, NULL);
+        if (s != FKD_OK) break;
+        bench_ptrs[n++] = &t->benches[i];
+        s = fkd_runlog_append(t->eval_path, "%lld,%s,%.4f,%.4f,%.4f,%.4f,%.4f,%.3f", (long long)t->step,
+                              t->benches[i].name, 100 * res.accuracy_mean, 100 * res.accuracy_std,
+                              100 * res.tar[2], 100 * res.eer, 100 * res.auc, res.xnorm);
+        FKD_INFO("step %lld  %-14s accuracy %.2f ± %.2f  TAR@FAR=1e-3 %.2f  EER %.2f", (long long)t->step,
+                 t->benches[i].name, 100 * res.accuracy_mean, 100 * res.accuracy_std, 100 * res.tar[2], 100 * res.eer);
+        if (s == FKD_OK && final)
+            s = fkd_report_add_verify(&report, t->r->name, t->benches[i].name, &res,
+                                      FKD_REPORT_ACCURACY | FKD_REPORT_TAR | FKD_REPORT_EER | FKD_REPORT_AUC |
+                                          FKD_REPORT_XNORM);
+    }
+    if (s == FKD_OK && final) {
+        char path[PATH_CAP];
+        snprintf(path, sizeof path, "%s/results.md", t->run_dir);
+        s = fkd_report_write_markdown(&report, path);
+        snprintf(path, sizeof path, "%s/results.csv", t->run_dir);
+        if (s == FKD_OK) s = fkd_report_write_csv(&report, path);
+        snprintf(path, sizeof path, "%s/roc.png", t->run_dir);
+        if (s == FKD_OK) s = fkd_runlog_plot_roc(path, t->r->name, bench_ptrs, emb, n, t->dim);
+    }
+    if (final) fkd_report_free(&report);
+    for (int i = 0; emb && i < t->n_benches; i++) free(emb[i]);
+    free(emb);
+    free(bench_ptrs);
+    return s;
+}
+
+static fkd_status save_checkpoint(fkd_trainer *t)
+{
+    fkd_checkpoint ck = checkpoint_parts(t, true);
+    return fkd_checkpoint_save(t->ckpt_path, &ck);
+}
+
+static bool every(int64_t step, int64_t interval) { return interval > 0 && step % interval == 0; }
+
+fkd_status fkd_trainer_run(fkd_trainer *t)
+{
+    const fkd_recipe *r = t->r;
+    double terms[FKD_TRAIN_MAX_TERMS + 1];
+    fkd_progress progress;
+    fkd_progress_start(&progress, r->name, t->total_steps, t->batch);
+    double window_start = fkd_now();
+    int64_t window_steps = 0;
+    fkd_status s = FKD_OK;
+    while (s == FKD_OK && t->step < t->total_steps) {
+        if (fkd_train_stop_requested) {
+            s = save_checkpoint(t);
+            if (s == FKD_OK)
+                s = FKD_FAIL(FKD_ERR_INTERRUPTED, "stopped at step %lld; checkpoint %s written; continue with --resume",
+                             (long long)t->step, t->ckpt_path);
+            break;
+        }
+        const fkd_batch *batch;
+        s = fkd_loader_next(t->loader, &batch);
+        double lr = fkd_schedule_lr(&t->schedule, t->step), total = 0;
+        if (s == FKD_OK) s = train_step(t, batch, lr, terms, &total);
+        if (s != FKD_OK) break;
+        t->step++;
+        window_steps++;
+        char extra[64];
+        snprintf(extra, sizeof extra, "loss %.3f", total);
+        fkd_progress_update(&progress, t->step, extra);
+        if (every(t->step, r->log_every) || t->step == t->total_steps) {
+            double now = fkd_now();
+            double ips = (double)(window_steps * t->batch) / (now - window_start > 0 ? now - window_start : 1e-9);
+            char cols[512];
+            int n = 0;
+            for (int i = 0; i <= t->hook.n_terms; i++) n += snprintf(cols + n, sizeof cols - (size_t)n, ",%.6f", terms[i]);
+            s = fkd_runlog_append(t->log_path, "%lld,%lld,%.8g,%.6f%s,%.1f", (long long)t->step,
+                                  (long long)(t->step / t->steps_per_epoch), lr, total, cols, ips);
+            window_start = now;
+            window_steps = 0;
+        }
+        if (s == FKD_OK && every(t->step, r->eval_every) && t->step < t->total_steps) s = evaluate(t, false);
+        if (s == FKD_OK && every(t->step, r->checkpoint_every)) s = save_checkpoint(t);
+    }
+    fkd_progress_finish(&progress, t->step, NULL);
+    if (s != FKD_OK) return s;
+    FKD_TRY(save_checkpoint(t));
+    char path[PATH_CAP];
+    snprintf(path, sizeof path, "%s/model.safetensors", t->run_dir);
+    fkd_checkpoint final_model = checkpoint_parts(t, false);
+    FKD_TRY(fkd_checkpoint_save(path, &final_model));
+    FKD_TRY(evaluate(t, true));
+    FKD_TRY(fkd_runlog_plot_curves(t->run_dir));
+    FKD_INFO("%s: done; model %s", r->name, path);
+    return FKD_OK;
+}

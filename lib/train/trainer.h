@@ -1,0 +1,56 @@
+/* Training a model and its head from labels: the loop behind `facekd train` (and, with
+ * distillation terms plugged in, `facekd distill`).
+ *
+ * A run folder holds
+ *   recipe.yaml              the resolved recipe
+ *   log.csv                  step, epoch, lr, loss, each loss term, images/s
+ *   eval.csv                 step, benchmark, accuracy ± std, TAR@FAR=1e-3, EER, AUC, XNorm
+ *   checkpoint.safetensors   model + head + optimizer state + step (atomic, every
+ *                            checkpoint_every steps and at the end)
+ *   model.safetensors        the final model with its class centres (head.weight)
+ *   eval.md, eval.csv-table  the final evaluation table; roc.png its ROC curves
+ *   loss.png, lr.png, accuracy.png   training curves
+ */
+#ifndef FKD_TRAIN_TRAINER_H
+#define FKD_TRAIN_TRAINER_H
+
+#include <signal.h>
+#include <stdbool.h>
+
+#include "core/status.h"
+#include "data/loader.h"
+#include "io/recipe.h"
+#include "nn/graph.h"
+
+/* Set by a signal handler (SIGINT, SIGTERM): the trainer finishes the step, writes a
+ * checkpoint and returns FKD_ERR_INTERRUPTED. */
+extern volatile sig_atomic_t fkd_train_stop_requested;
+
+#define FKD_TRAIN_MAX_TERMS 16
+
+/* Extra loss terms (distillation) computed after the head on the same batch.
+ * `terms` receives one weighted value per name; gradients w.r.t. the student embedding
+ * are ACCUMULATED into d_embedding (B, d). */
+typedef struct {
+    void *ctx;
+    int n_terms;
+    const char *names[FKD_TRAIN_MAX_TERMS];
+    fkd_status (*step)(void *ctx, const fkd_batch *batch, const float *embedding, float *d_embedding,
+                       double *terms);
+} fkd_train_hook;
+
+typedef struct fkd_trainer fkd_trainer;
+
+/* Builds everything a run needs — dataset, loader, model, head, optimizer, schedule,
+ * benchmarks, run folder — and fails before any training when something is wrong.
+ * With `resume`, continues from <output>/checkpoint.safetensors. `hook` may be NULL. */
+fkd_status fkd_trainer_create(fkd_trainer **out, const fkd_recipe *r, bool resume, const fkd_train_hook *hook);
+/* Trains to the end (or until a stop is requested), evaluating and checkpointing as the
+ * recipe says, then writes the final model, tables and plots. */
+fkd_status fkd_trainer_run(fkd_trainer *t);
+void fkd_trainer_free(fkd_trainer *t);
+
+/* The run folder (absolute). */
+const char *fkd_trainer_run_dir(const fkd_trainer *t);
+
+#endif
