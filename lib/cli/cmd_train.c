@@ -1,0 +1,98 @@
+/* facekd train RECIPE [--set key.path=value]... [--resume] */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/commands.h"
+#include "cli/runargs.h"
+#include "core/log.h"
+#include "io/recipe.h"
+#include "train/trainer.h"
+
+static volatile sig_atomic_t stop_signal = 0;
+
+static void on_stop_signal(int sig)
+{
+    stop_signal = sig;
+    fkd_train_stop_requested = 1;
+}
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: facekd train RECIPE [--set key.path=value]... [--resume]\n\n"
+            "Trains a model and its head from labels as the YAML recipe says (docs/RECIPES.md).\n"
+            "The run folder (recipe key `output`) receives recipe.yaml, log.csv, eval.csv,\n"
+            "checkpoint.safetensors, model.safetensors, results.md/csv, roc.png and curves.\n\n"
+            "  --set K=V   override a recipe key (repeatable), e.g. --set optimizer.lr=0.05\n"
+            "  --resume    continue from the run folder's checkpoint.safetensors\n\n"
+            "Ctrl-C (SIGINT) or SIGTERM finishes the current step, writes a checkpoint and exits\n"
+            "with 130 or 143; run the same command with --resume to continue.\n");
+}
+
+/* Shared by train and distill: parses RECIPE, --set and --resume. */
+int fkd_cli_parse_run_args(int argc, char **argv, const char **recipe, const char **sets, size_t *n_sets, int *resume)
+{
+    *recipe = NULL;
+    *n_sets = 0;
+    *resume = 0;
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--set") == 0 && i + 1 < argc) {
+            sets[(*n_sets)++] = argv[++i];
+        } else if (strncmp(argv[i], "--set=", 6) == 0) {
+            sets[(*n_sets)++] = argv[i] + 6;
+        } else if (strcmp(argv[i], "--resume") == 0) {
+            *resume = 1;
+        } else if (argv[i][0] == '-' || *recipe) {
+            fprintf(stderr, "facekd %s: unexpected argument '%s'\n", argv[0], argv[i]);
+            return 2;
+        } else {
+            *recipe = argv[i];
+        }
+    }
+    if (!*recipe) {
+        fprintf(stderr, "facekd %s: a recipe file is required (see --help)\n", argv[0]);
+        return 2;
+    }
+    return 0;
+}
+
+int fkd_cli_run_exit_code(fkd_status s)
+{
+    if (s == FKD_OK) return 0;
+    fprintf(stderr, "facekd: %s\n", fkd_last_error());
+    if (s == FKD_ERR_INTERRUPTED) return stop_signal == SIGTERM ? 143 : 130;
+    return 1;
+}
+
+void fkd_cli_install_stop_handlers(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+int fkd_cmd_train(int argc, char **argv)
+{
+    if (fkd_cli_wants_help(argc, argv)) {
+        usage(stdout);
+        return 0;
+    }
+    const char *recipe_path, *sets[argc > 0 ? argc : 1];
+    size_t n_sets;
+    int resume;
+    int rc = fkd_cli_parse_run_args(argc, argv, &recipe_path, sets, &n_sets, &resume);
+    if (rc) return rc;
+    fkd_recipe r;
+    if (fkd_recipe_load(&r, recipe_path, sets, n_sets) != FKD_OK) return fkd_cli_fail();
+    fkd_cli_install_stop_handlers();
+    fkd_trainer *t = NULL;
+    fkd_status s = fkd_trainer_create(&t, &r, resume, NULL);
+    if (s == FKD_OK) s = fkd_trainer_run(t);
+    fkd_trainer_free(t);
+    fkd_recipe_free(&r);
+    return fkd_cli_run_exit_code(s);
+}
