@@ -167,10 +167,11 @@ int fkd_cmd_eval(int argc, char **argv)
                     printf("  n/a ");
                 printf("   EER %5.2f   AUC %6.2f   XNorm %.2f\n", 100 * v->eer, 100 * v->auc, v->xnorm);
             }
-            for (int k = 0; n > 0 && k < FKD_VERIFY_N_FAR; k++)
-                if (res[0].tar[k] != res[0].tar[k])
-                    printf("note: TAR@FAR=%g skipped for %s (%d negative pairs, fewer than 1/FAR)\n",
-                           fkd_verify_far_targets[k], benches[0].name, res[0].n_neg);
+            for (int b = 0; b < n; b++)
+                for (int k = 0; k < FKD_VERIFY_N_FAR; k++)
+                    if (res[b].tar[k] != res[b].tar[k])
+                        printf("note: %s: TAR@FAR=%g skipped (%d negative pairs, fewer than 1/FAR)\n",
+                               benches[b].name, fkd_verify_far_targets[k], res[b].n_neg);
         }
     }
     fkd_report_free(&report);
