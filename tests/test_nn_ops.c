@@ -22,6 +22,7 @@
 
 #include "core/rng.h"
 #include "nn/graph.h"
+#include "support/st_fixture.h"
 
 enum { MAX_COORDS = 120 };
 #define GRAD_FLOOR 1e-2
@@ -280,6 +281,138 @@ CASE(test_grad_linear_nobias, {"flatten + linear", 3, 2, 3, 3, b_linear_nobias, 
 CASE(test_grad_dropout_fixed_mask, {"dropout p=0.3 fixed mask", 2, 3, 4, 4, b_dropout, 1e-2, 1e-2, 0})
 CASE(test_grad_residual_block, {"residual block + head", 4, 4, 6, 6, b_block, 1e-3, 2e-2, 0})
 
+/* ---- agreement with PyTorch 1.13 (scripts/gen_nn_fixtures.py) ----------------------- */
+
+/* Tolerance: normalised error ‖engine − torch‖ / ‖torch‖ below 1e-4 for outputs, every
+ * gradient and the running statistics (fp32 both sides; differences come from summation
+ * order, ~1e-6 measured). A reference whose norm is below TORCH_FLOOR (a gradient that
+ * vanishes by construction, like a bias ahead of a training-mode batch norm) is compared
+ * in absolute terms against that floor. */
+#define TORCH_TOL 1e-4
+#define TORCH_FLOOR 1e-2
+
+static double rel_err(const float *a, const float *b, int64_t n)
+{
+    double num = 0, den = 0;
+    for (int64_t i = 0; i < n; i++) {
+        num += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        den += (double)b[i] * b[i];
+    }
+    return sqrt(num) / fmax(sqrt(den), TORCH_FLOOR);
+}
+
+static const float *fixture(const fkd_test_st *st, const char *name, int64_t expect)
+{
+    const float *d;
+    int64_t n;
+    if (fkd_test_st_get(st, name, &d, &n) != FKD_OK) fail_msg("%s", fkd_last_error());
+    if (expect >= 0 && n != expect) fail_msg("%s: %s has %ld values, expected %ld", st->path, name, (long)n, (long)expect);
+    return d;
+}
+
+static void expect_close(const char *file, const char *what, const float *got, const float *want, int64_t n)
+{
+    double e = rel_err(got, want, n);
+    printf("  %-22s %-28s rel err %.1e\n", file, what, e);
+    if (!(e < TORCH_TOL)) fail_msg("%s: %s differs from PyTorch: %.3e >= %.0e", file, what, e, TORCH_TOL);
+}
+
+static void run_torch_case(const char *file, build_fn build)
+{
+    char path[256];
+    snprintf(path, sizeof path, "tests/fixtures/nn/%s.safetensors", file);
+    fkd_test_st st;
+    if (fkd_test_st_open(&st, path) != FKD_OK) fail_msg("%s", fkd_last_error());
+    int nd;
+    int64_t xd[4];
+    OK(fkd_test_st_shape(&st, "x", &nd, xd));
+    assert_int_equal(nd, 4);
+
+    fkd_graph *g;
+    fkd_graph_config cfg = {.batch = (int)xd[0], .mode = FKD_GRAPH_TRAIN, .seed = 3};
+    OK(fkd_graph_create(&g, &cfg));
+    fkd_value y = build(g, fkd_graph_input(g, "x", (int)xd[1], (int)xd[2], (int)xd[3]));
+    if (y < 0) fail_msg("%s: %s", file, fkd_last_error());
+    OK(fkd_graph_finalize(g));
+    fkd_param *params;
+    int np;
+    OK(fkd_graph_params(g, &params, &np));
+    for (int i = 0; i < np; i++) OK(fkd_graph_param_write(g, i, fixture(&st, params[i].name, params[i].numel)));
+
+    int64_t nx = xd[0] * xd[1] * xd[2] * xd[3], ny = value_numel(g, y);
+    float *out = malloc((size_t)(nx > ny ? nx : ny) * sizeof *out);
+    OK(fkd_graph_set_input(g, "x", fixture(&st, "x", nx)));
+    OK(fkd_graph_forward(g));
+    OK(fkd_graph_read(g, y, out));
+    expect_close(file, "y (train)", out, fixture(&st, "y", ny), ny);
+
+    OK(fkd_graph_zero_grad(g));
+    OK(fkd_graph_add_grad(g, y, fixture(&st, "r", ny)));
+    OK(fkd_graph_backward(g));
+    OK(fkd_graph_read_input_grad(g, "x", out));
+    expect_close(file, "dx", out, fixture(&st, "dx", nx), nx);
+    for (int i = 0; i < np; i++) {
+        char key[128];
+        float *p = malloc((size_t)params[i].numel * sizeof *p);
+        snprintf(key, sizeof key, params[i].is_buffer ? "after.%s" : "grad.%s", params[i].name);
+        if (params[i].is_buffer) OK(fkd_graph_param_read(g, i, p));
+        else OK(fkd_graph_param_read_grad(g, i, p));
+        expect_close(file, key, p, fixture(&st, key, params[i].numel), params[i].numel);
+        free(p);
+    }
+
+    OK(fkd_graph_set_training(g, false));
+    OK(fkd_graph_forward(g));
+    OK(fkd_graph_read(g, y, out));
+    expect_close(file, "y (eval, updated stats)", out, fixture(&st, "y_eval", ny), ny);
+    free(out);
+    fkd_graph_free(g);
+    fkd_test_st_close(&st);
+}
+
+static fkd_value t_conv_dw8(fkd_graph *g, fkd_value x)
+{
+    return fkd_graph_conv(g, "conv", x, 8, 3, 2, 1, 8, false);
+}
+static fkd_value t_bn1d(fkd_graph *g, fkd_value x)
+{
+    return fkd_graph_batchnorm(g, "bn", fkd_graph_flatten(g, "flat", x), 1e-3f, 0.3f);
+}
+static fkd_value t_linear_bias(fkd_graph *g, fkd_value x)
+{
+    return fkd_graph_linear(g, "fc", fkd_graph_flatten(g, "flat", x), 5, true);
+}
+static fkd_value t_linear_nobias(fkd_graph *g, fkd_value x)
+{
+    return fkd_graph_linear(g, "fc", fkd_graph_flatten(g, "flat", x), 5, false);
+}
+static fkd_value t_block(fkd_graph *g, fkd_value x)
+{
+    fkd_value a = fkd_graph_conv(g, "conv1", x, 8, 3, 2, 1, 1, false);
+    a = fkd_graph_prelu(g, "prelu", fkd_graph_batchnorm(g, "bn1", a, 1e-5f, 0.1f));
+    fkd_value b = fkd_graph_conv(g, "dw", a, 8, 3, 1, 1, 8, false);
+    b = fkd_graph_batchnorm(g, "bn2", b, 1e-5f, 0.1f);
+    fkd_value f = fkd_graph_flatten(g, "flat", fkd_graph_add(g, "add", a, b));
+    return fkd_graph_batchnorm(g, "features", fkd_graph_linear(g, "fc", f, 6, false), 1e-5f, 0.1f);
+}
+
+#define TORCH_CASE(fn, file, build)  \
+    static void fn(void **state)     \
+    {                                \
+        (void)state;                 \
+        run_torch_case(file, build); \
+    }
+
+TORCH_CASE(test_torch_conv_stride2_bias, "conv_s2_bias", b_conv_s2)
+TORCH_CASE(test_torch_conv_groups2, "conv_groups2", b_conv_g2)
+TORCH_CASE(test_torch_conv_depthwise, "conv_depthwise", t_conv_dw8)
+TORCH_CASE(test_torch_batchnorm2d, "bn2d", b_bn4)
+TORCH_CASE(test_torch_batchnorm1d, "bn1d", t_bn1d)
+TORCH_CASE(test_torch_prelu, "prelu", b_prelu4)
+TORCH_CASE(test_torch_linear_bias, "linear_bias", t_linear_bias)
+TORCH_CASE(test_torch_linear_nobias, "linear_nobias", t_linear_nobias)
+TORCH_CASE(test_torch_block, "block", t_block)
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -296,6 +429,15 @@ int main(void)
         cmocka_unit_test(test_grad_linear_nobias),
         cmocka_unit_test(test_grad_dropout_fixed_mask),
         cmocka_unit_test(test_grad_residual_block),
+        cmocka_unit_test(test_torch_conv_stride2_bias),
+        cmocka_unit_test(test_torch_conv_groups2),
+        cmocka_unit_test(test_torch_conv_depthwise),
+        cmocka_unit_test(test_torch_batchnorm2d),
+        cmocka_unit_test(test_torch_batchnorm1d),
+        cmocka_unit_test(test_torch_prelu),
+        cmocka_unit_test(test_torch_linear_bias),
+        cmocka_unit_test(test_torch_linear_nobias),
+        cmocka_unit_test(test_torch_block),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
