@@ -11,6 +11,7 @@
 
 #include "core/rng.h"
 #include "nn/graph.h"
+#include "support/nn_nets.h"
 
 #define OK(expr) assert_int_equal((expr), FKD_OK)
 
@@ -467,20 +468,13 @@ static void test_no_reference_kernels(void **state)
     (void)state;
     fkd_graph *g = new_graph(4, FKD_GRAPH_TRAIN, 1);
     fkd_value x = fkd_graph_input(g, "x", 32, 14, 14);
-    fkd_value a = fkd_graph_batchnorm(g, "bn1", x, 1e-5f, 0.1f);
-    a = fkd_graph_conv(g, "conv1", a, 32, 3, 1, 1, 1, false);
-    a = fkd_graph_batchnorm(g, "bn2", a, 1e-5f, 0.1f);
-    a = fkd_graph_prelu(g, "prelu", a);
-    a = fkd_graph_conv(g, "conv2", a, 64, 3, 2, 1, 1, false);
-    a = fkd_graph_batchnorm(g, "bn3", a, 1e-5f, 0.1f);
-    fkd_value d = fkd_graph_conv(g, "down", x, 64, 1, 2, 0, 1, false);
-    fkd_value s = fkd_graph_add(g, "add", a, d);
+    fkd_value s = fkd_test_iresnet_block(g, x, 64);
     fkd_value w = fkd_graph_conv(g, "dw", s, 64, 3, 1, 1, 64, false);
     fkd_value f = fkd_graph_flatten(g, "flat", w);
     fkd_value e = fkd_graph_linear(g, "fc", f, 16, false);
     assert_true(e >= 0);
     OK(fkd_graph_finalize(g));
-    const char *nodes[] = {"bn1", "conv1", "bn2", "prelu", "conv2", "down", "add", "dw", "flat", "fc"};
+    const char *nodes[] = {"bn1", "conv1", "bn2", "prelu", "conv2", "bn3", "down", "down_bn", "add", "dw", "flat", "fc"};
     char buf[512];
     for (size_t i = 0; i < sizeof nodes / sizeof nodes[0]; i++) {
         OK(fkd_graph_kernels(g, nodes[i], buf, sizeof buf));
