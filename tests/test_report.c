@@ -96,6 +96,20 @@ static void test_verify_columns_skip_unresolved_fars(void **state)
     assert_int_equal(fkd_report_add_verify(&r, "teacher", "cfp_fp", &v, FKD_REPORT_TAR), FKD_OK);
     assert_string_equal(fkd_report_get(&r, "teacher", "cfp_fp TAR@FAR=1e-2"), "n/a");
     assert_int_equal(r.n_rows, 2);
+    /* a later row that resolves a smaller FAR: its column joins the bench's TAR columns
+     * in FAR order, before columns added after them */
+    assert_int_equal(fkd_report_set(&r, "teacher", "lfw", "x"), FKD_OK);
+    v.tar[1] = 0.98;
+    v.tar[3] = 0.95;
+    assert_int_equal(fkd_report_add_verify(&r, "big", "cfp_fp", &v, FKD_REPORT_TAR), FKD_OK);
+    const char *order[] = {"cfp_fp", "cfp_fp TAR@FAR=1e-1", "cfp_fp TAR@FAR=1e-2", "cfp_fp TAR@FAR=1e-3",
+                           "cfp_fp TAR@FAR=1e-4", "cfp_fp EER", "cfp_fp XNorm", "lfw"};
+    assert_int_equal(r.n_cols, 8);
+    for (int j = 0; j < 8; j++) assert_string_equal(r.col_names[j], order[j]);
+    assert_string_equal(fkd_report_get(&r, "big", "cfp_fp TAR@FAR=1e-4"), "95.00");
+    assert_null(fkd_report_get(&r, "student", "cfp_fp TAR@FAR=1e-4"));
+    assert_string_equal(fkd_report_get(&r, "teacher", "lfw"), "x"); /* cells moved with columns */
+    assert_string_equal(fkd_report_get(&r, "student", "cfp_fp EER"), "1.20");
     /* many rows and columns: the grid regrows and keeps its cells */
     char row[16], col[16];
     for (int i = 0; i < 40; i++) {

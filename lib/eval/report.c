@@ -61,8 +61,9 @@ static fkd_status regrow(fkd_report *r, int cap_rows, int cap_cols)
     return FKD_OK;
 }
 
-/* Index of a row (is_row) or column by name, created when new. */
-static fkd_status slot(fkd_report *r, const char *name, int is_row, int *index)
+/* Index of a row (is_row) or column by name. A new row is appended; a new column goes
+ * right after column `after` (-1: at the end), shifting the later ones. */
+static fkd_status slot(fkd_report *r, const char *name, int is_row, int after, int *index)
 {
     char **names = is_row ? r->row_names : r->col_names;
     int n = is_row ? r->n_rows : r->n_cols;
@@ -77,17 +78,32 @@ static fkd_status slot(fkd_report *r, const char *name, int is_row, int *index)
                        : regrow(r, r->cap_rows ? r->cap_rows : 8, cap ? 2 * cap : 8));
     char *copy = strdup(name);
     if (!copy) return FKD_FAIL(FKD_ERR_NOMEM, "report: name '%s'", name);
-    if (is_row) r->row_names[r->n_rows++] = copy;
-    else r->col_names[r->n_cols++] = copy;
-    *index = n;
+    if (is_row) {
+        r->row_names[r->n_rows++] = copy;
+        *index = n;
+        return FKD_OK;
+    }
+    int at = after >= 0 && after < n ? after + 1 : n;
+    memmove(&r->col_names[at + 1], &r->col_names[at], sizeof(char *) * (n - at));
+    r->col_names[at] = copy;
+    for (int row = 0; row < r->n_rows; row++) {
+        char **cells = &r->cells[(size_t)row * r->cap_cols];
+        memmove(&cells[at + 1], &cells[at], sizeof(char *) * (n - at));
+        cells[at] = NULL;
+    }
+    r->n_cols++;
+    *index = at;
     return FKD_OK;
 }
 
-static fkd_status put(fkd_report *r, const char *row, const char *col, char *text)
+/* Stores text (owned) in a cell; a new column is placed after column `after_col` when
+ * that exists, else at the end. */
+static fkd_status put(fkd_report *r, const char *row, const char *col, const char *after_col, char *text)
 {
     int i = 0, j = 0;
-    fkd_status s = slot(r, row, 1, &i);
-    if (s == FKD_OK) s = slot(r, col, 0, &j);
+    int after = after_col ? find(r->col_names, r->n_cols, after_col) : -1;
+    fkd_status s = slot(r, row, 1, -1, &i);
+    if (s == FKD_OK) s = slot(r, col, 0, after, &j);
     if (s != FKD_OK) {
         free(text);
         return s;
@@ -106,7 +122,7 @@ fkd_status fkd_report_set(fkd_report *r, const char *row, const char *col, const
     int n = vasprintf(&text, fmt, ap);
     va_end(ap);
     if (n < 0) return FKD_FAIL(FKD_ERR_NOMEM, "report: cell %s / %s", row, col);
-    return put(r, row, col, text);
+    return put(r, row, col, NULL, text);
 }
 
 fkd_status fkd_report_set_na(fkd_report *r, const char *row, const char *col)
@@ -126,6 +142,18 @@ fkd_status fkd_report_set_percent(fkd_report *r, const char *row, const char *co
     return fkd_report_set(r, row, col, "%.2f", 100 * frac);
 }
 
+/* Rows that already hold TAR columns of `bench` went through add_verify for it and could
+ * not resolve the FAR of a column created after them: "n/a", not an empty cell. */
+static fkd_status mark_unresolved(fkd_report *r, const char *bench, const char *col)
+{
+    char first[256];
+    snprintf(first, sizeof(first), "%s TAR@FAR=1e-1", bench);
+    for (int i = 0; i < r->n_rows; i++)
+        if (fkd_report_get(r, r->row_names[i], first) && !fkd_report_get(r, r->row_names[i], col))
+            FKD_TRY(fkd_report_set_na(r, r->row_names[i], col));
+    return FKD_OK;
+}
+
 fkd_status fkd_report_add_verify(fkd_report *r, const char *row, const char *bench, const fkd_verify_result *v,
                                  unsigned what)
 {
@@ -137,7 +165,18 @@ fkd_status fkd_report_add_verify(fkd_report *r, const char *row, const char *ben
             /* a FAR the set cannot resolve gets no column of its own, but fills one that
              * another row created */
             if (isnan(v->tar[k]) && find(r->col_names, r->n_cols, col) < 0) continue;
-            FKD_TRY(fkd_report_set_percent(r, row, col, v->tar[k]));
+            /* keep a bench's TAR columns together and in FAR order even when a later row
+             * resolves a smaller FAR */
+            char after[256];
+            if (k == 0) snprintf(after, sizeof(after), "%s", bench);
+            else snprintf(after, sizeof(after), "%s TAR@FAR=1e-%d", bench, k);
+            char *text = NULL;
+            if (isnan(v->tar[k])) text = strdup(NA);
+            else if (asprintf(&text, "%.2f", 100 * v->tar[k]) < 0) text = NULL;
+            if (!text) return FKD_FAIL(FKD_ERR_NOMEM, "report: cell %s / %s", row, col);
+            int is_new = find(r->col_names, r->n_cols, col) < 0;
+            FKD_TRY(put(r, row, col, after, text));
+            if (is_new) FKD_TRY(mark_unresolved(r, bench, col));
         }
     if (what & FKD_REPORT_EER) {
         snprintf(col, sizeof(col), "%s EER", bench);
