@@ -11,28 +11,26 @@
 
 #include "core/fileio.h"
 #include "eval/report.h"
+#include "tests/support/tmpdir.h"
 
 static char dir[64];
 
 static int setup(void **state)
 {
     (void)state;
-    strcpy(dir, "/tmp/fkd_test_report_XXXXXX");
-    return mkdtemp(dir) ? 0 : -1;
+    return fkd_test_tmpdir_make(dir, sizeof(dir), "test_report");
 }
 
 static int teardown(void **state)
 {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof(cmd), "rm -rf %s", dir);
-    return system(cmd);
+    return fkd_test_tmpdir_remove(dir);
 }
 
 static char *slurp(const char *name)
 {
     char path[128];
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    fkd_test_tmpdir_path(path, sizeof(path), dir, name);
     uint8_t *data;
     size_t size;
     if (fkd_file_read_all(path, &data, &size) != FKD_OK) fail_msg("%s", fkd_last_error());
@@ -52,8 +50,8 @@ static void test_table_markdown_and_csv(void **state)
     assert_string_equal(fkd_report_get(&r, "teacher", "lfw"), "99.50 \u00b1 0.30");
     assert_null(fkd_report_get(&r, "nobody", "lfw"));
     char md[128], csv[128];
-    snprintf(md, sizeof(md), "%s/t.md", dir);
-    snprintf(csv, sizeof(csv), "%s/t.csv", dir);
+    fkd_test_tmpdir_path(md, sizeof(md), dir, "t.md");
+    fkd_test_tmpdir_path(csv, sizeof(csv), dir, "t.csv");
     assert_int_equal(fkd_report_write_markdown(&r, md), FKD_OK);
     assert_int_equal(fkd_report_write_csv(&r, csv), FKD_OK);
     char *m = slurp("t.md"), *c = slurp("t.csv");
@@ -130,7 +128,7 @@ static void test_unwritable_path_names_file(void **state)
     assert_int_equal(fkd_report_init(&r, "M"), FKD_OK);
     assert_int_equal(fkd_report_set(&r, "a", "b", "1"), FKD_OK);
     char path[128];
-    snprintf(path, sizeof(path), "%s/missing/dir/t.md", dir);
+    fkd_test_tmpdir_path(path, sizeof(path), dir, "missing/dir/t.md");
     assert_int_equal(fkd_report_write_markdown(&r, path), FKD_ERR_IO);
     assert_non_null(strstr(fkd_last_error(), "missing/dir/t.md"));
     assert_int_equal(fkd_report_write_csv(&r, path), FKD_ERR_IO);
