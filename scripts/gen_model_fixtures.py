@@ -5,15 +5,21 @@ weights and running statistics.
 
     /usr/bin/python3 scripts/gen_model_fixtures.py     # writes tests/fixtures/models/
 
-input.safetensors         "input" (2, 3, 112, 112), fp16-exact values stored as F16
+input.safetensors         "input" (2, 3, 112, 112), fp16-exact values stored as F16.
+                          The models run on a batch of 4: these 2 images and their
+                          horizontal mirrors (x[..., ::-1]). A batch of 2 would make the
+                          train-mode BatchNorm1d at the end degenerate (with 2 samples
+                          every normalised value is ±1 and its backward is a cancellation
+                          of nearly equal numbers, fp32 noise amplified ~1e4).
 <model>.safetensors       the model's state_dict (F16; num_batches_tracked as I64, which
                           the loader must skip) plus, under "ref.", computed in float64:
-  ref.eval.embedding      (2, F) eval mode (running statistics)
-  ref.train.embedding     (2, F) train mode (batch statistics), forward right after eval
-  ref.train.stage4        train-mode stage4 tap
-  ref.r                   (2, F) upstream gradient: L = sum(r * train embedding)
+  ref.eval.embedding      (4, F) eval mode (running statistics)
+  ref.train.embedding     (4, F) train mode (batch statistics), forward right after eval
+  ref.train.stage4_0      train-mode stage4 tap of image 0
+  ref.r                   (4, F) upstream gradient: L = sum(r * train embedding)
   ref.grad.input0         (1, 3, 112, 112) dL/dinput of image 0
-  ref.grad.<param>        dL/dparam for a few parameters
+  ref.grad.<param>        dL/dparam for a few parameters (not fc.bias or bn2.bias: the
+                          train-mode BatchNorm1d after fc makes their gradient exactly 0)
   ref.after.<buffer>      running statistics after the one train forward (momentum 0.1)
 Metadata: family, width, blocks, num_features — how to build the same graph.
 Weights and the input are rounded to fp16 first so F16 storage loses nothing.
@@ -34,7 +40,7 @@ MODELS = [
     # name, arch, width, blocks, num_features, grads to record, buffers to record
     ("iresnet_narrow", "iresnet18", 8, (1, 2, 1, 1), 8,
      ["conv1.weight", "prelu.weight", "layer1.0.conv1.weight", "layer2.1.prelu.weight", "layer3.0.downsample.0.weight",
-      "layer4.0.bn3.weight", "bn2.bias", "fc.weight", "fc.bias", "features.bias"],
+      "layer4.0.bn3.weight", "layer1.0.bn1.bias", "bn2.weight", "fc.weight", "features.bias"],
      ["bn1.running_mean", "layer2.1.bn2.running_var", "features.running_mean", "features.running_var"]),
     ("mbf_narrow", "mbf", 8, (1, 2, 1, 1), 16,
      ["layers.0.layers.0.weight", "layers.1.layers.0.weight", "layers.3.layers.1.layers.1.layers.0.weight",
@@ -105,7 +111,7 @@ def generate(x, name, arch, width, blocks, nf, grads, buffers):
             tensors.append((k, v.numpy().astype(np.float16)))
     f32 = lambda t: t.detach().numpy().astype(np.float32)  # noqa: E731
     tensors += [("ref.eval.embedding", f32(eval_emb)), ("ref.train.embedding", f32(emb)),
-                ("ref.train.stage4", f32(stage4["v"])), ("ref.r", f32(r)),
+                ("ref.train.stage4_0", f32(stage4["v"][:1])), ("ref.r", f32(r)),
                 ("ref.grad.input0", f32(xg.grad[:1]))]
     tensors += [("ref.grad." + g, f32(params[g].grad)) for g in grads]
     tensors += [("ref.after." + b, f32(after[b])) for b in buffers]
@@ -125,8 +131,9 @@ def main():
     x = f16(torch.rand((2, 3, 112, 112), generator=gen) * 2 - 1)
     safetensors_py.write(os.path.join(OUT, "input.safetensors"), [("input", x.numpy().astype(np.float16))],
                          {"producer": "scripts/gen_model_fixtures.py"})
+    batch = torch.cat([x, x.flip(3)])
     for m in MODELS:
-        generate(x, *m)
+        generate(batch, *m)
 
 
 if __name__ == "__main__":

@@ -155,6 +155,12 @@ static void check_case(const char *path)
         assert_close(far, tf[j], TOL, "rates_at far", j);
     }
     free(score);
+    /* the ROC handed to plots is the one the statistics came from */
+    fkd_roc roc;
+    assert_int_equal(fkd_verify_roc(dist_ref, same, n, &roc), FKD_OK);
+    assert_int_equal(roc.n_pos + roc.n_neg, n);
+    assert_close(fkd_roc_auc(&roc), r.auc, 0, "roc auc", 0);
+    fkd_roc_free(&roc);
     free(same);
     fixture_free(&fx);
 }

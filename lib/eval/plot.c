@@ -410,7 +410,7 @@ static void draw_axes(fkd_image *img, const fkd_plot *p, const ticks *xt, const 
         }
         fill_rect(img, p->left - TICK_MAJOR, y, p->left - 1, y, frame_rgb);
         int tw = fkd_font_text_width(yt->label[i], 1);
-        draw_text(img, p->left - TICK_MAJOR - 4 - tw, y - FKD_FONT_H / 2, yt->label[i], 1, ink_rgb, 0);
+        draw_text(img, p->left - TICK_MAJOR - 4 - tw, y - FKD_FONT_CAP / 2, yt->label[i], 1, ink_rgb, 0);
     }
     if (grid) return;
     fill_rect(img, p->left, p->top, p->right, p->top, frame_rgb);
@@ -475,7 +475,7 @@ static void draw_legend(fkd_image *img, fkd_plot *p)
     for (int i = 0; i < p->n_series; i++) {
         const fkd_plot_series *s = &p->series[i];
         if (!s->label) continue;
-        int ty = y0 + 6 + row * LEGEND_ROW, mid = ty + FKD_FONT_H / 2;
+        int ty = y0 + 6 + row * LEGEND_ROW, mid = ty + FKD_FONT_CAP / 2;
         if (s->style.kind == FKD_PLOT_LINE) {
             int t = (int)fmax(1, lrint(s->style.width));
             for (int x = x0 + 8; x < x0 + 8 + LEGEND_SAMPLE; x++) {

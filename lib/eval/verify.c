@@ -236,15 +236,21 @@ static fkd_status run_protocol(const double *dist, const uint8_t *issame, int n,
     return FKD_OK;
 }
 
+fkd_status fkd_verify_roc(const double *dist, const uint8_t *issame, int n_pairs, fkd_roc *roc)
+{
+    memset(roc, 0, sizeof(*roc));
+    double *score = malloc(sizeof(double) * (size_t)(n_pairs > 0 ? n_pairs : 1));
+    if (!score) return FKD_FAIL(FKD_ERR_NOMEM, "verification: %d scores", n_pairs);
+    fkd_verify_scores_from_distances(score, dist, n_pairs);
+    fkd_status s = fkd_roc_compute(score, issame, n_pairs, roc);
+    free(score);
+    return s;
+}
+
 static fkd_status roc_statistics(const double *dist, const uint8_t *issame, int n, fkd_verify_result *res)
 {
-    double *score = malloc(sizeof(double) * (size_t)n);
-    if (!score) return FKD_FAIL(FKD_ERR_NOMEM, "verification: %d scores", n);
-    fkd_verify_scores_from_distances(score, dist, n);
     fkd_roc roc;
-    fkd_status s = fkd_roc_compute(score, issame, n, &roc);
-    free(score);
-    FKD_TRY(s);
+    FKD_TRY(fkd_verify_roc(dist, issame, n, &roc));
     for (int j = 0; j < FKD_VERIFY_N_FAR; j++)
         fkd_roc_tar_at_far(&roc, fkd_verify_far_targets[j], &res->tar[j], &res->tar_threshold[j], &res->tar_far[j]);
     res->eer = fkd_roc_eer(&roc, &res->eer_threshold);

@@ -112,6 +112,11 @@ double fkd_roc_auc(const fkd_roc *roc);
 void fkd_roc_rates_at(const double *score, const uint8_t *issame, int n_pairs, double threshold,
                       double *tpr, double *far);
 
+/* The ROC of fkd_verify_distances (cosine scores 1 - dist/2), e.g. for a ROC plot:
+ * fkd_plot_add(&plot, NULL, "student", roc.far, roc.tpr, roc.n_points) on a log FAR axis
+ * (the FAR = 0 points are skipped there). */
+fkd_status fkd_verify_roc(const double *dist, const uint8_t *issame, int n_pairs, fkd_roc *roc);
+
 /* Cosine similarity of normalised embeddings from their squared L2 distance: 1 - d/2. */
 void fkd_verify_scores_from_distances(double *score, const double *dist, int n_pairs);
 

@@ -144,3 +144,45 @@ fkd_status fkd_model_load(fkd_graph *g, const char *path)
     fkd_safetensors_free(&st);
     return s;
 }
+
+/* Embedding size: metadata when present, else rows of the architecture's embedding
+ * weight (converted files without metadata still open with --arch). */
+static fkd_status embedding_size(const fkd_safetensors *st, const fkd_arch *arch, int *size)
+{
+    fkd_model_meta meta;
+    FKD_TRY(fkd_model_meta_from(st, &meta));
+    if (meta.embedding_size > 0) {
+        *size = meta.embedding_size;
+        return FKD_OK;
+    }
+    const fkd_st_tensor *w = fkd_safetensors_find(st, arch->embedding_weight);
+    if (!w || w->ndims != 2 || w->dims[0] < 1 || w->dims[0] > 1 << 20)
+        return FKD_FAIL(FKD_ERR_FORMAT, "%s: tensor '%s' is missing or not 2-D: not an %s model", st->path,
+                        arch->embedding_weight, arch->name);
+    *size = (int)w->dims[0];
+    return FKD_OK;
+}
+
+fkd_status fkd_model_open(fkd_graph **out, const fkd_safetensors *st, const char *arch,
+                          const fkd_graph_config *config, fkd_value *embedding)
+{
+    *out = NULL;
+    const char *name;
+    FKD_TRY(fkd_model_resolve_arch(st, arch, &name));
+    const fkd_arch *a = fkd_arch_find(name);
+    fkd_arch_opts opts = {0};
+    FKD_TRY(embedding_size(st, a, &opts.num_features));
+    fkd_graph *g;
+    FKD_TRY(fkd_graph_create(&g, config));
+    fkd_value x = fkd_graph_input(g, "input", 3, 112, 112);
+    fkd_status s = x < 0 ? (fkd_status)x : FKD_OK;
+    if (s == FKD_OK) s = fkd_arch_build(g, name, &opts, x, embedding);
+    if (s == FKD_OK) s = fkd_graph_finalize(g);
+    if (s == FKD_OK) s = fkd_model_load_tensors(g, st);
+    if (s != FKD_OK) {
+        fkd_graph_free(g);
+        return s;
+    }
+    *out = g;
+    return FKD_OK;
+}

@@ -36,4 +36,12 @@ fkd_status fkd_model_load_tensors(fkd_graph *g, const fkd_safetensors *st);
 /* Reads `path` and loads it into `g`. */
 fkd_status fkd_model_load(fkd_graph *g, const char *path);
 
+/* Everything a user of a model file needs: resolves the architecture (`arch` or the
+ * file's metadata, see fkd_model_resolve_arch), takes the embedding size from the
+ * metadata or else from the file's embedding weight, builds input "input" (3×112×112) →
+ * architecture under `config`, finalizes and loads `st`. On success *out owns the graph.
+ * On failure *out is NULL and the message names the file and the tensor. */
+fkd_status fkd_model_open(fkd_graph **out, const fkd_safetensors *st, const char *arch,
+                          const fkd_graph_config *config, fkd_value *embedding);
+
 #endif

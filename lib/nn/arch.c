@@ -38,15 +38,15 @@ static fkd_status build_mbf(fkd_graph *g, const fkd_arch *arch, const fkd_arch_o
 
 static const fkd_arch arch_table[] = {
     {"iresnet18", "r18 resnet18", "iresnet", "IResNet-18 (arcface_torch r18); the ResNet-18 student", {2, 2, 2, 2},
-     0, build_iresnet},
-    {"iresnet34", "r34", "iresnet", "IResNet-34 (arcface_torch r34)", {3, 4, 6, 3}, 0, build_iresnet},
+     0, "fc.weight", build_iresnet},
+    {"iresnet34", "r34", "iresnet", "IResNet-34 (arcface_torch r34)", {3, 4, 6, 3}, 0, "fc.weight", build_iresnet},
     {"iresnet50", "r50", "iresnet", "IResNet-50 (arcface_torch r50), the ArcFace teacher", {3, 4, 14, 3}, 0,
-     build_iresnet},
-    {"iresnet100", "r100", "iresnet", "IResNet-100 (arcface_torch r100)", {3, 13, 30, 3}, 0, build_iresnet},
+     "fc.weight", build_iresnet},
+    {"iresnet100", "r100", "iresnet", "IResNet-100 (arcface_torch r100)", {3, 13, 30, 3}, 0, "fc.weight", build_iresnet},
     {"mbf", "mobilefacenet", "mobilefacenet", "MobileFaceNet (arcface_torch mbf), the student", {1, 4, 6, 2}, 2,
-     build_mbf},
+     "features.layers.2.weight", build_mbf},
     {"mbf_large", "", "mobilefacenet", "MobileFaceNet large (arcface_torch mbf_large)", {2, 8, 12, 4}, 4,
-     build_mbf},
+     "features.layers.2.weight", build_mbf},
 };
 
 int fkd_arch_count(void)

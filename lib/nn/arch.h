@@ -27,6 +27,7 @@ struct fkd_arch {
     const char *description; /* one line for `facekd info` */
     int blocks[4];           /* default per-stage block counts */
     int scale;               /* MobileFaceNet channel scale (2 for mbf); 0 for IResNet */
+    const char *embedding_weight; /* the (num_features, in) weight: its rows are the embedding size */
     fkd_status (*build)(fkd_graph *g, const fkd_arch *arch, const fkd_arch_opts *opts, fkd_value input,
                         fkd_value *embedding);
 };

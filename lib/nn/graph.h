@@ -81,6 +81,9 @@ fkd_status fkd_graph_finalize(fkd_graph *g);
 /* Train mode: batch statistics + dropout; eval mode: running statistics, no dropout.
  * Only meaningful for TRAIN graphs; INFER graphs are always in eval mode. */
 fkd_status fkd_graph_set_training(fkd_graph *g, bool training);
+/* Dropout masks are a function of (config seed, node, step). Each training forward uses
+ * the current step and then advances it; set it to resume a run or to repeat a mask. */
+fkd_status fkd_graph_set_step(fkd_graph *g, uint64_t step);
 /* Copies a plain NCHW fp32 batch (N, C, H, W) into the input named `name`. */
 fkd_status fkd_graph_set_input(fkd_graph *g, const char *name, const float *nchw);
 fkd_status fkd_graph_forward(fkd_graph *g);
@@ -99,6 +102,11 @@ fkd_status fkd_graph_add_grad(fkd_graph *g, fkd_value v, const float *grad);
 fkd_status fkd_graph_backward(fkd_graph *g);
 /* dL/d(input) in plain NCHW (for gradient checks and input-gradient taps). */
 fkd_status fkd_graph_read_input_grad(fkd_graph *g, const char *name, float *out);
+
+/* oneDNN's implementations behind a node, for checking that nothing runs on reference
+ * code: "forward: brgconv:avx512_core; backward: jit:avx512_core, ..." (reorders
+ * included; training-mode primitives for TRAIN graphs). Truncated to `cap`. */
+fkd_status fkd_graph_kernels(fkd_graph *g, const char *node_name, char *buf, size_t cap);
 
 /* ---- parameters ---------------------------------------------------------------------- */
 typedef struct {
@@ -119,6 +127,8 @@ fkd_status fkd_graph_params(fkd_graph *g, fkd_param **params, int *count);
 /* Copies a parameter to/from PyTorch's plain layout (numel floats). */
 fkd_status fkd_graph_param_read(fkd_graph *g, int index, float *plain);
 fkd_status fkd_graph_param_write(fkd_graph *g, int index, const float *plain);
+/* Copies a parameter's gradient to PyTorch's plain layout (TRAIN graphs, not buffers). */
+fkd_status fkd_graph_param_read_grad(fkd_graph *g, int index, float *plain);
 /* Parameters (excluding buffers, including frozen ones) and multiply-accumulates of one
  * image for conv and linear nodes. */
 fkd_status fkd_graph_count(const fkd_graph *g, int64_t *parameters, int64_t *macs);

@@ -1,9 +1,22 @@
 /* The one place that calls oneDNN. Every oneDNN call in facekd goes through this module
- * (lib/nn/shim.c); FKD_DNNL_CHECK records the failing call and the place. */
+ * (lib/nn/shim.c); FKD_DNNL_CHECK records the failing call and the place.
+ *
+ * The shim wraps oneDNN's 2.x objects in opaque handles that the graph and the ops use
+ * without seeing a oneDNN type:
+ *   fkd_md    a memory descriptor (shape, data type, layout — possibly "any")
+ *   fkd_mem   a buffer with its descriptor (64-byte aligned, zero-filled)
+ *   fkd_pd    a primitive descriptor (what oneDNN chose: layouts, implementation)
+ *   fkd_prim  a primitive with its arguments bound, ready to run
+ * Every object belongs to the fkd_shim that created it and is freed by fkd_shim_free()
+ * (so a half-built graph frees cleanly). Scratchpads are in user mode: one buffer, sized
+ * for the largest primitive, is shared by all primitives (they run one after another) and
+ * is bound by fkd_shim_finalize(). Nothing here allocates after finalize.
+ */
 #ifndef FKD_NN_SHIM_H
 #define FKD_NN_SHIM_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "core/status.h"
@@ -28,5 +41,124 @@ const char *fkd_dnnl_status_str(int dnnl_status);
 fkd_status fkd_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
                      const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
                      float *c, int64_t ldc);
+
+/* ---- objects ------------------------------------------------------------------------- */
+typedef struct fkd_shim fkd_shim;
+typedef struct fkd_md fkd_md;
+typedef struct fkd_mem fkd_mem;
+typedef struct fkd_pd fkd_pd;
+typedef struct fkd_prim fkd_prim;
+
+/* Element type of activations and weights inside a primitive. */
+typedef enum { FKD_DT_F32 = 0, FKD_DT_BF16 } fkd_dtype;
+
+/* Primitive arguments (mapped to DNNL_ARG_*). */
+typedef enum {
+    FKD_ARG_SRC = 0,
+    FKD_ARG_SRC_1,
+    FKD_ARG_DST,
+    FKD_ARG_WEIGHTS,
+    FKD_ARG_BIAS,
+    FKD_ARG_MEAN,
+    FKD_ARG_VARIANCE,
+    FKD_ARG_SCALE,
+    FKD_ARG_SHIFT,
+    FKD_ARG_DIFF_SRC,
+    FKD_ARG_DIFF_DST,
+    FKD_ARG_DIFF_WEIGHTS,
+    FKD_ARG_DIFF_BIAS,
+    FKD_ARG_DIFF_SCALE,
+    FKD_ARG_DIFF_SHIFT,
+    FKD_ARG__COUNT
+} fkd_arg;
+
+/* CPU engine and in-order stream; threads come from OpenMP (OMP_NUM_THREADS). */
+fkd_status fkd_shim_create(fkd_shim **out);
+/* Frees every object created through `s`. Safe on NULL. */
+void fkd_shim_free(fkd_shim *s);
+
+/* ---- memory descriptors ---------------------------------------------------------------- */
+/* Plain row-major layout (a, ab, abcd, abcde by ndims), ndims 1..5. */
+fkd_status fkd_shim_md_plain(fkd_shim *s, const fkd_md **out, int ndims, const int64_t *dims,
+                             fkd_dtype dt);
+/* "Let the primitive choose" (format_tag_any). */
+fkd_status fkd_shim_md_any(fkd_shim *s, const fkd_md **out, int ndims, const int64_t *dims,
+                           fkd_dtype dt);
+/* The same layout read with other dims of the same element count: only for plain layouts
+ * (used by flatten to view (N, C·H·W) as (N, C, H, W)). */
+fkd_status fkd_shim_md_reshape(fkd_shim *s, const fkd_md **out, const fkd_md *md, int ndims,
+                               const int64_t *dims);
+bool fkd_shim_md_equal(const fkd_md *a, const fkd_md *b);
+/* Bytes a buffer of this layout needs, including blocking padding. */
+size_t fkd_shim_md_bytes(const fkd_md *md);
+
+/* ---- memory ---------------------------------------------------------------------------- */
+/* A zero-filled, 64-byte aligned buffer owned by the shim. */
+fkd_status fkd_shim_mem(fkd_shim *s, fkd_mem **out, const fkd_md *md);
+/* Another descriptor over `base`'s buffer (md must fit in it). */
+fkd_status fkd_shim_mem_view(fkd_shim *s, fkd_mem **out, const fkd_md *md, fkd_mem *base);
+/* A memory without a buffer: the caller points it at its own array with
+ * fkd_shim_mem_set_handle() before each use (plain arrays at the graph's edges). */
+fkd_status fkd_shim_mem_edge(fkd_shim *s, fkd_mem **out, const fkd_md *md);
+fkd_status fkd_shim_mem_set_handle(fkd_mem *m, void *data);
+void *fkd_shim_mem_data(const fkd_mem *m);
+const fkd_md *fkd_shim_mem_md(const fkd_mem *m);
+size_t fkd_shim_mem_bytes(const fkd_mem *m);
+
+/* ---- primitive descriptors ------------------------------------------------------------- */
+/* Descriptors may be "any" where oneDNN allows it; query the choice with fkd_shim_pd_md.
+ * `training` selects forward_training (keeps what backward needs) over forward_inference.
+ * Backward descriptors take their forward descriptor as the hint. Convolution weights are
+ * (O, I, K, K), or (G, O/G, I/G, K, K) when grouped. */
+fkd_status fkd_shim_conv_fwd_pd(fkd_shim *s, fkd_pd **out, bool training, const fkd_md *src,
+                                const fkd_md *weights, const fkd_md *bias, const fkd_md *dst,
+                                int stride, int padding);
+fkd_status fkd_shim_conv_bwd_data_pd(fkd_shim *s, fkd_pd **out, const fkd_md *diff_src,
+                                     const fkd_md *weights, const fkd_md *diff_dst, int stride,
+                                     int padding, const fkd_pd *hint);
+fkd_status fkd_shim_conv_bwd_weights_pd(fkd_shim *s, fkd_pd **out, const fkd_md *src,
+                                        const fkd_md *diff_weights, const fkd_md *diff_bias,
+                                        const fkd_md *diff_dst, int stride, int padding,
+                                        const fkd_pd *hint);
+/* Batch norm with scale and shift; `global_stats` normalises with given mean/variance. */
+fkd_status fkd_shim_bnorm_fwd_pd(fkd_shim *s, fkd_pd **out, bool training, const fkd_md *data,
+                                 float eps, bool global_stats);
+fkd_status fkd_shim_bnorm_bwd_pd(fkd_shim *s, fkd_pd **out, const fkd_md *diff_data,
+                                 const fkd_md *data, float eps, bool global_stats,
+                                 const fkd_pd *hint);
+fkd_status fkd_shim_prelu_fwd_pd(fkd_shim *s, fkd_pd **out, bool training, const fkd_md *data,
+                                 const fkd_md *weights);
+fkd_status fkd_shim_prelu_bwd_pd(fkd_shim *s, fkd_pd **out, const fkd_md *data,
+                                 const fkd_md *weights, const fkd_md *diff_data,
+                                 const fkd_md *diff_weights, const fkd_pd *hint);
+fkd_status fkd_shim_ip_fwd_pd(fkd_shim *s, fkd_pd **out, bool training, const fkd_md *src,
+                              const fkd_md *weights, const fkd_md *bias, const fkd_md *dst);
+fkd_status fkd_shim_ip_bwd_data_pd(fkd_shim *s, fkd_pd **out, const fkd_md *diff_src,
+                                   const fkd_md *weights, const fkd_md *diff_dst,
+                                   const fkd_pd *hint);
+fkd_status fkd_shim_ip_bwd_weights_pd(fkd_shim *s, fkd_pd **out, const fkd_md *src,
+                                      const fkd_md *diff_weights, const fkd_md *diff_bias,
+                                      const fkd_md *diff_dst, const fkd_pd *hint);
+/* dst = src0 + src1 (elementwise, same dims). */
+fkd_status fkd_shim_add_pd(fkd_shim *s, fkd_pd **out, const fkd_md *src0, const fkd_md *src1,
+                           const fkd_md *dst);
+/* The layout a descriptor chose for an argument. */
+const fkd_md *fkd_shim_pd_md(const fkd_pd *pd, fkd_arg arg);
+/* oneDNN's implementation name ("brgconv:avx512_core", "ref:any", ...). */
+const char *fkd_shim_pd_impl(const fkd_pd *pd);
+
+/* ---- primitives ------------------------------------------------------------------------ */
+fkd_status fkd_shim_prim(fkd_shim *s, fkd_prim **out, const fkd_pd *pd);
+fkd_status fkd_shim_prim_bind(fkd_prim *p, fkd_arg arg, fkd_mem *m);
+/* dst = src (or dst += src when `accumulate`), converting layouts. */
+fkd_status fkd_shim_reorder(fkd_shim *s, fkd_prim **out, fkd_mem *src, fkd_mem *dst,
+                            bool accumulate);
+const char *fkd_shim_prim_impl(const fkd_prim *p);
+/* Allocates the shared scratchpad and binds it to every primitive; call once after the
+ * last primitive is created and before the first run. */
+fkd_status fkd_shim_finalize(fkd_shim *s);
+fkd_status fkd_shim_run(fkd_shim *s, fkd_prim *p);
+/* Waits for submitted primitives before the host touches their buffers. */
+fkd_status fkd_shim_wait(fkd_shim *s);
 
 #endif

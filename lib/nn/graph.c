@@ -1,0 +1,715 @@
+/* The graph: nodes in topological order, values, parameters, and the passes over them.
+ * Op-specific work lives in op_*.c behind fkd__op (lib/nn/op.h); oneDNN behind shim.h. */
+#include "nn/graph.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/rng.h"
+#include "nn/op.h"
+
+static const fkd__op *const ops[] = {
+    [FKD__OP_INPUT] = &fkd__op_input,
+    [FKD__OP_CONV] = &fkd__op_conv,
+    [FKD__OP_BATCHNORM] = &fkd__op_batchnorm,
+    [FKD__OP_PRELU] = &fkd__op_prelu,
+    [FKD__OP_ADD] = &fkd__op_add,
+    [FKD__OP_FLATTEN] = &fkd__op_flatten,
+    [FKD__OP_LINEAR] = &fkd__op_linear,
+    [FKD__OP_DROPOUT] = &fkd__op_dropout,
+};
+static const char *const op_names[] = {
+    [FKD__OP_INPUT] = "input",
+    [FKD__OP_CONV] = "conv",
+    [FKD__OP_BATCHNORM] = "batchnorm",
+    [FKD__OP_PRELU] = "prelu",
+    [FKD__OP_ADD] = "add",
+    [FKD__OP_FLATTEN] = "flatten",
+    [FKD__OP_LINEAR] = "linear",
+    [FKD__OP_DROPOUT] = "dropout",
+};
+static_assert(sizeof ops / sizeof ops[0] == FKD__OP_COUNT, "an op without a function table");
+static_assert(sizeof op_names / sizeof op_names[0] == FKD__OP_COUNT, "an op without a name");
+
+const char *fkd__op_name(fkd__op_kind op)
+{
+    return op >= 0 && op < FKD__OP_COUNT ? op_names[op] : "?";
+}
+
+/* Grows an array of `size`-byte elements to hold at least `need`. */
+static fkd_status grow(void **items, int *cap, int need, size_t size)
+{
+    if (need <= *cap) return FKD_OK;
+    int ncap = *cap ? *cap * 2 : 16;
+    while (ncap < need) ncap *= 2;
+    void *p = realloc(*items, (size_t)ncap * size);
+    if (!p) return FKD_FAIL(FKD_ERR_NOMEM, "graph: out of memory");
+    memset((char *)p + (size_t)*cap * size, 0, (size_t)(ncap - *cap) * size);
+    *items = p;
+    *cap = ncap;
+    return FKD_OK;
+}
+
+/* ---- life cycle ------------------------------------------------------------------------ */
+
+fkd_status fkd_graph_create(fkd_graph **out, const fkd_graph_config *config)
+{
+    *out = NULL;
+    if (!config || config->batch < 1)
+        return FKD_FAIL(FKD_ERR_ARG, "graph: batch must be at least 1");
+    if (config->precision != FKD_PREC_F32)
+        return FKD_FAIL(FKD_ERR_UNSUPPORTED, "graph: only fp32 precision is implemented");
+    fkd_graph *g = calloc(1, sizeof *g);
+    if (!g) return FKD_FAIL(FKD_ERR_NOMEM, "graph: out of memory");
+    g->cfg = *config;
+    g->dtype = FKD_DT_F32;
+    g->training = config->mode == FKD_GRAPH_TRAIN;
+    fkd_status st = fkd_shim_create(&g->shim);
+    if (st != FKD_OK) {
+        fkd_graph_free(g);
+        return st;
+    }
+    *out = g;
+    return FKD_OK;
+}
+
+void fkd_graph_free(fkd_graph *g)
+{
+    if (!g) return;
+    for (int i = 0; i < g->n_nodes; i++) {
+        fkd__node *n = &g->nodes[i];
+        if (n->state && ops[n->op]->free) ops[n->op]->free(n);
+        free(n->name);
+        free(n->state);
+        free(n->fwd.items);
+        free(n->bwd.items);
+    }
+    for (int i = 0; i < g->n_params; i++) free((char *)g->params[i].name);
+    for (int i = 0; i < g->n_taps; i++) free(g->taps[i].name);
+    free(g->nodes);
+    free(g->values);
+    free(g->params);
+    free(g->pimpl);
+    free(g->taps);
+    fkd_shim_free(g->shim);
+    free(g);
+}
+
+/* ---- building -------------------------------------------------------------------------- */
+
+static int node_by_name(const fkd_graph *g, const char *name)
+{
+    for (int i = 0; i < g->n_nodes; i++)
+        if (strcmp(g->nodes[i].name, name) == 0) return i;
+    return -1;
+}
+
+fkd_status fkd__check_inputs(fkd_graph *g, fkd__op_kind op, const char *name, const int *inputs,
+                             int n_inputs)
+{
+    if (!g) return FKD_FAIL(FKD_ERR_ARG, "graph: NULL graph");
+    const char *opn = fkd__op_name(op);
+    if (!name || !*name) return FKD_FAIL(FKD_ERR_ARG, "graph: %s node without a name", opn);
+    if (g->finalized)
+        return FKD_FAIL(FKD_ERR_ARG, "graph: %s '%s': graph already finalized", opn, name);
+    if (node_by_name(g, name) >= 0)
+        return FKD_FAIL(FKD_ERR_ARG, "graph: %s '%s': a node with this name exists", opn, name);
+    for (int i = 0; i < n_inputs; i++)
+        if (inputs[i] < 0 || inputs[i] >= g->n_values)
+            return FKD_FAIL(FKD_ERR_ARG, "graph: %s '%s': input value %d does not exist", opn,
+                            name, inputs[i]);
+    return FKD_OK;
+}
+
+fkd_value fkd__node_add(fkd_graph *g, fkd__op_kind op, const char *name, const int *inputs,
+                        int n_inputs, void *state, int ndims, const int64_t *dims)
+{
+    fkd_status st = fkd__check_inputs(g, op, name, inputs, n_inputs);
+    if (st == FKD_OK) st = grow((void **)&g->nodes, &g->cap_nodes, g->n_nodes + 1, sizeof *g->nodes);
+    if (st == FKD_OK) st = grow((void **)&g->values, &g->cap_values, g->n_values + 1, sizeof *g->values);
+    char *copy = st == FKD_OK ? strdup(name) : NULL;
+    if (st == FKD_OK && !copy) st = FKD_FAIL(FKD_ERR_NOMEM, "graph: out of memory");
+    if (st != FKD_OK) {
+        free(state);
+        return st;
+    }
+    fkd__node *n = &g->nodes[g->n_nodes];
+    memset(n, 0, sizeof *n);
+    n->op = op;
+    n->name = copy;
+    n->n_inputs = n_inputs;
+    for (int i = 0; i < n_inputs; i++) n->inputs[i] = inputs[i];
+    n->state = state;
+    n->first_param = g->n_params;
+    n->output = g->n_values;
+    fkd__value *v = &g->values[g->n_values];
+    memset(v, 0, sizeof *v);
+    v->ndims = ndims;
+    for (int i = 0; i < ndims; i++) v->dims[i] = dims[i];
+    v->producer = g->n_nodes;
+    g->n_nodes++;
+    return g->n_values++;
+}
+
+fkd_status fkd__param_declare(fkd_graph *g, const char *suffix, int ndims, const int64_t *dims,
+                              fkd__init init, float init_value, bool is_buffer, bool decay)
+{
+    fkd__node *n = &g->nodes[g->n_nodes - 1];
+    FKD_TRY(grow((void **)&g->params, &g->cap_params, g->n_params + 1, sizeof *g->params));
+    void *pi = realloc(g->pimpl, (size_t)g->cap_params * sizeof *g->pimpl);
+    if (!pi) return FKD_FAIL(FKD_ERR_NOMEM, "graph: out of memory");
+    g->pimpl = pi;
+    size_t len = strlen(n->name) + 1 + strlen(suffix) + 1;
+    char *full = malloc(len);
+    if (!full) return FKD_FAIL(FKD_ERR_NOMEM, "graph: out of memory");
+    snprintf(full, len, "%s.%s", n->name, suffix);
+    fkd_param *p = &g->params[g->n_params];
+    memset(p, 0, sizeof *p);
+    p->name = full;
+    p->ndims = ndims;
+    p->numel = 1;
+    for (int i = 0; i < ndims; i++) {
+        p->dims[i] = dims[i];
+        p->numel *= dims[i];
+    }
+    p->is_buffer = is_buffer;
+    p->trainable = !is_buffer;
+    p->decay = decay;
+    fkd__param_impl *im = &g->pimpl[g->n_params];
+    memset(im, 0, sizeof *im);
+    im->init = init;
+    im->init_value = init_value;
+    n->n_params++;
+    g->n_params++;
+    return FKD_OK;
+}
+
+fkd_status fkd_graph_tap(fkd_graph *g, const char *tap_name, fkd_value v)
+{
+    if (!tap_name || !*tap_name) return FKD_FAIL(FKD_ERR_ARG, "graph: tap without a name");
+    if (v < 0 || v >= g->n_values)
+        return FKD_FAIL(FKD_ERR_ARG, "graph: tap '%s': value %d does not exist", tap_name, v);
+    for (int i = 0; i < g->n_taps; i++) {
+        if (strcmp(g->taps[i].name, tap_name) == 0) {
+            g->taps[i].value = v;
+            return FKD_OK;
+        }
+    }
+    FKD_TRY(grow((void **)&g->taps, &g->cap_taps, g->n_taps + 1, sizeof *g->taps));
+    char *copy = strdup(tap_name);
+    if (!copy) return FKD_FAIL(FKD_ERR_NOMEM, "graph: out of memory");
+    g->taps[g->n_taps].name = copy;
+    g->taps[g->n_taps].value = v;
+    g->n_taps++;
+    return FKD_OK;
+}
+
+static int param_by_name(const fkd_graph *g, const char *name)
+{
+    for (int i = 0; i < g->n_params; i++)
+        if (strcmp(g->params[i].name, name) == 0) return i;
+    return -1;
+}
+
+fkd_status fkd_graph_freeze(fkd_graph *g, const char *param_name)
+{
+    int i = param_by_name(g, param_name ? param_name : "");
+    if (i < 0) return FKD_FAIL(FKD_ERR_NOTFOUND, "graph: freeze: no parameter '%s'", param_name);
+    if (g->params[i].is_buffer)
+        return FKD_FAIL(FKD_ERR_ARG, "graph: freeze: '%s' is a buffer, not a parameter", param_name);
+    g->params[i].trainable = false;
+    if (g->params[i].grad)
+        memset(g->params[i].grad, 0, fkd_shim_mem_bytes(g->pimpl[i].grad));
+    return FKD_OK;
+}
+
+fkd_value fkd_graph_find(fkd_graph *g, const char *name)
+{
+    if (!name) return FKD_FAIL(FKD_ERR_ARG, "graph: find: NULL name");
+    for (int i = 0; i < g->n_taps; i++)
+        if (strcmp(g->taps[i].name, name) == 0) return g->taps[i].value;
+    int n = node_by_name(g, name);
+    if (n < 0) return FKD_FAIL(FKD_ERR_NOTFOUND, "graph: no tap or node named '%s'", name);
+    return g->nodes[n].output;
+}
+
+fkd_status fkd_graph_shape(const fkd_graph *g, fkd_value v, int *ndims, int dims[4])
+{
+    if (v < 0 || v >= g->n_values)
+        return FKD_FAIL(FKD_ERR_ARG, "graph: shape: value %d does not exist", v);
+    const fkd__value *x = &g->values[v];
+    *ndims = x->ndims;
+    for (int i = 0; i < 4; i++) dims[i] = i < x->ndims ? (int)x->dims[i] : 0;
+    return FKD_OK;
+}
+
+/* ---- helpers for build() --------------------------------------------------------------- */
+
+fkd_status fkd__value_plain_md(fkd_graph *g, int v, const fkd_md **out)
+{
+    return fkd_shim_md_plain(g->shim, out, g->values[v].ndims, g->values[v].dims, g->dtype);
+}
+
+fkd_status fkd__value_alloc(fkd_graph *g, int value, const fkd_md *md)
+{
+    fkd__value *v = &g->values[value];
+    FKD_TRY(fkd_shim_mem(g->shim, &v->data, md));
+    if (g->cfg.mode == FKD_GRAPH_TRAIN) FKD_TRY(fkd_shim_mem(g->shim, &v->grad, md));
+    return FKD_OK;
+}
+
+fkd_status fkd__param_alloc(fkd_graph *g, int param, const fkd_md *md, const fkd_md *plain)
+{
+    fkd_param *p = &g->params[param];
+    fkd__param_impl *im = &g->pimpl[param];
+    im->plain = plain;
+    FKD_TRY(fkd_shim_mem(g->shim, &im->data, md));
+    p->data = fkd_shim_mem_data(im->data);
+    p->storage = fkd_shim_mem_bytes(im->data) / sizeof(float);
+    if (!p->is_buffer && g->cfg.mode == FKD_GRAPH_TRAIN) {
+        FKD_TRY(fkd_shim_mem(g->shim, &im->grad, md));
+        p->grad = fkd_shim_mem_data(im->grad);
+    }
+    return FKD_OK;
+}
+
+static fkd_status steps_push(fkd__steps *steps, fkd__step step)
+{
+    FKD_TRY(grow((void **)&steps->items, &steps->cap, steps->count + 1, sizeof *steps->items));
+    steps->items[steps->count++] = step;
+    return FKD_OK;
+}
+
+fkd_status fkd__steps_add(fkd__steps *steps, fkd_prim *p)
+{
+    return steps_push(steps, (fkd__step){.prim = p});
+}
+
+fkd_status fkd__mem_as(fkd_graph *g, fkd__steps *steps, fkd_mem *have, const fkd_md *want,
+                       fkd_mem **out)
+{
+    if (fkd_shim_md_equal(fkd_shim_mem_md(have), want)) {
+        *out = have;
+        return FKD_OK;
+    }
+    fkd_mem *tmp;
+    fkd_prim *r;
+    FKD_TRY(fkd_shim_mem(g->shim, &tmp, want));
+    FKD_TRY(fkd_shim_reorder(g->shim, &r, have, tmp, false));
+    FKD_TRY(fkd__steps_add(steps, r));
+    *out = tmp;
+    return FKD_OK;
+}
+
+fkd_status fkd__value_as(fkd_graph *g, fkd__steps *steps, int v, bool grad, const fkd_md *want,
+                         fkd_mem **out)
+{
+    return fkd__mem_as(g, steps, grad ? g->values[v].grad : g->values[v].data, want, out);
+}
+
+fkd_status fkd__accumulate(fkd_graph *g, fkd__steps *steps, fkd_mem *src, fkd_mem *dst)
+{
+    if (fkd_shim_md_equal(fkd_shim_mem_md(src), fkd_shim_mem_md(dst)) && g->dtype == FKD_DT_F32)
+        return steps_push(steps, (fkd__step){.dst = fkd_shim_mem_data(dst),
+                                             .src = fkd_shim_mem_data(src),
+                                             .count = (int64_t)(fkd_shim_mem_bytes(dst) / sizeof(float))});
+    fkd_prim *r;
+    FKD_TRY(fkd_shim_reorder(g->shim, &r, src, dst, true));
+    return fkd__steps_add(steps, r);
+}
+
+fkd_status fkd__steps_run(fkd_graph *g, const fkd__steps *steps)
+{
+    for (int i = 0; i < steps->count; i++) {
+        const fkd__step *st = &steps->items[i];
+        if (st->prim) {
+            FKD_TRY(fkd_shim_run(g->shim, st->prim));
+            continue;
+        }
+        FKD_TRY(fkd_shim_wait(g->shim));
+        float *dst = st->dst;
+        const float *src = st->src;
+        int64_t n = st->count;
+#pragma omp parallel for simd schedule(static)
+        for (int64_t k = 0; k < n; k++) dst[k] += src[k];
+    }
+    return FKD_OK;
+}
+
+fkd_status fkd__build_weighted(fkd_graph *g, fkd__node *n, const fkd_pd *fwd,
+                               const fkd_pd *bwd_data, const fkd_pd *bwd_weights,
+                               const fkd_md *weight_plain)
+{
+    int x = n->inputs[0], y = n->output, w = n->first_param, b = n->n_params == 2 ? w + 1 : -1;
+    fkd__param_impl *pw = &g->pimpl[w], *pb = b >= 0 ? &g->pimpl[b] : NULL;
+    FKD_TRY(fkd__value_alloc(g, y, fkd_shim_pd_md(fwd, FKD_ARG_DST)));
+    FKD_TRY(fkd__param_alloc(g, w, fkd_shim_pd_md(fwd, FKD_ARG_WEIGHTS), weight_plain));
+    if (pb) FKD_TRY(fkd__param_alloc(g, b, fkd_shim_pd_md(fwd, FKD_ARG_BIAS), NULL));
+
+    fkd_mem *src;
+    fkd_prim *p;
+    FKD_TRY(fkd__value_as(g, &n->fwd, x, false, fkd_shim_pd_md(fwd, FKD_ARG_SRC), &src));
+    FKD_TRY(fkd_shim_prim(g->shim, &p, fwd));
+    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_SRC, src));
+    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_WEIGHTS, pw->data));
+    if (pb) FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_BIAS, pb->data));
+    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_DST, g->values[y].data));
+    FKD_TRY(fkd__steps_add(&n->fwd, p));
+    if (!bwd_data) return FKD_OK;
+
+    /* Backward-data may want the weights in another layout than forward (the jit kernels
+     * do: forcing the forward layout on it selects ref:any), and dy in the layouts the two
+     * backward primitives want (one reorder when they agree). */
+    fkd_mem *w_bwd, *dy_d, *dy_w, *dx, *dw, *db = NULL;
+    FKD_TRY(fkd__mem_as(g, &n->bwd, pw->data, fkd_shim_pd_md(bwd_data, FKD_ARG_WEIGHTS), &w_bwd));
+    FKD_TRY(fkd__value_as(g, &n->bwd, y, true, fkd_shim_pd_md(bwd_data, FKD_ARG_DIFF_DST), &dy_d));
+    const fkd_md *want_w = fkd_shim_pd_md(bwd_weights, FKD_ARG_DIFF_DST);
+    if (fkd_shim_md_equal(want_w, fkd_shim_mem_md(dy_d))) dy_w = dy_d;
+    else FKD_TRY(fkd__value_as(g, &n->bwd, y, true, want_w, &dy_w));
+
+    FKD_TRY(fkd_shim_mem(g->shim, &dx, fkd_shim_pd_md(bwd_data, FKD_ARG_DIFF_SRC)));
+    FKD_TRY(fkd_shim_prim(g->shim, &p, bwd_data));
+    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_DIFF_DST, dy_d));
+    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_WEIGHTS, w_bwd));
+    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_DIFF_SRC, dx));
+    FKD_TRY(fkd__steps_add(&n->bwd, p));
+    FKD_TRY(fkd__accumulate(g, &n->bwd, dx, g->values[x].grad));
+
+    FKD_TRY(fkd_shim_mem(g->shim, &dw, fkd_shim_pd_md(bwd_weights, FKD_ARG_DIFF_WEIGHTS)));
+    if (pb) FKD_TRY(fkd_shim_mem(g->shim, &db, fkd_shim_pd_md(bwd_weights, FKD_ARG_DIFF_BIAS)));
+    FKD_TRY(fkd_shim_prim(g->shim, &p, bwd_weights));
+    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_SRC, src));
+    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_DIFF_DST, dy_w));
+    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_DIFF_WEIGHTS, dw));
+    if (db) FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_DIFF_BIAS, db));
+    FKD_TRY(fkd__steps_add(&n->bwd, p));
+    FKD_TRY(fkd__accumulate(g, &n->bwd, dw, pw->grad));
+    if (db) FKD_TRY(fkd__accumulate(g, &n->bwd, db, pb->grad));
+    return FKD_OK;
+}
+
+/* ---- finalize -------------------------------------------------------------------------- */
+
+/* Plain-layout edges of a value: reorders to the caller's array and back. */
+static fkd_status build_value_edges(fkd_graph *g, fkd__value *v)
+{
+    const fkd_md *plain;
+    FKD_TRY(fkd_shim_md_plain(g->shim, &plain, v->ndims, v->dims, g->dtype));
+    if (fkd_shim_md_equal(plain, fkd_shim_mem_md(v->data))) return FKD_OK;
+    FKD_TRY(fkd_shim_mem_edge(g->shim, &v->edge, plain));
+    FKD_TRY(fkd_shim_reorder(g->shim, &v->to_plain, v->data, v->edge, false));
+    if (v->grad) FKD_TRY(fkd_shim_reorder(g->shim, &v->grad_from_plain, v->edge, v->grad, true));
+    return FKD_OK;
+}
+
+static fkd_status build_param_edges(fkd_graph *g, int i)
+{
+    fkd_param *p = &g->params[i];
+    fkd__param_impl *im = &g->pimpl[i];
+    if (!im->data)
+        return FKD_FAIL(FKD_ERR_ARG, "graph: parameter '%s' got no storage", p->name);
+    if (!im->plain) FKD_TRY(fkd_shim_md_plain(g->shim, &im->plain, p->ndims, p->dims, FKD_DT_F32));
+    if (fkd_shim_md_equal(im->plain, fkd_shim_mem_md(im->data))) return FKD_OK;
+    FKD_TRY(fkd_shim_mem_edge(g->shim, &im->edge, im->plain));
+    FKD_TRY(fkd_shim_reorder(g->shim, &im->to_plain, im->data, im->edge, false));
+    FKD_TRY(fkd_shim_reorder(g->shim, &im->from_plain, im->edge, im->data, false));
+    if (im->grad) FKD_TRY(fkd_shim_reorder(g->shim, &im->grad_to_plain, im->grad, im->edge, false));
+    return FKD_OK;
+}
+
+/* PyTorch's defaults, deterministic from the seed: one random stream per parameter. */
+static fkd_status init_params(fkd_graph *g)
+{
+    int64_t most = 0;
+    for (int i = 0; i < g->n_params; i++)
+        if (g->params[i].numel > most) most = g->params[i].numel;
+    float *plain = malloc((size_t)(most ? most : 1) * sizeof *plain);
+    if (!plain) return FKD_FAIL(FKD_ERR_NOMEM, "graph: out of memory");
+    fkd_status st = FKD_OK;
+    for (int i = 0; i < g->n_params && st == FKD_OK; i++) {
+        const fkd__param_impl *im = &g->pimpl[i];
+        fkd_rng rng;
+        fkd_rng_seed(&rng, g->cfg.seed, fkd_hash_mix(0x9a7a3e7e5ULL, (uint64_t)i));
+        for (int64_t k = 0; k < g->params[i].numel; k++) {
+            switch (im->init) {
+            case FKD__INIT_ZERO: plain[k] = 0.0f; break;
+            case FKD__INIT_ONE: plain[k] = 1.0f; break;
+            case FKD__INIT_CONST: plain[k] = im->init_value; break;
+            case FKD__INIT_UNIFORM:
+                plain[k] = (float)((2.0 * fkd_rng_uniform(&rng) - 1.0) * im->init_value);
+                break;
+            }
+        }
+        st = fkd_graph_param_write(g, i, plain);
+    }
+    free(plain);
+    return st;
+}
+
+fkd_status fkd_graph_finalize(fkd_graph *g)
+{
+    if (!g) return FKD_FAIL(FKD_ERR_ARG, "graph: NULL graph");
+    if (g->finalized) return FKD_FAIL(FKD_ERR_ARG, "graph: finalize called twice");
+    if (g->n_nodes == 0) return FKD_FAIL(FKD_ERR_ARG, "graph: finalize: the graph has no nodes");
+    for (int i = 0; i < g->n_nodes; i++) {
+        fkd__node *n = &g->nodes[i];
+        fkd_status st = ops[n->op]->build(g, n);
+        if (st != FKD_OK) return FKD_WRAP(st, "graph: %s '%s': ", fkd__op_name(n->op), n->name);
+    }
+    for (int i = 0; i < g->n_values; i++) FKD_TRY(build_value_edges(g, &g->values[i]));
+    for (int i = 0; i < g->n_params; i++) FKD_TRY(build_param_edges(g, i));
+    FKD_TRY(fkd_shim_finalize(g->shim));
+    g->finalized = true;
+    fkd_status st = init_params(g);
+    if (st != FKD_OK) g->finalized = false;
+    return st;
+}
+
+/* ---- running --------------------------------------------------------------------------- */
+
+static fkd_status need_finalized(const fkd_graph *g, const char *what)
+{
+    if (!g) return FKD_FAIL(FKD_ERR_ARG, "graph: %s: NULL graph", what);
+    if (!g->finalized) return FKD_FAIL(FKD_ERR_ARG, "graph: %s before fkd_graph_finalize", what);
+    return FKD_OK;
+}
+
+static fkd_status need_value(const fkd_graph *g, fkd_value v, const char *what)
+{
+    FKD_TRY(need_finalized(g, what));
+    if (v < 0 || v >= g->n_values)
+        return FKD_FAIL(FKD_ERR_ARG, "graph: %s: value %d does not exist", what, v);
+    return FKD_OK;
+}
+
+fkd_status fkd_graph_set_training(fkd_graph *g, bool training)
+{
+    FKD_TRY(need_finalized(g, "set_training"));
+    if (training && g->cfg.mode != FKD_GRAPH_TRAIN)
+        return FKD_FAIL(FKD_ERR_ARG, "graph: set_training: an inference graph has no training mode");
+    g->training = training;
+    return FKD_OK;
+}
+
+fkd_status fkd_graph_set_step(fkd_graph *g, uint64_t step)
+{
+    if (!g) return FKD_FAIL(FKD_ERR_ARG, "graph: set_step: NULL graph");
+    g->step = step;
+    return FKD_OK;
+}
+
+static int64_t value_numel(const fkd__value *v)
+{
+    int64_t n = 1;
+    for (int i = 0; i < v->ndims; i++) n *= v->dims[i];
+    return n;
+}
+
+static fkd_status find_input(fkd_graph *g, const char *name, const char *what, fkd__value **out)
+{
+    FKD_TRY(need_finalized(g, what));
+    int n = node_by_name(g, name ? name : "");
+    if (n < 0 || g->nodes[n].op != FKD__OP_INPUT)
+        return FKD_FAIL(FKD_ERR_NOTFOUND, "graph: %s: no input named '%s'", what, name ? name : "(null)");
+    *out = &g->values[g->nodes[n].output];
+    return FKD_OK;
+}
+
+fkd_status fkd_graph_set_input(fkd_graph *g, const char *name, const float *nchw)
+{
+    fkd__value *v;
+    FKD_TRY(find_input(g, name, "set_input", &v));
+    /* Inputs are kept plain (see op_input.c). */
+    memcpy(fkd_shim_mem_data(v->data), nchw, (size_t)value_numel(v) * sizeof(float));
+    return FKD_OK;
+}
+
+fkd_status fkd_graph_read_input_grad(fkd_graph *g, const char *name, float *out)
+{
+    fkd__value *v;
+    FKD_TRY(find_input(g, name, "read_input_grad", &v));
+    if (!v->grad)
+        return FKD_FAIL(FKD_ERR_ARG, "graph: read_input_grad: '%s': an inference graph has no gradients", name);
+    memcpy(out, fkd_shim_mem_data(v->grad), (size_t)value_numel(v) * sizeof(float));
+    return FKD_OK;
+}
+
+fkd_status fkd_graph_forward(fkd_graph *g)
+{
+    FKD_TRY(need_finalized(g, "forward"));
+    for (int i = 0; i < g->n_nodes; i++) {
+        fkd__node *n = &g->nodes[i];
+        fkd_status st = ops[n->op]->forward ? ops[n->op]->forward(g, n) : fkd__steps_run(g, &n->fwd);
+        if (st != FKD_OK)
+            return FKD_WRAP(st, "graph: forward: %s '%s': ", fkd__op_name(n->op), n->name);
+    }
+    FKD_TRY(fkd_shim_wait(g->shim));
+    if (g->training) g->step++;
+    return FKD_OK;
+}
+
+fkd_status fkd_graph_backward(fkd_graph *g)
+{
+    FKD_TRY(need_finalized(g, "backward"));
+    if (g->cfg.mode != FKD_GRAPH_TRAIN)
+        return FKD_FAIL(FKD_ERR_ARG, "graph: backward on an inference graph");
+    for (int i = g->n_nodes - 1; i >= 0; i--) {
+        fkd__node *n = &g->nodes[i];
+        fkd_status st = ops[n->op]->backward ? ops[n->op]->backward(g, n) : fkd__steps_run(g, &n->bwd);
+        if (st != FKD_OK)
+            return FKD_WRAP(st, "graph: backward: %s '%s': ", fkd__op_name(n->op), n->name);
+        /* The node's output gradient is consumed: the next backward (gradient accumulation
+         * over micro-batches) starts from what add_grad puts there. Inputs keep theirs. */
+        if (n->op != FKD__OP_INPUT) {
+            FKD_TRY(fkd_shim_wait(g->shim));
+            fkd_mem *dy = g->values[n->output].grad;
+            memset(fkd_shim_mem_data(dy), 0, fkd_shim_mem_bytes(dy));
+        }
+    }
+    FKD_TRY(fkd_shim_wait(g->shim));
+    /* Frozen parameters: the primitives computed their gradients anyway; drop them. */
+    for (int i = 0; i < g->n_params; i++)
+        if (!g->params[i].trainable && g->params[i].grad)
+            memset(g->params[i].grad, 0, fkd_shim_mem_bytes(g->pimpl[i].grad));
+    return FKD_OK;
+}
+
+fkd_status fkd_graph_read(fkd_graph *g, fkd_value v, float *out)
+{
+    FKD_TRY(need_value(g, v, "read"));
+    fkd__value *x = &g->values[v];
+    if (!x->edge) {
+        memcpy(out, fkd_shim_mem_data(x->data), (size_t)value_numel(x) * sizeof(float));
+        return FKD_OK;
+    }
+    FKD_TRY(fkd_shim_mem_set_handle(x->edge, out));
+    FKD_TRY(fkd_shim_run(g->shim, x->to_plain));
+    return fkd_shim_wait(g->shim);
+}
+
+fkd_status fkd_graph_zero_grad(fkd_graph *g)
+{
+    FKD_TRY(need_finalized(g, "zero_grad"));
+    for (int i = 0; i < g->n_values; i++)
+        if (g->values[i].grad)
+            memset(fkd_shim_mem_data(g->values[i].grad), 0, fkd_shim_mem_bytes(g->values[i].grad));
+    for (int i = 0; i < g->n_params; i++)
+        if (g->pimpl[i].grad) memset(g->params[i].grad, 0, fkd_shim_mem_bytes(g->pimpl[i].grad));
+    return FKD_OK;
+}
+
+fkd_status fkd_graph_add_grad(fkd_graph *g, fkd_value v, const float *grad)
+{
+    FKD_TRY(need_value(g, v, "add_grad"));
+    fkd__value *x = &g->values[v];
+    if (!x->grad) return FKD_FAIL(FKD_ERR_ARG, "graph: add_grad: an inference graph has no gradients");
+    if (!x->edge) {
+        float *d = fkd_shim_mem_data(x->grad);
+        int64_t n = value_numel(x);
+#pragma omp parallel for schedule(static)
+        for (int64_t i = 0; i < n; i++) d[i] += grad[i];
+        return FKD_OK;
+    }
+    /* The edge only reads the caller's array. */
+    FKD_TRY(fkd_shim_mem_set_handle(x->edge, (void *)grad));
+    FKD_TRY(fkd_shim_run(g->shim, x->grad_from_plain));
+    return fkd_shim_wait(g->shim);
+}
+
+static void append_kernels(char *buf, size_t cap, size_t *used, const char *label,
+                           const fkd__steps *steps)
+{
+    for (int i = 0; i < steps->count && *used < cap; i++) {
+        const fkd_prim *p = steps->items[i].prim;
+        int n = snprintf(buf + *used, cap - *used, "%s%s", i ? ", " : label,
+                         p ? fkd_shim_prim_impl(p) : "add:host");
+        if (n > 0) *used += (size_t)n;
+    }
+}
+
+fkd_status fkd_graph_kernels(fkd_graph *g, const char *node_name, char *buf, size_t cap)
+{
+    FKD_TRY(need_finalized(g, "kernels"));
+    int i = node_by_name(g, node_name ? node_name : "");
+    if (i < 0) return FKD_FAIL(FKD_ERR_NOTFOUND, "graph: kernels: no node named '%s'", node_name);
+    if (cap == 0) return FKD_FAIL(FKD_ERR_ARG, "graph: kernels: empty buffer");
+    size_t used = 0;
+    buf[0] = '\0';
+    append_kernels(buf, cap, &used, "forward: ", &g->nodes[i].fwd);
+    if (used < cap && g->nodes[i].bwd.count)
+        append_kernels(buf, cap, &used, used ? "; backward: " : "backward: ", &g->nodes[i].bwd);
+    return FKD_OK;
+}
+
+/* ---- parameters ------------------------------------------------------------------------ */
+
+fkd_status fkd_graph_params(fkd_graph *g, fkd_param **params, int *count)
+{
+    FKD_TRY(need_finalized(g, "params"));
+    *params = g->params;
+    *count = g->n_params;
+    return FKD_OK;
+}
+
+static fkd_status need_param(fkd_graph *g, int index, const char *what)
+{
+    FKD_TRY(need_finalized(g, what));
+    if (index < 0 || index >= g->n_params)
+        return FKD_FAIL(FKD_ERR_ARG, "graph: %s: parameter %d does not exist", what, index);
+    return FKD_OK;
+}
+
+/* Plain copy of a parameter's data or gradient (engine memory `m`, reorder `to_plain`). */
+static fkd_status param_to_plain(fkd_graph *g, int index, fkd_mem *m, fkd_prim *to_plain,
+                                 float *plain)
+{
+    fkd__param_impl *im = &g->pimpl[index];
+    if (!im->edge) {
+        memcpy(plain, fkd_shim_mem_data(m), (size_t)g->params[index].numel * sizeof(float));
+        return FKD_OK;
+    }
+    FKD_TRY(fkd_shim_mem_set_handle(im->edge, plain));
+    FKD_TRY(fkd_shim_run(g->shim, to_plain));
+    return fkd_shim_wait(g->shim);
+}
+
+fkd_status fkd_graph_param_read(fkd_graph *g, int index, float *plain)
+{
+    FKD_TRY(need_param(g, index, "param_read"));
+    return param_to_plain(g, index, g->pimpl[index].data, g->pimpl[index].to_plain, plain);
+}
+
+fkd_status fkd_graph_param_read_grad(fkd_graph *g, int index, float *plain)
+{
+    FKD_TRY(need_param(g, index, "param_read_grad"));
+    if (!g->pimpl[index].grad)
+        return FKD_FAIL(FKD_ERR_ARG, "graph: param_read_grad: '%s' has no gradient", g->params[index].name);
+    return param_to_plain(g, index, g->pimpl[index].grad, g->pimpl[index].grad_to_plain, plain);
+}
+
+fkd_status fkd_graph_param_write(fkd_graph *g, int index, const float *plain)
+{
+    FKD_TRY(need_param(g, index, "param_write"));
+    fkd__param_impl *im = &g->pimpl[index];
+    if (!im->edge) {
+        memcpy(g->params[index].data, plain, (size_t)g->params[index].numel * sizeof(float));
+        return FKD_OK;
+    }
+    FKD_TRY(fkd_shim_mem_set_handle(im->edge, (void *)plain));
+    FKD_TRY(fkd_shim_run(g->shim, im->from_plain));
+    return fkd_shim_wait(g->shim);
+}
+
+fkd_status fkd_graph_count(const fkd_graph *g, int64_t *parameters, int64_t *macs)
+{
+    if (!g) return FKD_FAIL(FKD_ERR_ARG, "graph: count: NULL graph");
+    int64_t n = 0;
+    for (int i = 0; i < g->n_params; i++)
+        if (!g->params[i].is_buffer) n += g->params[i].numel;
+    if (parameters) *parameters = n;
+    if (macs) *macs = g->macs;
+    return FKD_OK;
+}

@@ -1,0 +1,162 @@
+/* Inside the graph: nodes, values, parameters and the op interface (internal to lib/nn).
+ *
+ * An op is a struct of functions (fkd__op). Adding one:
+ *   1. a value in fkd__op_kind before FKD__OP_COUNT, its name in op_names (graph.c);
+ *   2. lib/nn/op_<name>.c with the public builder (validates, computes the output shape,
+ *      declares parameters with fkd__param_declare) and the fkd__op table;
+ *   3. the table in graph.c's `ops[]` — static_asserts catch a half-added op.
+ *
+ * build() runs at finalize in node order: it sees the layouts its inputs were produced in,
+ * chooses its own through oneDNN, creates its primitives and appends them to n->fwd /
+ * n->bwd. forward()/backward() are optional: without them the step lists run in order.
+ * Ops never call oneDNN themselves; they go through lib/nn/shim.h.
+ */
+#ifndef FKD_NN_OP_H
+#define FKD_NN_OP_H
+
+#include "nn/graph.h"
+#include "nn/shim.h"
+
+typedef enum {
+    FKD__OP_INPUT = 0,
+    FKD__OP_CONV,
+    FKD__OP_BATCHNORM,
+    FKD__OP_PRELU,
+    FKD__OP_ADD,
+    FKD__OP_FLATTEN,
+    FKD__OP_LINEAR,
+    FKD__OP_DROPOUT,
+    FKD__OP_COUNT
+} fkd__op_kind;
+
+/* One step of a node: a oneDNN primitive, or (prim == NULL) dst[i] += src[i] over
+ * `count` floats of two buffers in the same layout (gradient accumulation, OpenMP). */
+typedef struct {
+    fkd_prim *prim;
+    float *dst;
+    const float *src;
+    int64_t count;
+} fkd__step;
+
+/* Steps run in order. */
+typedef struct {
+    fkd__step *items;
+    int count, cap;
+} fkd__steps;
+
+typedef struct {
+    int ndims;
+    int64_t dims[4];  /* plain shape: (N, C, H, W) or (N, F) */
+    int producer;     /* node index */
+    fkd_mem *data;    /* in the producer's layout */
+    fkd_mem *grad;    /* same layout as data; TRAIN graphs only */
+    /* Edges: a buffer-less plain memory pointed at the caller's array, with reorders
+     * (NULL when data is already plain: plain copies are memcpy). */
+    fkd_mem *edge;
+    fkd_prim *to_plain, *grad_from_plain;
+} fkd__value;
+
+typedef struct fkd__node {
+    fkd__op_kind op;
+    char *name;
+    int inputs[2];
+    int n_inputs;
+    int output;       /* value id */
+    int first_param;  /* index into g->params, n_params of them */
+    int n_params;
+    void *state;      /* op-private: attributes and what build() made; freed with free() */
+    fkd__steps fwd, bwd;
+} fkd__node;
+
+typedef enum { FKD__INIT_ZERO = 0, FKD__INIT_ONE, FKD__INIT_CONST, FKD__INIT_UNIFORM } fkd__init;
+
+/* What the engine keeps beside a public fkd_param. */
+typedef struct {
+    fkd__init init;
+    float init_value;  /* CONST: the value; UNIFORM: the bound b of U(-b, b) */
+    const fkd_md *plain;
+    fkd_mem *data, *grad;   /* engine layout */
+    fkd_mem *edge;          /* plain, buffer-less, NULL when the engine layout is plain */
+    fkd_prim *to_plain, *from_plain, *grad_to_plain;
+} fkd__param_impl;
+
+struct fkd_graph {
+    fkd_graph_config cfg;
+    fkd_dtype dtype;  /* the one place the compute type is chosen (from cfg.precision) */
+    fkd_shim *shim;
+    fkd__node *nodes;
+    int n_nodes, cap_nodes;
+    fkd__value *values;
+    int n_values, cap_values;
+    fkd_param *params;
+    fkd__param_impl *pimpl;
+    int n_params, cap_params;
+    struct fkd__tap { char *name; int value; } *taps;
+    int n_taps, cap_taps;
+    bool finalized, training;
+    uint64_t step;    /* dropout mask stream for the next training forward */
+    int64_t macs;     /* per image, conv + linear */
+};
+
+typedef struct {
+    /* Creates layouts, buffers and primitives (at finalize). */
+    fkd_status (*build)(fkd_graph *g, fkd__node *n);
+    /* Optional: NULL runs n->fwd. */
+    fkd_status (*forward)(fkd_graph *g, fkd__node *n);
+    /* Optional: NULL runs n->bwd. */
+    fkd_status (*backward)(fkd_graph *g, fkd__node *n);
+    /* Optional: releases what n->state points to (the state itself is freed after);
+     * must be safe when build() never ran or stopped half-way. */
+    void (*free)(fkd__node *n);
+} fkd__op;
+
+extern const fkd__op fkd__op_input, fkd__op_conv, fkd__op_batchnorm, fkd__op_prelu,
+    fkd__op_add, fkd__op_flatten, fkd__op_linear, fkd__op_dropout;
+
+const char *fkd__op_name(fkd__op_kind op);
+
+/* ---- used by builders (before finalize) ------------------------------------------------ */
+/* Checks that the graph is still open and the inputs exist; adds a node with `state`
+ * (taken over, also on failure) and its output value of the given plain shape.
+ * Returns the output value id or a negative status naming the node. */
+fkd_value fkd__node_add(fkd_graph *g, fkd__op_kind op, const char *name, const int *inputs,
+                        int n_inputs, void *state, int ndims, const int64_t *dims);
+/* Validates a builder call before the node exists: names the op and node in errors. */
+fkd_status fkd__check_inputs(fkd_graph *g, fkd__op_kind op, const char *name, const int *inputs,
+                             int n_inputs);
+/* Declares the next parameter of the node just added ("<node>.<suffix>"). */
+fkd_status fkd__param_declare(fkd_graph *g, const char *suffix, int ndims, const int64_t *dims,
+                              fkd__init init, float init_value, bool is_buffer, bool decay);
+
+/* ---- used by build() ------------------------------------------------------------------- */
+/* Gives the node's output value its layout: allocates data (and grad in TRAIN graphs). */
+fkd_status fkd__value_alloc(fkd_graph *g, int value, const fkd_md *md);
+/* Gives a parameter its engine layout `md`; `plain` is the same dims in plain layout
+ * (NULL: plain PyTorch dims; grouped conv weights and PReLU weights have more dims inside
+ * the engine than in the state_dict). param_read/param_write convert with reorders. */
+fkd_status fkd__param_alloc(fkd_graph *g, int param, const fkd_md *md, const fkd_md *plain);
+/* A memory holding value `v` in layout `want`: the value itself, or a buffer filled by a
+ * reorder appended to `steps`. `grad` selects the value's gradient instead of its data.
+ * fkd__mem_as does the same for any memory (parameters). */
+fkd_status fkd__mem_as(fkd_graph *g, fkd__steps *steps, fkd_mem *have, const fkd_md *want,
+                       fkd_mem **out);
+fkd_status fkd__value_as(fkd_graph *g, fkd__steps *steps, int v, bool grad, const fkd_md *want,
+                         fkd_mem **out);
+fkd_status fkd__steps_add(fkd__steps *steps, fkd_prim *p);
+/* Appends dst += src: a host loop when the layouts agree, a reorder with a sum post-op
+ * otherwise. */
+fkd_status fkd__accumulate(fkd_graph *g, fkd__steps *steps, fkd_mem *src, fkd_mem *dst);
+fkd_status fkd__steps_run(fkd_graph *g, const fkd__steps *steps);
+/* Conv and linear share one shape: y = op(x, W) + b. Given their primitive descriptors
+ * (backward ones NULL in INFER graphs), allocates the output and the weight/bias
+ * parameters (params first_param, first_param + 1 when n_params == 2), and appends
+ *   forward:  [reorder x] op
+ *   backward: [reorder dy] backward-data → dx += ; backward-weights → dW +=, db +=  */
+fkd_status fkd__build_weighted(fkd_graph *g, fkd__node *n, const fkd_pd *fwd,
+                               const fkd_pd *bwd_data, const fkd_pd *bwd_weights,
+                               const fkd_md *weight_plain);
+
+/* Plain descriptor of a value's shape in the graph's compute type. */
+fkd_status fkd__value_plain_md(fkd_graph *g, int v, const fkd_md **out);
+
+#endif

@@ -1,0 +1,88 @@
+/* 2-D convolution (square kernel, symmetric padding, groups) on oneDNN, with oneDNN
+ * choosing the layouts of src, weights and dst (format_tag_any).
+ *
+ * Shapes: x (N, I, H, W), W (O, I/G, K, K) — inside the engine (G, O/G, I/G, K, K) when
+ * grouped —, b (O), y (N, O, OH, OW) with OH = (H + 2P - K) / S + 1.
+ * Forward: y = conv(x, W) + b. Backward: dx += conv_bwd_data(dy, W),
+ * dW += conv_bwd_weights(x, dy), db += Σ_{n,h,w} dy. */
+#include <math.h>
+#include <stdlib.h>
+
+#include "nn/op.h"
+
+typedef struct {
+    int out_c, kernel, stride, padding, groups;
+} conv_state;
+
+fkd_value fkd_graph_conv(fkd_graph *g, const char *name, fkd_value x, int out_channels,
+                         int kernel, int stride, int padding, int groups, bool bias)
+{
+    fkd_status st = fkd__check_inputs(g, FKD__OP_CONV, name, &x, 1);
+    if (st != FKD_OK) return st;
+    const fkd__value *v = &g->values[x];
+    if (v->ndims != 4)
+        return FKD_FAIL(FKD_ERR_ARG, "graph: conv '%s': input must be 4-D (N, C, H, W), got %d-D",
+                        name, v->ndims);
+    int in_c = (int)v->dims[1];
+    if (out_channels < 1 || kernel < 1 || stride < 1 || padding < 0 || groups < 1)
+        return FKD_FAIL(FKD_ERR_ARG,
+                        "graph: conv '%s': bad geometry (out %d, kernel %d, stride %d, padding %d, groups %d)",
+                        name, out_channels, kernel, stride, padding, groups);
+    if (in_c % groups || out_channels % groups)
+        return FKD_FAIL(FKD_ERR_ARG, "graph: conv '%s': %d groups do not divide %d -> %d channels",
+                        name, groups, in_c, out_channels);
+    int64_t oh = (v->dims[2] + 2 * padding - kernel) / stride + 1;
+    int64_t ow = (v->dims[3] + 2 * padding - kernel) / stride + 1;
+    if (v->dims[2] + 2 * padding < kernel || v->dims[3] + 2 * padding < kernel)
+        return FKD_FAIL(FKD_ERR_ARG, "graph: conv '%s': kernel %d larger than the padded %ldx%ld input",
+                        name, kernel, (long)v->dims[2], (long)v->dims[3]);
+    conv_state *s = malloc(sizeof *s);
+    if (!s) return FKD_FAIL(FKD_ERR_NOMEM, "graph: conv '%s': out of memory", name);
+    *s = (conv_state){out_channels, kernel, stride, padding, groups};
+    const int64_t dims[4] = {v->dims[0], out_channels, oh, ow};
+    fkd_value y = fkd__node_add(g, FKD__OP_CONV, name, &x, 1, s, 4, dims);
+    if (y < 0) return y;
+
+    /* PyTorch's default: kaiming_uniform(a = sqrt(5)) = U(±1/sqrt(fan_in)), bias likewise. */
+    int64_t fan_in = (int64_t)(in_c / groups) * kernel * kernel;
+    float bound = (float)(1.0 / sqrt((double)fan_in));
+    const int64_t wdims[4] = {out_channels, in_c / groups, kernel, kernel};
+    const int64_t bdims[1] = {out_channels};
+    st = fkd__param_declare(g, "weight", 4, wdims, FKD__INIT_UNIFORM, bound, false, true);
+    if (st == FKD_OK && bias)
+        st = fkd__param_declare(g, "bias", 1, bdims, FKD__INIT_UNIFORM, bound, false, true);
+    if (st != FKD_OK) return st;
+    g->macs += (int64_t)out_channels * oh * ow * fan_in;
+    return y;
+}
+
+static fkd_status conv_build(fkd_graph *g, fkd__node *n)
+{
+    const conv_state *s = n->state;
+    const fkd__value *x = &g->values[n->inputs[0]], *y = &g->values[n->output];
+    bool train = g->cfg.mode == FKD_GRAPH_TRAIN, has_bias = n->n_params == 2;
+    int in_c = (int)x->dims[1], k = s->kernel, G = s->groups;
+    int64_t wd[5] = {G, s->out_c / G, in_c / G, k, k};
+    int wnd = G > 1 ? 5 : 4;
+    const int64_t *wdims = G > 1 ? wd : wd + 1;
+    const int64_t bdims[1] = {s->out_c};
+
+    fkd_shim *sh = g->shim;
+    const fkd_md *src, *w, *b = NULL, *dst, *w_plain;
+    FKD_TRY(fkd_shim_md_any(sh, &src, 4, x->dims, g->dtype));
+    FKD_TRY(fkd_shim_md_any(sh, &w, wnd, wdims, g->dtype));
+    FKD_TRY(fkd_shim_md_plain(sh, &w_plain, wnd, wdims, FKD_DT_F32));
+    if (has_bias) FKD_TRY(fkd_shim_md_plain(sh, &b, 1, bdims, g->dtype));
+    FKD_TRY(fkd_shim_md_any(sh, &dst, 4, y->dims, g->dtype));
+
+    fkd_pd *fwd, *bwd_data = NULL, *bwd_weights = NULL;
+    FKD_TRY(fkd_shim_conv_fwd_pd(sh, &fwd, train, src, w, b, dst, s->stride, s->padding));
+    if (train) {
+        FKD_TRY(fkd_shim_conv_bwd_data_pd(sh, &bwd_data, src, w, dst, s->stride, s->padding, fwd));
+        FKD_TRY(fkd_shim_conv_bwd_weights_pd(sh, &bwd_weights, fkd_shim_pd_md(fwd, FKD_ARG_SRC), w,
+                                             b, dst, s->stride, s->padding, fwd));
+    }
+    return fkd__build_weighted(g, n, fwd, bwd_data, bwd_weights, w_plain);
+}
+
+const fkd__op fkd__op_conv = {.build = conv_build};
