@@ -3,9 +3,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 
 #include "cli/commands.h"
+#include "core/fileio.h"
 #include "data/dataset.h"
 #include "data/image.h"
 #include "eval/embed.h"
