@@ -22,6 +22,7 @@
 
 #include "core/rng.h"
 #include "nn/graph.h"
+#include "support/nn_nets.h"
 #include "support/st_fixture.h"
 
 enum { MAX_COORDS = 120 };
@@ -243,16 +244,8 @@ static fkd_value b_dropout(fkd_graph *g, fkd_value x)
 }
 static fkd_value b_block(fkd_graph *g, fkd_value x)
 {
-    /* An IResNet-style block: bn → conv → bn → prelu → conv(s2) → bn, + downsample. */
-    fkd_value a = fkd_graph_batchnorm(g, "bn1", x, 1e-5f, 0.1f);
-    a = fkd_graph_conv(g, "conv1", a, 8, 3, 1, 1, 1, false);
-    a = fkd_graph_batchnorm(g, "bn2", a, 1e-5f, 0.1f);
-    a = fkd_graph_prelu(g, "prelu", a);
-    a = fkd_graph_conv(g, "conv2", a, 8, 3, 2, 1, 1, false);
-    a = fkd_graph_batchnorm(g, "bn3", a, 1e-5f, 0.1f);
-    fkd_value d = fkd_graph_conv(g, "down", x, 8, 1, 2, 0, 1, false);
-    d = fkd_graph_batchnorm(g, "down_bn", d, 1e-5f, 0.1f);
-    fkd_value s = fkd_graph_add(g, "add", a, d);
+    /* An IResNet block with downsample, then the head: flatten, dropout, fc, features. */
+    fkd_value s = fkd_test_iresnet_block(g, x, 8);
     fkd_value f = fkd_graph_flatten(g, "flat", s);
     f = fkd_graph_dropout(g, "drop", f, 0.2f);
     f = fkd_graph_linear(g, "fc", f, 6, true);

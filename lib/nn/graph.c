@@ -276,17 +276,21 @@ fkd_status fkd__param_alloc(fkd_graph *g, int param, const fkd_md *md, const fkd
     return FKD_OK;
 }
 
-fkd_status fkd__steps_add(fkd__steps *steps, fkd_prim *p)
+static fkd_status steps_push(fkd__steps *steps, fkd__step step)
 {
     FKD_TRY(grow((void **)&steps->items, &steps->cap, steps->count + 1, sizeof *steps->items));
-    steps->items[steps->count++] = p;
+    steps->items[steps->count++] = step;
     return FKD_OK;
 }
 
-fkd_status fkd__value_as(fkd_graph *g, fkd__steps *steps, int v, bool grad, const fkd_md *want,
-                         fkd_mem **out)
+fkd_status fkd__steps_add(fkd__steps *steps, fkd_prim *p)
 {
-    fkd_mem *have = grad ? g->values[v].grad : g->values[v].data;
+    return steps_push(steps, (fkd__step){.prim = p});
+}
+
+fkd_status fkd__mem_as(fkd_graph *g, fkd__steps *steps, fkd_mem *have, const fkd_md *want,
+                       fkd_mem **out)
+{
     if (fkd_shim_md_equal(fkd_shim_mem_md(have), want)) {
         *out = have;
         return FKD_OK;
@@ -300,8 +304,18 @@ fkd_status fkd__value_as(fkd_graph *g, fkd__steps *steps, int v, bool grad, cons
     return FKD_OK;
 }
 
+fkd_status fkd__value_as(fkd_graph *g, fkd__steps *steps, int v, bool grad, const fkd_md *want,
+                         fkd_mem **out)
+{
+    return fkd__mem_as(g, steps, grad ? g->values[v].grad : g->values[v].data, want, out);
+}
+
 fkd_status fkd__accumulate(fkd_graph *g, fkd__steps *steps, fkd_mem *src, fkd_mem *dst)
 {
+    if (fkd_shim_md_equal(fkd_shim_mem_md(src), fkd_shim_mem_md(dst)) && g->dtype == FKD_DT_F32)
+        return steps_push(steps, (fkd__step){.dst = fkd_shim_mem_data(dst),
+                                             .src = fkd_shim_mem_data(src),
+                                             .count = (int64_t)(fkd_shim_mem_bytes(dst) / sizeof(float))});
     fkd_prim *r;
     FKD_TRY(fkd_shim_reorder(g->shim, &r, src, dst, true));
     return fkd__steps_add(steps, r);
@@ -309,7 +323,19 @@ fkd_status fkd__accumulate(fkd_graph *g, fkd__steps *steps, fkd_mem *src, fkd_me
 
 fkd_status fkd__steps_run(fkd_graph *g, const fkd__steps *steps)
 {
-    for (int i = 0; i < steps->count; i++) FKD_TRY(fkd_shim_run(g->shim, steps->items[i]));
+    for (int i = 0; i < steps->count; i++) {
+        const fkd__step *st = &steps->items[i];
+        if (st->prim) {
+            FKD_TRY(fkd_shim_run(g->shim, st->prim));
+            continue;
+        }
+        FKD_TRY(fkd_shim_wait(g->shim));
+        float *dst = st->dst;
+        const float *src = st->src;
+        int64_t n = st->count;
+#pragma omp parallel for simd schedule(static)
+        for (int64_t k = 0; k < n; k++) dst[k] += src[k];
+    }
     return FKD_OK;
 }
 
@@ -334,8 +360,11 @@ fkd_status fkd__build_weighted(fkd_graph *g, fkd__node *n, const fkd_pd *fwd,
     FKD_TRY(fkd__steps_add(&n->fwd, p));
     if (!bwd_data) return FKD_OK;
 
-    /* dy in the layouts the two backward primitives want (one reorder when they agree). */
-    fkd_mem *dy_d, *dy_w, *dx, *dw, *db = NULL;
+    /* Backward-data may want the weights in another layout than forward (the jit kernels
+     * do: forcing the forward layout on it selects ref:any), and dy in the layouts the two
+     * backward primitives want (one reorder when they agree). */
+    fkd_mem *w_bwd, *dy_d, *dy_w, *dx, *dw, *db = NULL;
+    FKD_TRY(fkd__mem_as(g, &n->bwd, pw->data, fkd_shim_pd_md(bwd_data, FKD_ARG_WEIGHTS), &w_bwd));
     FKD_TRY(fkd__value_as(g, &n->bwd, y, true, fkd_shim_pd_md(bwd_data, FKD_ARG_DIFF_DST), &dy_d));
     const fkd_md *want_w = fkd_shim_pd_md(bwd_weights, FKD_ARG_DIFF_DST);
     if (fkd_shim_md_equal(want_w, fkd_shim_mem_md(dy_d))) dy_w = dy_d;
@@ -344,7 +373,7 @@ fkd_status fkd__build_weighted(fkd_graph *g, fkd__node *n, const fkd_pd *fwd,
     FKD_TRY(fkd_shim_mem(g->shim, &dx, fkd_shim_pd_md(bwd_data, FKD_ARG_DIFF_SRC)));
     FKD_TRY(fkd_shim_prim(g->shim, &p, bwd_data));
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_DIFF_DST, dy_d));
-    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_WEIGHTS, pw->data));
+    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_WEIGHTS, w_bwd));
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_DIFF_SRC, dx));
     FKD_TRY(fkd__steps_add(&n->bwd, p));
     FKD_TRY(fkd__accumulate(g, &n->bwd, dx, g->values[x].grad));
@@ -532,6 +561,13 @@ fkd_status fkd_graph_backward(fkd_graph *g)
         fkd_status st = ops[n->op]->backward ? ops[n->op]->backward(g, n) : fkd__steps_run(g, &n->bwd);
         if (st != FKD_OK)
             return FKD_WRAP(st, "graph: backward: %s '%s': ", fkd__op_name(n->op), n->name);
+        /* The node's output gradient is consumed: the next backward (gradient accumulation
+         * over micro-batches) starts from what add_grad puts there. Inputs keep theirs. */
+        if (n->op != FKD__OP_INPUT) {
+            FKD_TRY(fkd_shim_wait(g->shim));
+            fkd_mem *dy = g->values[n->output].grad;
+            memset(fkd_shim_mem_data(dy), 0, fkd_shim_mem_bytes(dy));
+        }
     }
     FKD_TRY(fkd_shim_wait(g->shim));
     /* Frozen parameters: the primitives computed their gradients anyway; drop them. */
@@ -581,6 +617,31 @@ fkd_status fkd_graph_add_grad(fkd_graph *g, fkd_value v, const float *grad)
     FKD_TRY(fkd_shim_mem_set_handle(x->edge, (void *)grad));
     FKD_TRY(fkd_shim_run(g->shim, x->grad_from_plain));
     return fkd_shim_wait(g->shim);
+}
+
+static void append_kernels(char *buf, size_t cap, size_t *used, const char *label,
+                           const fkd__steps *steps)
+{
+    for (int i = 0; i < steps->count && *used < cap; i++) {
+        const fkd_prim *p = steps->items[i].prim;
+        int n = snprintf(buf + *used, cap - *used, "%s%s", i ? ", " : label,
+                         p ? fkd_shim_prim_impl(p) : "add:host");
+        if (n > 0) *used += (size_t)n;
+    }
+}
+
+fkd_status fkd_graph_kernels(fkd_graph *g, const char *node_name, char *buf, size_t cap)
+{
+    FKD_TRY(need_finalized(g, "kernels"));
+    int i = node_by_name(g, node_name ? node_name : "");
+    if (i < 0) return FKD_FAIL(FKD_ERR_NOTFOUND, "graph: kernels: no node named '%s'", node_name);
+    if (cap == 0) return FKD_FAIL(FKD_ERR_ARG, "graph: kernels: empty buffer");
+    size_t used = 0;
+    buf[0] = '\0';
+    append_kernels(buf, cap, &used, "forward: ", &g->nodes[i].fwd);
+    if (used < cap && g->nodes[i].bwd.count)
+        append_kernels(buf, cap, &used, used ? "; backward: " : "backward: ", &g->nodes[i].bwd);
+    return FKD_OK;
 }
 
 /* ---- parameters ------------------------------------------------------------------------ */

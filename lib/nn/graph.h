@@ -103,6 +103,11 @@ fkd_status fkd_graph_backward(fkd_graph *g);
 /* dL/d(input) in plain NCHW (for gradient checks and input-gradient taps). */
 fkd_status fkd_graph_read_input_grad(fkd_graph *g, const char *name, float *out);
 
+/* oneDNN's implementations behind a node, for checking that nothing runs on reference
+ * code: "forward: brgconv:avx512_core; backward: jit:avx512_core, ..." (reorders
+ * included; training-mode primitives for TRAIN graphs). Truncated to `cap`. */
+fkd_status fkd_graph_kernels(fkd_graph *g, const char *node_name, char *buf, size_t cap);
+
 /* ---- parameters ---------------------------------------------------------------------- */
 typedef struct {
     const char *name;  /* state_dict key, e.g. "layer1.0.bn1.running_mean" */

@@ -29,9 +29,18 @@ typedef enum {
     FKD__OP_COUNT
 } fkd__op_kind;
 
-/* A list of primitives run in order. */
+/* One step of a node: a oneDNN primitive, or (prim == NULL) dst[i] += src[i] over
+ * `count` floats of two buffers in the same layout (gradient accumulation, OpenMP). */
 typedef struct {
-    fkd_prim **items;
+    fkd_prim *prim;
+    float *dst;
+    const float *src;
+    int64_t count;
+} fkd__step;
+
+/* Steps run in order. */
+typedef struct {
+    fkd__step *items;
     int count, cap;
 } fkd__steps;
 
@@ -127,11 +136,15 @@ fkd_status fkd__value_alloc(fkd_graph *g, int value, const fkd_md *md);
  * the engine than in the state_dict). param_read/param_write convert with reorders. */
 fkd_status fkd__param_alloc(fkd_graph *g, int param, const fkd_md *md, const fkd_md *plain);
 /* A memory holding value `v` in layout `want`: the value itself, or a buffer filled by a
- * reorder appended to `steps`. `grad` selects the value's gradient instead of its data. */
+ * reorder appended to `steps`. `grad` selects the value's gradient instead of its data.
+ * fkd__mem_as does the same for any memory (parameters). */
+fkd_status fkd__mem_as(fkd_graph *g, fkd__steps *steps, fkd_mem *have, const fkd_md *want,
+                       fkd_mem **out);
 fkd_status fkd__value_as(fkd_graph *g, fkd__steps *steps, int v, bool grad, const fkd_md *want,
                          fkd_mem **out);
 fkd_status fkd__steps_add(fkd__steps *steps, fkd_prim *p);
-/* Appends dst += src (any layouts). */
+/* Appends dst += src: a host loop when the layouts agree, a reorder with a sum post-op
+ * otherwise. */
 fkd_status fkd__accumulate(fkd_graph *g, fkd__steps *steps, fkd_mem *src, fkd_mem *dst);
 fkd_status fkd__steps_run(fkd_graph *g, const fkd__steps *steps);
 /* Conv and linear share one shape: y = op(x, W) + b. Given their primitive descriptors

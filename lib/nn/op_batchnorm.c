@@ -11,10 +11,13 @@
 
 #include "nn/op.h"
 
+/* Steps: n->fwd / n->bwd run with batch statistics in TRAIN graphs, with running
+ * statistics in INFER graphs; eval_fwd / eval_bwd are the running-statistics steps of a
+ * TRAIN graph in eval mode. */
 typedef struct {
     float eps, momentum;
     fkd_mem *mean, *var; /* batch statistics of the last training forward, (C) */
-    fkd__steps train_fwd, eval_fwd, train_bwd, eval_bwd;
+    fkd__steps eval_fwd, eval_bwd;
 } bn_state;
 
 fkd_value fkd_graph_batchnorm(fkd_graph *g, const char *name, fkd_value x, float eps, float momentum)
@@ -96,18 +99,20 @@ static fkd_status bn_build(fkd_graph *g, fkd__node *n)
     FKD_TRY(fkd__value_alloc(g, n->output, data));
     for (int i = 0; i < 4; i++) FKD_TRY(fkd__param_alloc(g, p0 + i, stat, NULL));
     fkd__param_impl *run = &g->pimpl[p0 + 2];
+    if (g->cfg.mode != FKD_GRAPH_TRAIN)
+        return build_mode(g, n, true, run[0].data, run[1].data, &n->fwd, &n->bwd);
     FKD_TRY(build_mode(g, n, true, run[0].data, run[1].data, &s->eval_fwd, &s->eval_bwd));
-    if (g->cfg.mode != FKD_GRAPH_TRAIN) return FKD_OK;
     FKD_TRY(fkd_shim_mem(g->shim, &s->mean, stat));
     FKD_TRY(fkd_shim_mem(g->shim, &s->var, stat));
-    return build_mode(g, n, false, s->mean, s->var, &s->train_fwd, &s->train_bwd);
+    return build_mode(g, n, false, s->mean, s->var, &n->fwd, &n->bwd);
 }
 
 static fkd_status bn_forward(fkd_graph *g, fkd__node *n)
 {
     bn_state *s = n->state;
+    if (g->cfg.mode != FKD_GRAPH_TRAIN) return fkd__steps_run(g, &n->fwd);
     if (!g->training) return fkd__steps_run(g, &s->eval_fwd);
-    FKD_TRY(fkd__steps_run(g, &s->train_fwd));
+    FKD_TRY(fkd__steps_run(g, &n->fwd));
     FKD_TRY(fkd_shim_wait(g->shim));
     const fkd__value *x = &g->values[n->inputs[0]];
     int64_t c = x->dims[1], m = x->dims[0] * (x->ndims == 4 ? x->dims[2] * x->dims[3] : 1);
@@ -124,15 +129,13 @@ static fkd_status bn_forward(fkd_graph *g, fkd__node *n)
 static fkd_status bn_backward(fkd_graph *g, fkd__node *n)
 {
     bn_state *s = n->state;
-    return fkd__steps_run(g, g->training ? &s->train_bwd : &s->eval_bwd);
+    return fkd__steps_run(g, g->training ? &n->bwd : &s->eval_bwd);
 }
 
 static void bn_free(fkd__node *n)
 {
     bn_state *s = n->state;
-    free(s->train_fwd.items);
     free(s->eval_fwd.items);
-    free(s->train_bwd.items);
     free(s->eval_bwd.items);
 }
 

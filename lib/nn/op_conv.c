@@ -78,8 +78,7 @@ static fkd_status conv_build(fkd_graph *g, fkd__node *n)
     fkd_pd *fwd, *bwd_data = NULL, *bwd_weights = NULL;
     FKD_TRY(fkd_shim_conv_fwd_pd(sh, &fwd, train, src, w, b, dst, s->stride, s->padding));
     if (train) {
-        FKD_TRY(fkd_shim_conv_bwd_data_pd(sh, &bwd_data, src, fkd_shim_pd_md(fwd, FKD_ARG_WEIGHTS),
-                                          dst, s->stride, s->padding, fwd));
+        FKD_TRY(fkd_shim_conv_bwd_data_pd(sh, &bwd_data, src, w, dst, s->stride, s->padding, fwd));
         FKD_TRY(fkd_shim_conv_bwd_weights_pd(sh, &bwd_weights, fkd_shim_pd_md(fwd, FKD_ARG_SRC), w,
                                              b, dst, s->stride, s->padding, fwd));
     }

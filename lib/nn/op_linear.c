@@ -48,8 +48,7 @@ static fkd_status linear_build(fkd_graph *g, fkd__node *n)
     fkd_pd *fwd, *bwd_data = NULL, *bwd_weights = NULL;
     FKD_TRY(fkd_shim_ip_fwd_pd(sh, &fwd, train, src, w, b, dst));
     if (train) {
-        FKD_TRY(fkd_shim_ip_bwd_data_pd(sh, &bwd_data, src, fkd_shim_pd_md(fwd, FKD_ARG_WEIGHTS),
-                                        dst, fwd));
+        FKD_TRY(fkd_shim_ip_bwd_data_pd(sh, &bwd_data, src, w, dst, fwd));
         FKD_TRY(fkd_shim_ip_bwd_weights_pd(sh, &bwd_weights, src, w, b, dst, fwd));
     }
     return fkd__build_weighted(g, n, fwd, bwd_data, bwd_weights, NULL);
