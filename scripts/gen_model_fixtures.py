@@ -21,7 +21,8 @@ input.safetensors         "input" (2, 3, 112, 112), fp16-exact values stored as 
   ref.grad.<param>        dL/dparam for a few parameters (not fc.bias or bn2.bias: the
                           train-mode BatchNorm1d after fc makes their gradient exactly 0)
   ref.after.<buffer>      running statistics after the one train forward (momentum 0.1)
-Metadata: family, width, blocks, num_features — how to build the same graph.
+Metadata as facekd writes it (architecture, embedding_size, width, blocks, producer), so
+fkd_model_open builds the same narrow graph.
 Weights and the input are rounded to fp16 first so F16 storage loses nothing.
 """
 import os
@@ -115,8 +116,8 @@ def generate(x, name, arch, width, blocks, nf, grads, buffers):
                 ("ref.grad.input0", f32(xg.grad[:1]))]
     tensors += [("ref.grad." + g, f32(params[g].grad)) for g in grads]
     tensors += [("ref.after." + b, f32(after[b])) for b in buffers]
-    meta = {"family": "iresnet" if arch.startswith("iresnet") else "mobilefacenet", "arch": arch,
-            "width": str(width), "blocks": ",".join(map(str, blocks)), "num_features": str(nf),
+    meta = {"architecture": arch, "embedding_size": str(nf),
+            "width": str(width), "blocks": ",".join(map(str, blocks)),
             "producer": "scripts/gen_model_fixtures.py (PyTorch %s, float64)" % torch.__version__}
     path = os.path.join(OUT, name + ".safetensors")
     safetensors_py.write(path, tensors, meta)
