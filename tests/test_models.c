@@ -99,6 +99,10 @@ static void check_names_match(fkd_graph *g, const fkd_safetensors *st)
         param_index(g, name);
     }
     assert_int_equal(model_tensors, n);
+    /* arcface_torch freezes IResNet's features.weight at 1; everything else that is not
+     * a running statistic trains. */
+    for (int i = 0; i < n; i++)
+        assert_int_equal(p[i].trainable, !p[i].is_buffer && strcmp(p[i].name, "features.weight") != 0);
 }
 
 static void run_fixture(const char *file)
