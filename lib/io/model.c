@@ -10,34 +10,52 @@
 
 fkd_status fkd_model_save(fkd_graph *g, const char *path, const fkd_model_meta *meta)
 {
+    return fkd_model_save_with(g, path, meta, NULL, 0, NULL, 0);
+}
+
+fkd_status fkd_model_save_with(fkd_graph *g, const char *path, const fkd_model_meta *meta,
+                               const fkd_st_entry *extra, int n_extra, const fkd_st_meta *extra_meta,
+                               int n_extra_meta)
+{
     fkd_param *params;
     int count;
     FKD_TRY(fkd_graph_params(g, &params, &count));
     int64_t total = 0;
     for (int i = 0; i < count; i++) total += params[i].numel;
-    fkd_st_entry *entries = calloc((size_t)count + 1, sizeof *entries);
+    fkd_st_entry *entries = calloc((size_t)(count + n_extra) + 1, sizeof *entries);
+    fkd_st_meta *kv = calloc((size_t)n_extra_meta + 5, sizeof *kv);
     float *plain = malloc(((size_t)total + 1) * sizeof *plain);
     fkd_status s = FKD_OK;
-    if (!entries || !plain) s = FKD_FAIL(FKD_ERR_NOMEM, "%s: out of memory saving %d tensors", path, count);
+    if (!entries || !kv || !plain) s = FKD_FAIL(FKD_ERR_NOMEM, "%s: out of memory saving %d tensors", path, count);
     float *at = plain;
     for (int i = 0; s == FKD_OK && i < count; i++) {
         s = fkd_graph_param_read(g, i, at);
         entries[i] = (fkd_st_entry){params[i].name, FKD_ST_F32, params[i].ndims, params[i].dims, at};
         at += params[i].numel;
     }
+    for (int i = 0; s == FKD_OK && i < n_extra; i++) entries[count + i] = extra[i];
     char emb[24], width[24], blocks[64];
     snprintf(emb, sizeof emb, "%d", meta->embedding_size);
     snprintf(width, sizeof width, "%d", meta->width);
     snprintf(blocks, sizeof blocks, "%d,%d,%d,%d", meta->blocks[0], meta->blocks[1], meta->blocks[2],
              meta->blocks[3]);
-    fkd_st_meta kv[5] = {{"architecture", (char *)meta->architecture},
-                         {"embedding_size", emb},
-                         {"producer", (char *)meta->producer}};
-    int n_kv = 3;
-    if (meta->width > 0) kv[n_kv++] = (fkd_st_meta){"width", width};
-    if (meta->blocks[0] > 0) kv[n_kv++] = (fkd_st_meta){"blocks", blocks};
-    if (s == FKD_OK) s = fkd_safetensors_write(path, entries, count, kv, n_kv);
+    int n_kv = 0;
+    if (s == FKD_OK) {
+        kv[n_kv++] = (fkd_st_meta){"architecture", (char *)meta->architecture};
+        kv[n_kv++] = (fkd_st_meta){"embedding_size", emb};
+        kv[n_kv++] = (fkd_st_meta){"producer", (char *)meta->producer};
+        if (meta->width > 0) kv[n_kv++] = (fkd_st_meta){"width", width};
+        if (meta->blocks[0] > 0) kv[n_kv++] = (fkd_st_meta){"blocks", blocks};
+        for (int i = 0; i < n_extra_meta; i++) kv[n_kv++] = extra_meta[i];
+        /* A duplicated key would make the reader's choice ambiguous. */
+        for (int i = 0; i < n_kv && s == FKD_OK; i++)
+            for (int j = 0; j < i && s == FKD_OK; j++)
+                if (strcmp(kv[i].key, kv[j].key) == 0)
+                    s = FKD_FAIL(FKD_ERR_ARG, "%s: metadata key '%s' given twice", path, kv[i].key);
+    }
+    if (s == FKD_OK) s = fkd_safetensors_write(path, entries, count + n_extra, kv, n_kv);
     free(entries);
+    free(kv);
     free(plain);
     return s;
 }

@@ -24,6 +24,12 @@ typedef struct {
 
 /* Writes every parameter and buffer of `g` (after finalize) to `path`, atomically. */
 fkd_status fkd_model_save(fkd_graph *g, const char *path, const fkd_model_meta *meta);
+/* The same plus caller tensors (after the model's; e.g. a training checkpoint's
+ * optimizer state "optim.<param>.m") and metadata ("step"). Names must not collide with
+ * the model's tensors or metadata keys. The caller keeps ownership of everything. */
+fkd_status fkd_model_save_with(fkd_graph *g, const char *path, const fkd_model_meta *meta,
+                               const fkd_st_entry *extra, int n_extra, const fkd_st_meta *extra_meta,
+                               int n_extra_meta);
 
 /* Reads the metadata of a parsed file; absent keys stay empty/0. A malformed
  * embedding_size, width or blocks is an error naming the file and the key. */
