@@ -196,6 +196,12 @@ static fkd_value b_conv_dw(fkd_graph *g, fkd_value x)
 {
     return fkd_graph_conv(g, "conv", x, 4, 3, 2, 1, 4, false);
 }
+static fkd_value b_conv_gdc(fkd_graph *g, fkd_value x)
+{
+    /* MobileFaceNet's global depthwise conv: kernel = the whole (blocked) 5×5 map. */
+    fkd_value c = fkd_graph_conv(g, "pw", x, 16, 1, 1, 0, 1, false);
+    return fkd_graph_conv(g, "gdc", c, 16, 5, 1, 0, 16, false);
+}
 static fkd_value b_conv_1x1_wide(fkd_graph *g, fkd_value x)
 {
     /* 20 output channels: blocked layouts with padding (16-blocks). */
@@ -263,6 +269,7 @@ static fkd_value b_block(fkd_graph *g, fkd_value x)
 CASE(test_grad_conv_stride2_pad_bias, {"conv 3x3 s2 p1 +bias", 2, 3, 7, 7, b_conv_s2, 1e-2, 1e-2, 0})
 CASE(test_grad_conv_groups2, {"conv 3x3 groups=2", 2, 4, 6, 6, b_conv_g2, 1e-2, 1e-2, 0})
 CASE(test_grad_conv_depthwise, {"conv depthwise 3x3 s2", 2, 4, 7, 7, b_conv_dw, 1e-2, 1e-2, 0})
+CASE(test_grad_conv_gdc, {"conv 1x1 + depthwise 5x5 (GDC)", 2, 3, 5, 5, b_conv_gdc, 1e-2, 1e-2, 0})
 CASE(test_grad_conv_1x1_padded_channels, {"conv 1x1 20 out", 2, 3, 4, 4, b_conv_1x1_wide, 1e-2, 1e-2, 0})
 CASE(test_grad_batchnorm_4d_train, {"batchnorm2d train", 4, 3, 3, 3, b_bn4, 1e-2, 1e-2, 0})
 CASE(test_grad_batchnorm_2d_train, {"batchnorm1d train", 6, 5, 1, 1, b_bn2, 1e-2, 1e-2, 0})
@@ -412,6 +419,7 @@ int main(void)
         cmocka_unit_test(test_grad_conv_stride2_pad_bias),
         cmocka_unit_test(test_grad_conv_groups2),
         cmocka_unit_test(test_grad_conv_depthwise),
+        cmocka_unit_test(test_grad_conv_gdc),
         cmocka_unit_test(test_grad_conv_1x1_padded_channels),
         cmocka_unit_test(test_grad_batchnorm_4d_train),
         cmocka_unit_test(test_grad_batchnorm_2d_train),
