@@ -403,6 +403,12 @@ static fkd_value t_block(fkd_graph *g, fkd_value x)
     return fkd_graph_batchnorm(g, "features", fkd_graph_linear(g, "fc", f, 6, false), 1e-5f, 0.1f);
 }
 
+static fkd_value t_iresnet_block(fkd_graph *g, fkd_value x)
+{
+    fkd_value f = fkd_graph_flatten(g, "flat", fkd_test_iresnet_block(g, x, 8));
+    return fkd_graph_batchnorm(g, "features", fkd_graph_linear(g, "fc", f, 6, true), 1e-5f, 0.1f);
+}
+
 #define TORCH_CASE(fn, file, build)  \
     static void fn(void **state)     \
     {                                \
@@ -419,6 +425,7 @@ TORCH_CASE(test_torch_prelu, "prelu", b_prelu4)
 TORCH_CASE(test_torch_linear_bias, "linear_bias", t_linear_bias)
 TORCH_CASE(test_torch_linear_nobias, "linear_nobias", t_linear_nobias)
 TORCH_CASE(test_torch_block, "block", t_block)
+TORCH_CASE(test_torch_iresnet_block, "iresnet_block", t_iresnet_block)
 
 int main(void)
 {
@@ -447,6 +454,7 @@ int main(void)
         cmocka_unit_test(test_torch_linear_bias),
         cmocka_unit_test(test_torch_linear_nobias),
         cmocka_unit_test(test_torch_block),
+        cmocka_unit_test(test_torch_iresnet_block),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
