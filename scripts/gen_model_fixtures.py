@@ -17,11 +17,12 @@ input.safetensors         "input" (2, 3, 112, 112), fp16-exact values stored as 
   ref.train.embedding     (4, F) train mode (batch statistics), forward right after eval
   ref.train.stage4_0      train-mode stage4 tap of image 0
   ref.r                   (4, F) upstream gradient: L = sum(r * train embedding)
-  ref.grad.input0         (1, 3, 112, 112) dL/dinput of image 0
+  ref.grad.input0         (1, 3, 112, 112) dL/dinput of image 0 (not in every file)
   ref.grad.<param>        dL/dparam for a few parameters (not fc.bias or bn2.bias: the
                           train-mode BatchNorm1d after fc makes their gradient exactly 0)
   ref.after.<buffer>      running statistics after the one train forward (momentum 0.1)
-Metadata: family, width, blocks, num_features — how to build the same graph.
+Metadata as facekd writes it (architecture, embedding_size, width, blocks, producer), so
+fkd_model_open builds the same narrow graph.
 Weights and the input are rounded to fp16 first so F16 storage loses nothing.
 """
 import os
@@ -37,16 +38,23 @@ import safetensors_py  # noqa: E402
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests", "fixtures", "models")
 
 MODELS = [
-    # name, arch, width, blocks, num_features, grads to record, buffers to record
+    # name, arch, width, blocks, num_features, grads to record, buffers to record, input grad?
     ("iresnet_narrow", "iresnet18", 8, (1, 2, 1, 1), 8,
      ["conv1.weight", "prelu.weight", "layer1.0.conv1.weight", "layer2.1.prelu.weight", "layer3.0.downsample.0.weight",
       "layer4.0.bn3.weight", "layer1.0.bn1.bias", "bn2.weight", "fc.weight", "features.bias"],
-     ["bn1.running_mean", "layer2.1.bn2.running_var", "features.running_mean", "features.running_var"]),
+     ["bn1.running_mean", "layer2.1.bn2.running_var", "features.running_mean", "features.running_var"], True),
     ("mbf_narrow", "mbf", 8, (1, 2, 1, 1), 16,
      ["layers.0.layers.0.weight", "layers.1.layers.0.weight", "layers.3.layers.1.layers.1.layers.0.weight",
       "layers.4.layers.2.layers.1.weight", "conv_sep.layers.2.weight", "features.layers.0.layers.0.weight",
       "features.layers.2.weight", "features.layers.3.weight"],
-     ["layers.1.layers.1.running_mean", "conv_sep.layers.1.running_var", "features.layers.3.running_var"]),
+     ["layers.1.layers.1.running_mean", "conv_sep.layers.1.running_var", "features.layers.3.running_var"], True),
+    # mbf_large's shape (scale 4, a Residual as layers.1 since blocks[0] > 1); no input
+    # gradient, to stay small.
+    ("mbf_large_narrow", "mbf_large", 4, (2, 1, 1, 1), 16,
+     ["layers.0.layers.0.weight", "layers.1.layers.0.layers.1.layers.0.weight",
+      "layers.1.layers.1.layers.2.layers.1.weight", "layers.7.layers.0.layers.0.layers.2.weight",
+      "features.layers.2.weight"],
+     ["layers.1.layers.1.layers.1.layers.1.running_var", "features.layers.3.running_mean"], False),
 ]
 
 
@@ -79,7 +87,7 @@ def randomize(model, gen):
         model.features.weight.fill_(1.0)
 
 
-def generate(x, name, arch, width, blocks, nf, grads, buffers):
+def generate(x, name, arch, width, blocks, nf, grads, buffers, input_grad):
     gen = torch.Generator().manual_seed(sum(map(ord, name)))
     model = arcface_models.build(arch, num_features=nf, width=width, blocks=blocks).double()
     with torch.no_grad():
@@ -111,12 +119,13 @@ def generate(x, name, arch, width, blocks, nf, grads, buffers):
             tensors.append((k, v.numpy().astype(np.float16)))
     f32 = lambda t: t.detach().numpy().astype(np.float32)  # noqa: E731
     tensors += [("ref.eval.embedding", f32(eval_emb)), ("ref.train.embedding", f32(emb)),
-                ("ref.train.stage4_0", f32(stage4["v"][:1])), ("ref.r", f32(r)),
-                ("ref.grad.input0", f32(xg.grad[:1]))]
+                ("ref.train.stage4_0", f32(stage4["v"][:1])), ("ref.r", f32(r))]
+    if input_grad:
+        tensors.append(("ref.grad.input0", f32(xg.grad[:1])))
     tensors += [("ref.grad." + g, f32(params[g].grad)) for g in grads]
     tensors += [("ref.after." + b, f32(after[b])) for b in buffers]
-    meta = {"family": "iresnet" if arch.startswith("iresnet") else "mobilefacenet", "arch": arch,
-            "width": str(width), "blocks": ",".join(map(str, blocks)), "num_features": str(nf),
+    meta = {"architecture": arch, "embedding_size": str(nf),
+            "width": str(width), "blocks": ",".join(map(str, blocks)),
             "producer": "scripts/gen_model_fixtures.py (PyTorch %s, float64)" % torch.__version__}
     path = os.path.join(OUT, name + ".safetensors")
     safetensors_py.write(path, tensors, meta)

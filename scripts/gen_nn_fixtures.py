@@ -111,6 +111,30 @@ def main():
     case("linear_bias", Wrap("fc", nn.Linear(12, 5, bias=True), flatten=True), (3, 3, 2, 2))
     case("linear_nobias", Wrap("fc", nn.Linear(12, 5, bias=False), flatten=True), (3, 3, 2, 2))
     case("block", Block(), (4, 3, 8, 8))
+    case("iresnet_block", IBlock(4, 8), (4, 4, 6, 6))
+
+
+class IBlock(nn.Module):
+    """arcface_torch's IBasicBlock with a stride-2 downsample, then flatten, fc, features
+    (tests/support/nn_nets.c builds the same)."""
+
+    def __init__(self, cin, c):
+        super().__init__()
+        self.bn1 = nn.BatchNorm2d(cin, eps=1e-5, momentum=0.1)
+        self.conv1 = nn.Conv2d(cin, c, 3, 1, 1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c, eps=1e-5, momentum=0.1)
+        self.prelu = nn.PReLU(c)
+        self.conv2 = nn.Conv2d(c, c, 3, 2, 1, bias=False)
+        self.bn3 = nn.BatchNorm2d(c, eps=1e-5, momentum=0.1)
+        self.down = nn.Conv2d(cin, c, 1, 2, 0, bias=False)
+        self.down_bn = nn.BatchNorm2d(c, eps=1e-5, momentum=0.1)
+        self.fc = nn.Linear(c * 3 * 3, 6, bias=True)
+        self.features = nn.BatchNorm1d(6, eps=1e-5, momentum=0.1)
+
+    def forward(self, x):
+        a = self.bn3(self.conv2(self.prelu(self.bn2(self.conv1(self.bn1(x))))))
+        s = a + self.down_bn(self.down(x))
+        return self.features(self.fc(torch.flatten(s, 1)))
 
 
 class Wrap(nn.Module):

@@ -75,25 +75,13 @@ static int param_index(fkd_graph *g, const char *name)
 #define BATCH 4
 #define IMAGE (3 * 112 * 112)
 
-/* Builds the fixture's narrow architecture (metadata arch/width/blocks/num_features)
- * into a TRAIN graph of batch 4 and loads the fixture's weights. */
+/* The fixture's narrow architecture (its metadata: architecture, width, blocks,
+ * embedding_size) as a TRAIN graph of batch 4 with the fixture's weights. */
 static fkd_graph *build_fixture_graph(const fkd_safetensors *st, fkd_value *emb)
 {
-    int blocks[4];
-    assert_int_equal(sscanf(fkd_safetensors_meta(st, "blocks"), "%d,%d,%d,%d", &blocks[0], &blocks[1], &blocks[2],
-                            &blocks[3]),
-                     4);
-    fkd_arch_opts opts = {.num_features = atoi(fkd_safetensors_meta(st, "num_features")),
-                          .width = atoi(fkd_safetensors_meta(st, "width")),
-                          .blocks = blocks};
     fkd_graph_config cfg = {.batch = BATCH, .mode = FKD_GRAPH_TRAIN, .precision = FKD_PREC_F32, .seed = 7};
     fkd_graph *g;
-    assert_int_equal(fkd_graph_create(&g, &cfg), FKD_OK);
-    fkd_value x = fkd_graph_input(g, "input", 3, 112, 112);
-    assert_true(x >= 0);
-    assert_int_equal(fkd_arch_build(g, fkd_safetensors_meta(st, "arch"), &opts, x, emb), FKD_OK);
-    assert_int_equal(fkd_graph_finalize(g), FKD_OK);
-    assert_int_equal(fkd_model_load_tensors(g, st), FKD_OK);
+    if (fkd_model_open(&g, st, NULL, &cfg, emb) != FKD_OK) fail_msg("%s", fkd_last_error());
     return g;
 }
 
@@ -111,6 +99,10 @@ static void check_names_match(fkd_graph *g, const fkd_safetensors *st)
         param_index(g, name);
     }
     assert_int_equal(model_tensors, n);
+    /* arcface_torch freezes IResNet's features.weight at 1; everything else that is not
+     * a running statistic trains. */
+    for (int i = 0; i < n; i++)
+        assert_int_equal(p[i].trainable, !p[i].is_buffer && strcmp(p[i].name, "features.weight") != 0);
 }
 
 static void run_fixture(const char *file)
@@ -163,10 +155,12 @@ static void run_fixture(const char *file)
     assert_int_equal(fkd_graph_add_grad(g, emb, r), FKD_OK);
     assert_int_equal(fkd_graph_backward(g), FKD_OK);
     free(r);
-    assert_int_equal(fkd_graph_read_input_grad(g, "input", got), FKD_OK);
-    want = tensor_f32(&st, "ref.grad.input0", &n); /* image 0 only */
-    failures += expect_close("d/d input (image 0)", got, want, n, TOL_GRAD);
-    free(want);
+    if (fkd_safetensors_find(&st, "ref.grad.input0")) {
+        assert_int_equal(fkd_graph_read_input_grad(g, "input", got), FKD_OK);
+        want = tensor_f32(&st, "ref.grad.input0", &n); /* image 0 only */
+        failures += expect_close("d/d input (image 0)", got, want, n, TOL_GRAD);
+        free(want);
+    }
 
     int grads = 0, buffers = 0;
     for (int i = 0; i < st.count; i++) {
@@ -191,7 +185,7 @@ static void run_fixture(const char *file)
         free(buf);
         free(want);
     }
-    assert_true(grads >= 8 && buffers >= 3);
+    assert_true(grads >= 5 && buffers >= 2);
     if (failures) fail_msg("%s: %d comparisons above tolerance", file, failures);
     free(got);
     free(x);
@@ -215,6 +209,12 @@ static void test_mbf_matches_pytorch(void **state)
 /* Parameters as arcface_torch's sum(p.numel() for p in model.parameters()) and
  * conv+linear MACs at 112x112, both measured independently with PyTorch
  * (scripts/arcface_models.py with forward hooks). Graphs are built, not finalized. */
+static void test_mbf_large_matches_pytorch(void **state)
+{
+    (void)state;
+    run_fixture(FIXTURES "mbf_large_narrow.safetensors");
+}
+
 static void test_full_size_counts(void **state)
 {
     (void)state;
@@ -358,7 +358,74 @@ static void test_save_load_round_trip(void **state)
     unlink(path);
 }
 
-typedef enum { EDIT_DROP, EDIT_SHAPE, EDIT_I64, EDIT_NAN, EDIT_META_ARCH, EDIT_NO_META } edit_kind;
+/* A narrow variant saved by facekd records width and blocks, so it reopens as itself. */
+static void test_narrow_save_reopen(void **state)
+{
+    (void)state;
+    fkd_safetensors st, back;
+    assert_int_equal(fkd_safetensors_read(&st, FIXTURES "mbf_narrow.safetensors"), FKD_OK);
+    fkd_value emb;
+    fkd_graph *a = build_fixture_graph(&st, &emb), *b;
+    char path[96];
+    tmp_path(path, "narrow");
+    fkd_model_meta meta = {.architecture = "mbf", .embedding_size = 16, .producer = "test_models", .width = 8,
+                           .blocks = {1, 2, 1, 1}};
+    /* As a training checkpoint would: extra tensors and metadata, ignored by loading. */
+    const float moment[3] = {1, 2, 3};
+    const int64_t d3[1] = {3};
+    const fkd_st_entry extra[1] = {{"optim.m.layers.0.layers.0.weight", FKD_ST_F32, 1, d3, moment}};
+    const fkd_st_meta step[2] = {{"step", "1234"}, {"producer", "again"}};
+    assert_int_equal(fkd_model_save_with(a, path, &meta, extra, 1, step, 2), FKD_ERR_ARG);
+    assert_non_null(strstr(fkd_last_error(), "metadata key 'producer' given twice"));
+    assert_int_equal(fkd_model_save_with(a, path, &meta, extra, 1, step, 1), FKD_OK);
+    assert_int_equal(fkd_safetensors_read(&back, path), FKD_OK);
+    fkd_model_meta got;
+    assert_int_equal(fkd_model_meta_from(&back, &got), FKD_OK);
+    assert_int_equal(got.width, 8);
+    assert_int_equal(got.blocks[1], 2);
+    assert_int_equal(got.embedding_size, 16);
+    assert_string_equal(fkd_safetensors_meta(&back, "step"), "1234");
+    assert_non_null(fkd_safetensors_find(&back, "optim.m.layers.0.layers.0.weight"));
+    fkd_graph_config cfg = {.batch = 1, .mode = FKD_GRAPH_INFER};
+    assert_int_equal(fkd_model_open(&b, &back, NULL, &cfg, &emb), FKD_OK);
+    /* Every saved tensor equals the fixture's weight it came from (fp16-exact values). */
+    int compared = 0;
+    for (int i = 0; i < back.count; i++) {
+        const fkd_st_tensor *t = &back.tensors[i], *ref = fkd_safetensors_find(&st, t->name);
+        if (strncmp(t->name, "optim.", 6) == 0) continue;
+        assert_non_null(ref);
+        float *x = tensor_f32(&back, t->name, NULL), *y = tensor_f32(&st, t->name, NULL);
+        assert_memory_equal(x, y, (size_t)t->numel * sizeof(float));
+        free(x);
+        free(y);
+        compared++;
+    }
+    assert_true(compared > 100);
+    fkd_graph_free(a);
+    fkd_graph_free(b);
+    fkd_safetensors_free(&st);
+    fkd_safetensors_free(&back);
+    unlink(path);
+}
+
+/* `facekd info --arch r50 --json` reports the exact counts. */
+static void test_cli_info_json(void **state)
+{
+    (void)state;
+    const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
+    char cmd[256], out[4096] = "";
+    snprintf(cmd, sizeof cmd, "%s/facekd info --arch r50 --json", build);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = 0;
+    assert_int_equal(WEXITSTATUS(pclose(p)), 0);
+    assert_non_null(strstr(out, "\"architecture\": \"iresnet50\""));
+    assert_non_null(strstr(out, "\"parameters\": 43590848, \"macs\": 6309330944"));
+    assert_non_null(strstr(out, "\"stage4\": [512, 7, 7], \"embedding\": [512]"));
+}
+
+typedef enum { EDIT_DROP, EDIT_SHAPE, EDIT_I64, EDIT_NAN, EDIT_META_ARCH, EDIT_NO_META, EDIT_BAD_BLOCKS } edit_kind;
 
 /* Rewrites `src` to `dst` with one change to tensor `victim` (or to the metadata). */
 static void rewrite(const fkd_safetensors *src, const char *dst, const char *victim, edit_kind kind)
@@ -388,10 +455,12 @@ static void rewrite(const fkd_safetensors *src, const char *dst, const char *vic
         }
         n++;
     }
-    fkd_st_meta meta[3] = {{"architecture", kind == EDIT_META_ARCH ? "resnet9000" : "mbf"},
+    fkd_st_meta meta[4] = {{"architecture", kind == EDIT_META_ARCH ? "resnet9000" : "mbf"},
                            {"embedding_size", "512"},
-                           {"producer", "test_models"}};
-    assert_int_equal(fkd_safetensors_write(dst, e, n, meta, kind == EDIT_NO_META ? 0 : 3), FKD_OK);
+                           {"producer", "test_models"},
+                           {"blocks", "1,4,x,2"}};
+    int n_meta = kind == EDIT_NO_META ? 0 : kind == EDIT_BAD_BLOCKS ? 4 : 3;
+    assert_int_equal(fkd_safetensors_write(dst, e, n, meta, n_meta), FKD_OK);
     free(scratch);
     free(dims);
     free(e);
@@ -440,6 +509,8 @@ static void test_bad_model_files(void **state)
                       "dtype I64");
     rewrite(&src, bad, "layers.0.layers.0.weight", EDIT_NAN);
     expect_open_fails(bad, NULL, FKD_ERR_NUMERIC, "tensor 'layers.0.layers.0.weight'", "not finite");
+    rewrite(&src, bad, "", EDIT_BAD_BLOCKS);
+    expect_open_fails(bad, NULL, FKD_ERR_FORMAT, "__metadata__ blocks \"1,4,x,2\"", "positive integers");
     rewrite(&src, bad, "", EDIT_META_ARCH);
     expect_open_fails(bad, NULL, FKD_ERR_NOTFOUND, "unknown architecture 'resnet9000'", NULL);
 
@@ -490,8 +561,10 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_iresnet_matches_pytorch), cmocka_unit_test(test_mbf_matches_pytorch),
+        cmocka_unit_test(test_mbf_large_matches_pytorch),
         cmocka_unit_test(test_full_size_counts),        cmocka_unit_test(test_arch_registry),
         cmocka_unit_test(test_save_load_round_trip),    cmocka_unit_test(test_bad_model_files),
+        cmocka_unit_test(test_narrow_save_reopen),      cmocka_unit_test(test_cli_info_json),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

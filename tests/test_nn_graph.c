@@ -470,11 +470,12 @@ static void test_no_reference_kernels(void **state)
     fkd_value x = fkd_graph_input(g, "x", 32, 14, 14);
     fkd_value s = fkd_test_iresnet_block(g, x, 64);
     fkd_value w = fkd_graph_conv(g, "dw", s, 64, 3, 1, 1, 64, false);
+    w = fkd_graph_conv(g, "gdc", w, 64, 7, 1, 0, 64, false);
     fkd_value f = fkd_graph_flatten(g, "flat", w);
     fkd_value e = fkd_graph_linear(g, "fc", f, 16, false);
     assert_true(e >= 0);
     OK(fkd_graph_finalize(g));
-    const char *nodes[] = {"bn1", "conv1", "bn2", "prelu", "conv2", "bn3", "down", "down_bn", "add", "dw", "flat", "fc"};
+    const char *nodes[] = {"bn1", "conv1", "bn2", "prelu", "conv2", "bn3", "down", "down_bn", "add", "dw", "gdc", "flat", "fc"};
     char buf[512];
     for (size_t i = 0; i < sizeof nodes / sizeof nodes[0]; i++) {
         OK(fkd_graph_kernels(g, nodes[i], buf, sizeof buf));

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "core/fileio.h"
+#include "core/rng.h"
 #include "io/safetensors.h"
 
 /* A safetensors image in memory: 8-byte length, `header`, then `data`. */
@@ -247,6 +248,47 @@ static void test_truncation_and_corruption(void **state)
     free(good);
 }
 
+/* Deterministic random mutations (1-4 bytes anywhere, including the length field and
+ * the data) of a file with several tensors and metadata: parse or fail cleanly, and a
+ * file that parses has every tensor inside the buffer. Run under the sanitizer build
+ * this is a small fuzz test. */
+static void test_random_mutations(void **state)
+{
+    (void)state;
+    const char *header = "{\"__metadata__\":{\"architecture\":\"mbf\",\"embedding_size\":\"512\"},"
+                         "\"a\":{\"dtype\":\"F16\",\"shape\":[2,2],\"data_offsets\":[0,8]},"
+                         "\"b.running_var\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[8,20]},"
+                         "\"c\":{\"dtype\":\"I64\",\"shape\":[],\"data_offsets\":[20,28]}}";
+    uint8_t data[28];
+    for (int i = 0; i < 28; i++) data[i] = (uint8_t)(i * 37);
+    size_t size;
+    uint8_t *good = make_file(header, data, sizeof data, &size);
+    fkd_rng rng;
+    fkd_rng_seed(&rng, 2026, 0);
+    int parsed = 0;
+    for (int iter = 0; iter < 20000; iter++) {
+        uint8_t *m = malloc(size);
+        memcpy(m, good, size);
+        int flips = 1 + (int)fkd_rng_below(&rng, 4);
+        for (int k = 0; k < flips; k++) m[fkd_rng_below(&rng, size)] = (uint8_t)fkd_rng_below(&rng, 256);
+        fkd_safetensors st;
+        if (fkd_safetensors_parse(&st, "fuzz.safetensors", m, size) == FKD_OK) {
+            parsed++;
+            for (int t = 0; t < st.count; t++) {
+                const fkd_st_tensor *x = &st.tensors[t];
+                assert_true(x->data >= st.buf && x->data + x->nbytes <= st.buf + st.size);
+                assert_int_equal(x->nbytes, (size_t)x->numel * fkd_st_dtype_size(x->dtype));
+            }
+            fkd_safetensors_free(&st);
+        } else {
+            assert_non_null(strstr(fkd_last_error(), "fuzz.safetensors"));
+        }
+    }
+    print_message("  %d of 20000 mutated files parsed (mutations in data or harmless)\n", parsed);
+    assert_true(parsed > 0 && parsed < 20000);
+    free(good);
+}
+
 static void test_write_rejects_bad_entries(void **state)
 {
     (void)state;
@@ -266,6 +308,7 @@ int main(void)
         cmocka_unit_test(test_parse_handwritten),       cmocka_unit_test(test_bad_headers),
         cmocka_unit_test(test_bad_offsets),             cmocka_unit_test(test_bad_framing),
         cmocka_unit_test(test_truncation_and_corruption), cmocka_unit_test(test_write_rejects_bad_entries),
+        cmocka_unit_test(test_random_mutations),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

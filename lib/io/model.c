@@ -10,49 +10,86 @@
 
 fkd_status fkd_model_save(fkd_graph *g, const char *path, const fkd_model_meta *meta)
 {
+    return fkd_model_save_with(g, path, meta, NULL, 0, NULL, 0);
+}
+
+fkd_status fkd_model_save_with(fkd_graph *g, const char *path, const fkd_model_meta *meta,
+                               const fkd_st_entry *extra, int n_extra, const fkd_st_meta *extra_meta,
+                               int n_extra_meta)
+{
     fkd_param *params;
     int count;
     FKD_TRY(fkd_graph_params(g, &params, &count));
     int64_t total = 0;
     for (int i = 0; i < count; i++) total += params[i].numel;
-    fkd_st_entry *entries = calloc((size_t)count + 1, sizeof *entries);
+    fkd_st_entry *entries = calloc((size_t)(count + n_extra) + 1, sizeof *entries);
+    fkd_st_meta *kv = calloc((size_t)n_extra_meta + 5, sizeof *kv);
     float *plain = malloc(((size_t)total + 1) * sizeof *plain);
     fkd_status s = FKD_OK;
-    if (!entries || !plain) s = FKD_FAIL(FKD_ERR_NOMEM, "%s: out of memory saving %d tensors", path, count);
+    if (!entries || !kv || !plain) s = FKD_FAIL(FKD_ERR_NOMEM, "%s: out of memory saving %d tensors", path, count);
     float *at = plain;
     for (int i = 0; s == FKD_OK && i < count; i++) {
         s = fkd_graph_param_read(g, i, at);
         entries[i] = (fkd_st_entry){params[i].name, FKD_ST_F32, params[i].ndims, params[i].dims, at};
         at += params[i].numel;
     }
-    char emb[24];
+    for (int i = 0; s == FKD_OK && i < n_extra; i++) entries[count + i] = extra[i];
+    char emb[24], width[24], blocks[64];
     snprintf(emb, sizeof emb, "%d", meta->embedding_size);
-    fkd_st_meta kv[3] = {{"architecture", (char *)meta->architecture},
-                         {"embedding_size", emb},
-                         {"producer", (char *)meta->producer}};
-    if (s == FKD_OK) s = fkd_safetensors_write(path, entries, count, kv, 3);
+    snprintf(width, sizeof width, "%d", meta->width);
+    snprintf(blocks, sizeof blocks, "%d,%d,%d,%d", meta->blocks[0], meta->blocks[1], meta->blocks[2],
+             meta->blocks[3]);
+    int n_kv = 0;
+    if (s == FKD_OK) {
+        kv[n_kv++] = (fkd_st_meta){"architecture", (char *)meta->architecture};
+        kv[n_kv++] = (fkd_st_meta){"embedding_size", emb};
+        kv[n_kv++] = (fkd_st_meta){"producer", (char *)meta->producer};
+        if (meta->width > 0) kv[n_kv++] = (fkd_st_meta){"width", width};
+        if (meta->blocks[0] > 0) kv[n_kv++] = (fkd_st_meta){"blocks", blocks};
+        for (int i = 0; i < n_extra_meta; i++) kv[n_kv++] = extra_meta[i];
+        /* A duplicated key would make the reader's choice ambiguous. */
+        for (int i = 0; i < n_kv && s == FKD_OK; i++)
+            for (int j = 0; j < i && s == FKD_OK; j++)
+                if (strcmp(kv[i].key, kv[j].key) == 0)
+                    s = FKD_FAIL(FKD_ERR_ARG, "%s: metadata key '%s' given twice", path, kv[i].key);
+    }
+    if (s == FKD_OK) s = fkd_safetensors_write(path, entries, count + n_extra, kv, n_kv);
     free(entries);
+    free(kv);
     free(plain);
     return s;
+}
+
+/* "v0,v1,..." with exactly n positive integers ≤ 2^20 (n = 1 for a single number). */
+static fkd_status parse_ints(const fkd_safetensors *st, const char *key, const char *text, int *out, int n)
+{
+    const char *p = text;
+    for (int i = 0; i < n; i++) {
+        char *end;
+        errno = 0;
+        long v = strtol(p, &end, 10);
+        if (errno || end == p || v < 1 || v > 1 << 20 || *end != (i + 1 < n ? ',' : 0))
+            return FKD_FAIL(FKD_ERR_FORMAT, "%s: __metadata__ %s \"%s\" is not %s", st->path, key, text,
+                            n > 1 ? "positive integers separated by commas" : "a positive integer");
+        out[i] = (int)v;
+        p = end + 1;
+    }
+    return FKD_OK;
 }
 
 fkd_status fkd_model_meta_from(const fkd_safetensors *st, fkd_model_meta *meta)
 {
     memset(meta, 0, sizeof *meta);
     const char *a = fkd_safetensors_meta(st, "architecture");
-    const char *e = fkd_safetensors_meta(st, "embedding_size");
     const char *p = fkd_safetensors_meta(st, "producer");
+    const char *e = fkd_safetensors_meta(st, "embedding_size");
+    const char *w = fkd_safetensors_meta(st, "width");
+    const char *b = fkd_safetensors_meta(st, "blocks");
     if (a) snprintf(meta->architecture, sizeof meta->architecture, "%s", a);
     if (p) snprintf(meta->producer, sizeof meta->producer, "%s", p);
-    if (e) {
-        char *end;
-        errno = 0;
-        long v = strtol(e, &end, 10);
-        if (errno || end == e || *end || v < 1 || v > 1 << 20)
-            return FKD_FAIL(FKD_ERR_FORMAT, "%s: __metadata__ embedding_size \"%s\" is not a positive integer",
-                            st->path, e);
-        meta->embedding_size = (int)v;
-    }
+    if (e) FKD_TRY(parse_ints(st, "embedding_size", e, &meta->embedding_size, 1));
+    if (w) FKD_TRY(parse_ints(st, "width", w, &meta->width, 1));
+    if (b) FKD_TRY(parse_ints(st, "blocks", b, meta->blocks, 4));
     return FKD_OK;
 }
 
@@ -145,21 +182,22 @@ fkd_status fkd_model_load(fkd_graph *g, const char *path)
     return s;
 }
 
-/* Embedding size: metadata when present, else rows of the architecture's embedding
- * weight (converted files without metadata still open with --arch). */
-static fkd_status embedding_size(const fkd_safetensors *st, const fkd_arch *arch, int *size)
+/* Build options from the metadata; the embedding size, when the metadata has none, from
+ * the rows of the architecture's embedding weight (converted files without metadata
+ * still open with --arch). */
+static fkd_status options_from(const fkd_safetensors *st, const fkd_arch *arch, fkd_model_meta *meta,
+                               fkd_arch_opts *opts)
 {
-    fkd_model_meta meta;
-    FKD_TRY(fkd_model_meta_from(st, &meta));
-    if (meta.embedding_size > 0) {
-        *size = meta.embedding_size;
-        return FKD_OK;
-    }
+    FKD_TRY(fkd_model_meta_from(st, meta));
+    opts->width = meta->width;
+    opts->blocks = meta->blocks[0] > 0 ? meta->blocks : NULL;
+    opts->num_features = meta->embedding_size;
+    if (opts->num_features > 0) return FKD_OK;
     const fkd_st_tensor *w = fkd_safetensors_find(st, arch->embedding_weight);
     if (!w || w->ndims != 2 || w->dims[0] < 1 || w->dims[0] > 1 << 20)
         return FKD_FAIL(FKD_ERR_FORMAT, "%s: tensor '%s' is missing or not 2-D: not an %s model", st->path,
                         arch->embedding_weight, arch->name);
-    *size = (int)w->dims[0];
+    opts->num_features = (int)w->dims[0];
     return FKD_OK;
 }
 
@@ -171,7 +209,8 @@ fkd_status fkd_model_open(fkd_graph **out, const fkd_safetensors *st, const char
     FKD_TRY(fkd_model_resolve_arch(st, arch, &name));
     const fkd_arch *a = fkd_arch_find(name);
     fkd_arch_opts opts = {0};
-    FKD_TRY(embedding_size(st, a, &opts.num_features));
+    fkd_model_meta meta; /* owns the blocks opts points to */
+    FKD_TRY(options_from(st, a, &meta, &opts));
     fkd_graph *g;
     FKD_TRY(fkd_graph_create(&g, config));
     fkd_value x = fkd_graph_input(g, "input", 3, 112, 112);

@@ -363,8 +363,9 @@ fkd_status fkd__build_weighted(fkd_graph *g, fkd__node *n, const fkd_pd *fwd,
     /* Backward-data may want the weights in another layout than forward (the jit kernels
      * do: forcing the forward layout on it selects ref:any), and dy in the layouts the two
      * backward primitives want (one reorder when they agree). */
-    fkd_mem *w_bwd, *dy_d, *dy_w, *dx, *dw, *db = NULL;
+    fkd_mem *w_bwd, *x_bwd, *dy_d, *dy_w, *dx, *dw, *db = NULL;
     FKD_TRY(fkd__mem_as(g, &n->bwd, pw->data, fkd_shim_pd_md(bwd_data, FKD_ARG_WEIGHTS), &w_bwd));
+    FKD_TRY(fkd__mem_as(g, &n->bwd, src, fkd_shim_pd_md(bwd_weights, FKD_ARG_SRC), &x_bwd));
     FKD_TRY(fkd__value_as(g, &n->bwd, y, true, fkd_shim_pd_md(bwd_data, FKD_ARG_DIFF_DST), &dy_d));
     const fkd_md *want_w = fkd_shim_pd_md(bwd_weights, FKD_ARG_DIFF_DST);
     if (fkd_shim_md_equal(want_w, fkd_shim_mem_md(dy_d))) dy_w = dy_d;
@@ -381,7 +382,7 @@ fkd_status fkd__build_weighted(fkd_graph *g, fkd__node *n, const fkd_pd *fwd,
     FKD_TRY(fkd_shim_mem(g->shim, &dw, fkd_shim_pd_md(bwd_weights, FKD_ARG_DIFF_WEIGHTS)));
     if (pb) FKD_TRY(fkd_shim_mem(g->shim, &db, fkd_shim_pd_md(bwd_weights, FKD_ARG_DIFF_BIAS)));
     FKD_TRY(fkd_shim_prim(g->shim, &p, bwd_weights));
-    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_SRC, src));
+    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_SRC, x_bwd));
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_DIFF_DST, dy_w));
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_DIFF_WEIGHTS, dw));
     if (db) FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_DIFF_BIAS, db));

@@ -7,6 +7,7 @@
  * dW += conv_bwd_weights(x, dy), db += Σ_{n,h,w} dy. */
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "nn/op.h"
 
@@ -79,8 +80,14 @@ static fkd_status conv_build(fkd_graph *g, fkd__node *n)
     FKD_TRY(fkd_shim_conv_fwd_pd(sh, &fwd, train, src, w, b, dst, s->stride, s->padding));
     if (train) {
         FKD_TRY(fkd_shim_conv_bwd_data_pd(sh, &bwd_data, src, w, dst, s->stride, s->padding, fwd));
+        /* Backward-weights reads x in the forward's layout when it has a fast kernel for it;
+         * otherwise (depthwise kernels larger than 3×3 on blocked data, MobileFaceNet's
+         * 7×7 GDC) it chooses its own layout and x is reordered for it. */
         FKD_TRY(fkd_shim_conv_bwd_weights_pd(sh, &bwd_weights, fkd_shim_pd_md(fwd, FKD_ARG_SRC), w,
                                              b, dst, s->stride, s->padding, fwd));
+        if (strncmp(fkd_shim_pd_impl(bwd_weights), "ref", 3) == 0)
+            FKD_TRY(fkd_shim_conv_bwd_weights_pd(sh, &bwd_weights, src, w, b, dst, s->stride,
+                                                 s->padding, fwd));
     }
     return fkd__build_weighted(g, n, fwd, bwd_data, bwd_weights, w_plain);
 }
