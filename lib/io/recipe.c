@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "core/fileio.h"
@@ -623,7 +624,7 @@ static fkd_status check_recipe(const fkd_recipe *r)
     if (r->epochs == 0 && r->steps == 0) return fail_path(r, "steps", "give epochs or steps (the training length)");
     if (r->epochs > 0 && r->steps > 0) return fail_path(r, "steps", "give epochs or steps, not both");
     if (r->data.source != FKD_SOURCE_SYNTH && !r->data.path)
-        return fail_path(r, "data", "path is required when data.source is %s", source_names[r->data.source]);
+        return fail_path(r, "data.source", "%s needs data.path", source_names[r->data.source]);
     if (r->data.sampler.kind == FKD_SAMPLER_PK && r->data.sampler.p * r->data.sampler.k != r->batch_size)
         return fail_path(r, "data.sampler", "p x k = %" PRId64 " x %" PRId64 " = %" PRId64 " must equal batch_size (%" PRId64 ")",
                          r->data.sampler.p, r->data.sampler.k, r->data.sampler.p * r->data.sampler.k, r->batch_size);
@@ -824,11 +825,15 @@ static bool is_unset(const field *f, const char *base)
     return false;
 }
 
-/* Strings that would read back as null must be quoted. */
+/* Strings that would read back as null are quoted; so are those other YAML readers would
+ * take for a number or a boolean, so the saved recipe means the same to them. */
 static void write_string(fkd_yaml_writer *w, const char *s)
 {
+    static const char *const words[] = {"true", "false", "yes", "no", "on", "off", NULL};
     fkd_yaml_node probe = {.kind = FKD_YAML_SCALAR, .text = (char *)s};
-    fkd_yaml_writer_scalar(w, s, fkd_yaml_is_null(&probe));
+    bool quote = fkd_yaml_is_null(&probe) || (number_text(&probe, "0123456789+-.eE") && strpbrk(s, "0123456789"));
+    for (int i = 0; words[i] && !quote; i++) quote = strcasecmp(s, words[i]) == 0;
+    fkd_yaml_writer_scalar(w, s, quote);
 }
 
 static void write_value(fkd_yaml_writer *w, const field *f, const char *base)
