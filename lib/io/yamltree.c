@@ -376,6 +376,7 @@ fkd_yaml_node *fkd_yaml_merge(fkd_yaml_node *base, fkd_yaml_node *over)
             int key_line = o->key_line, key_col = o->key_col;
             o->key = NULL;
             fkd_yaml_node *b = base->items[j];
+            free(b->key);
             b->key = NULL;
             fkd_yaml_node *m = fkd_yaml_merge(b, o);
             free(m->key);
