@@ -854,20 +854,20 @@ static void write_value(fkd_yaml_writer *w, const field *f, const char *base)
     case T_PATH: write_string(w, *(char *const *)dst); break;
     case T_ENUM: fkd_yaml_writer_scalar(w, f->names[*(const int *)dst], false); break;
     case T_FLOATS:
-        fkd_yaml_writer_list_begin(w);
+        fkd_yaml_writer_begin(w, FKD_YAML_LIST);
         for (size_t i = 0; i < f->aux; i++) {
             format_double(((const double *)dst)[i], buf, sizeof buf);
             fkd_yaml_writer_scalar(w, buf, false);
         }
-        fkd_yaml_writer_list_end(w);
+        fkd_yaml_writer_end(w, FKD_YAML_LIST);
         break;
     case T_INTS:
-        fkd_yaml_writer_list_begin(w);
+        fkd_yaml_writer_begin(w, FKD_YAML_LIST);
         for (size_t i = 0; i < *(const size_t *)(base + f->aux); i++) {
             snprintf(buf, sizeof buf, "%" PRId64, (*(int64_t *const *)dst)[i]);
             fkd_yaml_writer_scalar(w, buf, false);
         }
-        fkd_yaml_writer_list_end(w);
+        fkd_yaml_writer_end(w, FKD_YAML_LIST);
         break;
     case T_SECTION:
     case T_LIST: break;
@@ -885,21 +885,21 @@ static void write_scope(fkd_yaml_writer *w, const fkd_recipe *r, const char *sco
         if (f->when && !when_holds(r, f, cond, sizeof cond, &now)) continue;
         fkd_yaml_writer_scalar(w, field_key(f), false);
         if (f->type == T_SECTION) {
-            fkd_yaml_writer_map_begin(w);
+            fkd_yaml_writer_begin(w, FKD_YAML_MAP);
             write_scope(w, r, f->path, base, NULL);
-            fkd_yaml_writer_map_end(w);
+            fkd_yaml_writer_end(w, FKD_YAML_MAP);
         } else if (f->type == T_LIST) {
             const char *items = *(char *const *)(base + f->offset);
             size_t n = *(const size_t *)(base + f->aux2);
             snprintf(item_scope, sizeof item_scope, "%s[]", f->path);
-            fkd_yaml_writer_list_begin(w);
+            fkd_yaml_writer_begin(w, FKD_YAML_LIST);
             for (size_t j = 0; j < n; j++) {
                 const char *ib = items + j * f->aux;
-                fkd_yaml_writer_map_begin(w);
+                fkd_yaml_writer_begin(w, FKD_YAML_MAP);
                 write_scope(w, r, item_scope, ib, (f->flags & F_OPEN) ? *(fkd_yaml_node *const *)ib : NULL);
-                fkd_yaml_writer_map_end(w);
+                fkd_yaml_writer_end(w, FKD_YAML_MAP);
             }
-            fkd_yaml_writer_list_end(w);
+            fkd_yaml_writer_end(w, FKD_YAML_LIST);
         } else {
             write_value(w, f, base);
         }
@@ -917,9 +917,9 @@ fkd_status fkd_recipe_emit(const fkd_recipe *r, char **yaml)
 {
     fkd_yaml_writer *w;
     FKD_TRY(fkd_yaml_writer_new(&w));
-    fkd_yaml_writer_map_begin(w);
+    fkd_yaml_writer_begin(w, FKD_YAML_MAP);
     write_scope(w, r, "", (const char *)r, NULL);
-    fkd_yaml_writer_map_end(w);
+    fkd_yaml_writer_end(w, FKD_YAML_MAP);
     return fkd_yaml_writer_finish(w, yaml);
 }
 

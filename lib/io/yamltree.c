@@ -607,28 +607,20 @@ fkd_status fkd_yaml_writer_new(fkd_yaml_writer **out)
     return FKD_OK;
 }
 
-void fkd_yaml_writer_map_begin(fkd_yaml_writer *w)
+void fkd_yaml_writer_begin(fkd_yaml_writer *w, fkd_yaml_kind kind)
 {
     yaml_event_t ev;
-    emit(w, &ev, yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_MAPPING_STYLE));
+    int ok = kind == FKD_YAML_MAP
+                 ? yaml_mapping_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_MAPPING_STYLE)
+                 : yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_SEQUENCE_STYLE);
+    emit(w, &ev, ok);
 }
 
-void fkd_yaml_writer_map_end(fkd_yaml_writer *w)
+void fkd_yaml_writer_end(fkd_yaml_writer *w, fkd_yaml_kind kind)
 {
     yaml_event_t ev;
-    emit(w, &ev, yaml_mapping_end_event_initialize(&ev));
-}
-
-void fkd_yaml_writer_list_begin(fkd_yaml_writer *w)
-{
-    yaml_event_t ev;
-    emit(w, &ev, yaml_sequence_start_event_initialize(&ev, NULL, NULL, 1, YAML_BLOCK_SEQUENCE_STYLE));
-}
-
-void fkd_yaml_writer_list_end(fkd_yaml_writer *w)
-{
-    yaml_event_t ev;
-    emit(w, &ev, yaml_sequence_end_event_initialize(&ev));
+    int ok = kind == FKD_YAML_MAP ? yaml_mapping_end_event_initialize(&ev) : yaml_sequence_end_event_initialize(&ev);
+    emit(w, &ev, ok);
 }
 
 void fkd_yaml_writer_scalar(fkd_yaml_writer *w, const char *text, bool quoted)
@@ -645,19 +637,12 @@ void fkd_yaml_writer_node(fkd_yaml_writer *w, const fkd_yaml_node *node)
         fkd_yaml_writer_scalar(w, node->text, node->quoted);
         return;
     }
-    bool map = node->kind == FKD_YAML_MAP;
-    if (map)
-        fkd_yaml_writer_map_begin(w);
-    else
-        fkd_yaml_writer_list_begin(w);
+    fkd_yaml_writer_begin(w, node->kind);
     for (size_t i = 0; i < node->n; i++) {
-        if (map) fkd_yaml_writer_scalar(w, node->items[i]->key, false);
+        if (node->kind == FKD_YAML_MAP) fkd_yaml_writer_scalar(w, node->items[i]->key, false);
         fkd_yaml_writer_node(w, node->items[i]);
     }
-    if (map)
-        fkd_yaml_writer_map_end(w);
-    else
-        fkd_yaml_writer_list_end(w);
+    fkd_yaml_writer_end(w, node->kind);
 }
 
 void fkd_yaml_writer_free(fkd_yaml_writer *w)

@@ -81,10 +81,10 @@ bool fkd_yaml_is_null(const fkd_yaml_node *node);
 typedef struct fkd_yaml_writer fkd_yaml_writer;
 
 fkd_status fkd_yaml_writer_new(fkd_yaml_writer **w);
-void fkd_yaml_writer_map_begin(fkd_yaml_writer *w);
-void fkd_yaml_writer_map_end(fkd_yaml_writer *w);
-void fkd_yaml_writer_list_begin(fkd_yaml_writer *w);
-void fkd_yaml_writer_list_end(fkd_yaml_writer *w);
+/* Opens / closes a block mapping (FKD_YAML_MAP) or list (FKD_YAML_LIST). In a mapping,
+ * write the key with fkd_yaml_writer_scalar, then the value. */
+void fkd_yaml_writer_begin(fkd_yaml_writer *w, fkd_yaml_kind kind);
+void fkd_yaml_writer_end(fkd_yaml_writer *w, fkd_yaml_kind kind);
 /* A scalar; `quoted` forces double quotes (strings that must not read as anything else). */
 void fkd_yaml_writer_scalar(fkd_yaml_writer *w, const char *text, bool quoted);
 /* A whole subtree as it was read (quoted scalars stay quoted). */
