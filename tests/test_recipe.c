@@ -231,7 +231,7 @@ static void test_schema_errors(void **state)
     expect_error("steps: 10\ndistill:\n  - weight: 1\n", "r.yaml:3:5: distill[0]: missing key 'method'");
     expect_error("steps: 10\ndistill: [kd]\n", "r.yaml:2:11: distill[0]: expected a mapping, got \"kd\"");
     expect_error("steps: 10\ndata: {synth: {identities: 1}}\n",
-                 "r.yaml:2:28: data.synth.identities: must be between 2 and 1e+07, got 1");
+                 "r.yaml:2:28: data.synth.identities: must be between 2 and 10000000, got 1");
     expect_error("steps: 10\ndata: {source: recordio, synth: {seed: 2}}\n",
                  "r.yaml:2:26: data.synth: only used when data.source is synth (it is recordio)");
 }

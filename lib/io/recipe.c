@@ -82,7 +82,7 @@ static const field schema[] = {
     {"seed", T_INT, "1", 0, 9007199254740991.0, NULL, R(seed), 0, 0, NULL, 0,
      "seed for initialisation, sampling and augmentation"},
     {"output", T_PATH, NULL, 0, 0, NULL, R(output), 0, 0, NULL, 0,
-     "run folder: resolved recipe, logs, checkpoints, reports (default: runs/<name>)"},
+     "run folder: resolved recipe, logs, checkpoints, reports (default: runs/NAME)"},
     {"epochs", T_INT, "0", 0, 1e6, NULL, R(epochs), 0, 0, NULL, 0,
      "passes over the training set (give epochs or steps)"},
     {"steps", T_INT, "0", 0, BIG, NULL, R(steps), 0, 0, NULL, 0, "optimizer steps (give epochs or steps)"},
@@ -310,11 +310,27 @@ static bool number_text(const fkd_yaml_node *n, const char *chars)
     return n->kind == FKD_YAML_SCALAR && !n->quoted && n->text[0] && strspn(n->text, chars) == strlen(n->text);
 }
 
+/* The shortest text that reads back as exactly the same double; whole numbers in full. */
+static void format_double(double v, char *buf, size_t cap)
+{
+    if (v == floor(v) && fabs(v) < 1e15) {
+        snprintf(buf, cap, "%.0f", v);
+        return;
+    }
+    for (int prec = 1; prec <= 17; prec++) {
+        snprintf(buf, cap, "%.*g", prec, v);
+        if (strtod(buf, NULL) == v) return;
+    }
+}
+
 static fkd_status check_range(const fkd_yaml_node *n, const char *path, double v, double min, double max)
 {
     if (v >= min && v <= max) return FKD_OK;
-    if (isinf(max)) return fail_at(n, false, path, "must be at least %g, got %s", min, n->text);
-    return fail_at(n, false, path, "must be between %g and %g, got %s", min, max, n->text);
+    char lo[32], hi[32];
+    format_double(min, lo, sizeof lo);
+    format_double(max, hi, sizeof hi);
+    if (isinf(max)) return fail_at(n, false, path, "must be at least %s, got %s", lo, n->text);
+    return fail_at(n, false, path, "must be between %s and %s, got %s", lo, hi, n->text);
 }
 
 static fkd_status scalar_float(const fkd_yaml_node *n, const char *path, double min, double max, double *out)
@@ -807,15 +823,6 @@ void fkd_recipe_free(fkd_recipe *r)
 
 /* ---- writing the resolved recipe ---------------------------------------------------------- */
 
-/* The shortest text that reads back as exactly the same double. */
-static void format_double(double v, char *buf, size_t cap)
-{
-    for (int prec = 1; prec <= 17; prec++) {
-        snprintf(buf, cap, "%.*g", prec, v);
-        if (strtod(buf, NULL) == v) return;
-    }
-}
-
 static bool is_unset(const field *f, const char *base)
 {
     const void *dst = base + f->offset;
@@ -1081,6 +1088,13 @@ static const char doc_intro[] =
     "## A training recipe\n\n```yaml\n";
 
 static const char doc_rules[] =
+    "## Commands\n\n"
+    "| command | what it does |\n"
+    "|---|---|\n"
+    "| `facekd recipe check FILE [--set KEY.PATH=VALUE]...` | validate a recipe and print it resolved |\n"
+    "| `facekd recipe --doc` | print this reference |\n"
+    "| `facekd train FILE [--set ...]`, `facekd distill FILE [--set ...]` | run a recipe; the resolved "
+    "recipe is saved as `OUTPUT/recipe.yaml` |\n\n"
     "## How a recipe is read\n\n"
     "- **Strict.** An unknown key, a value of the wrong type, a value out of range or a key that\n"
     "  does not apply (e.g. `optimizer.betas` with `optimizer.type: sgd`) is an error naming\n"
