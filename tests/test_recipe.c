@@ -489,10 +489,27 @@ static void test_method_params(void **state)
                          "    fars: [1e-2, 1e-3]\n"
                          "    hard_negatives: 100\n"
                          "    mining: hard\n"
-                         "    flip: true\n");
+                         "    flip: true\n"
+                         "  - method: shrinkteanet\n"
+                         "    taps: [stage3, stage4, embedding]\n"
+                         "    bad_taps: [stage3, [x]]\n");
     fkd_recipe r;
     load_ok(&r, "m.yaml", NULL, 0);
-    assert_int_equal(r.n_distill, 3);
+    assert_int_equal(r.n_distill, 4);
+    const char **taps;
+    size_t n_taps;
+    static const char *const default_taps[] = {"embedding"};
+    assert_int_equal(fkd_recipe_param_strings(&r.distill[3], "taps", default_taps, 1, &taps, &n_taps), FKD_OK);
+    assert_int_equal(n_taps, 3);
+    assert_string_equal(taps[0], "stage3");
+    assert_string_equal(taps[2], "embedding");
+    free(taps);
+    assert_int_equal(fkd_recipe_param_strings(&r.distill[3], "bad_taps", NULL, 0, &taps, &n_taps), FKD_ERR_FORMAT);
+    assert_string_equal(fkd_last_error(), "m.yaml:17:24: distill[3].bad_taps[1]: expected a string, got a list");
+    assert_int_equal(fkd_recipe_param_strings(&r.distill[2], "taps", default_taps, 1, &taps, &n_taps), FKD_OK);
+    assert_int_equal(n_taps, 1);
+    assert_string_equal(taps[0], "embedding");
+    free(taps);
     double t;
     assert_int_equal(fkd_recipe_param_float(&r.distill[0], "T", 4, 0.01, 100, &t), FKD_ERR_FORMAT);
     assert_string_equal(fkd_last_error(), "m.yaml:5:8: distill[0].T: expected a number, got \"four\"");

@@ -1021,6 +1021,34 @@ fkd_status fkd_recipe_param_floats(const fkd_recipe_method *m, const char *key, 
     return FKD_OK;
 }
 
+fkd_status fkd_recipe_param_strings(const fkd_recipe_method *m, const char *key, const char *const *def,
+                                    size_t n_def, const char ***out, size_t *n_out)
+{
+    char path[FKD__RECIPE_PATH_CAP], item[FKD__RECIPE_PATH_CAP];
+    const fkd_yaml_node *n = param(m, key, path, sizeof path);
+    *out = NULL;
+    *n_out = 0;
+    if (n && n->kind != FKD_YAML_LIST) return expect(n, path, "a list of strings");
+    size_t count = n ? n->n : n_def;
+    const char **v = calloc(count ? count : 1, sizeof *v);
+    if (!v) return FKD_FAIL(FKD_ERR_NOMEM, "%s: out of memory", path);
+    for (size_t i = 0; i < count; i++) {
+        if (!n) {
+            v[i] = def[i];
+            continue;
+        }
+        fkd_yaml_path_index(item, sizeof item, path, i);
+        fkd_status s = scalar_string(n->items[i], item, &v[i]);
+        if (s != FKD_OK) {
+            free(v);
+            return s;
+        }
+    }
+    *out = v;
+    *n_out = count;
+    return FKD_OK;
+}
+
 fkd_status fkd_recipe_params_done(const fkd_recipe_method *m)
 {
     char path[FKD__RECIPE_PATH_CAP], item[64];

@@ -192,7 +192,7 @@ extern const char fkd_recipe_example_distill[];
 double fkd_recipe_method_weight(const fkd_recipe_method *m, double method_default);
 
 /* Typed getters for a method's parameters. A missing key gives the default; a present one
- * must have the right type and lie in [min, max] (use -INFINITY/INFINITY for no bound),
+ * must have the right type and lie in [min, max] (no bound: ±INFINITY, INT64_MIN/MAX),
  * otherwise the error reads "file:line:col: distill[2].T: expected a number, got "four"".
  * Each getter marks its key as read. */
 fkd_status fkd_recipe_param_float(const fkd_recipe_method *m, const char *key, double def, double min,
@@ -207,6 +207,10 @@ fkd_status fkd_recipe_param_string(const fkd_recipe_method *m, const char *key, 
 /* A list of numbers; *out is malloc'ed (a copy of `def` when the key is missing). */
 fkd_status fkd_recipe_param_floats(const fkd_recipe_method *m, const char *key, const double *def, size_t n_def,
                                    double min, double max, double **out, size_t *n);
+/* A list of strings (tap names, say); *out is a malloc'ed array of pointers into the recipe
+ * (or into `def` when the key is missing); free the array only. */
+fkd_status fkd_recipe_param_strings(const fkd_recipe_method *m, const char *key, const char *const *def,
+                                    size_t n_def, const char ***out, size_t *n);
 /* Fails on the first parameter key no getter has read: "…: distill[1].tau: unknown
  * parameter of method kd". Call after reading every parameter. */
 fkd_status fkd_recipe_params_done(const fkd_recipe_method *m);
