@@ -4,9 +4,13 @@
 #define FKD_CLI_COMMANDS_H
 
 /* X(name, one-line summary). Add a line here and a lib/cli/cmd_<name>.c file. */
-#define FKD_COMMAND_LIST(X) \
-    X(version, "print the version and the oneDNN build facekd runs on") \
-    X(info, "describe an architecture or a model file (parameters, MACs, tensors, check)")
+#define FKD_COMMAND_LIST(X)                                                                  \
+    X(train, "train a model and its head from labels, as a YAML recipe says")                 \
+    X(eval, "verification accuracy (insightface protocol), TAR@FAR, ROC of a model")          \
+    X(embed, "embeddings of images, a folder or a .npy batch, written as .npy")               \
+    X(info, "describe an architecture or a model file (parameters, MACs, tensors, check)")    \
+    X(recipe, "check a recipe and print it resolved; --doc prints the recipe reference")      \
+    X(version, "print the version and the oneDNN build facekd runs on")
 
 #define FKD__COMMAND_DECL(name, summary) int fkd_cmd_##name(int argc, char **argv);
 FKD_COMMAND_LIST(FKD__COMMAND_DECL)
