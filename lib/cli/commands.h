@@ -5,7 +5,8 @@
 
 /* X(name, one-line summary). Add a line here and a lib/cli/cmd_<name>.c file. */
 #define FKD_COMMAND_LIST(X) \
-    X(version, "print the version and the oneDNN build facekd runs on")
+    X(version, "print the version and the oneDNN build facekd runs on") \
+    X(plot, "draw columns of a CSV log (loss, lr, accuracy vs step) as a PNG line plot")
 
 #define FKD__COMMAND_DECL(name, summary) int fkd_cmd_##name(int argc, char **argv);
 FKD_COMMAND_LIST(FKD__COMMAND_DECL)
