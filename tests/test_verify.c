@@ -189,6 +189,12 @@ static void test_many_pairs_skips_small_fars(void **state)
     check_case("tests/fixtures/eval/many_12000.txt");
 }
 
+static void test_val_far_hit_exactly(void **state)
+{
+    (void)state;
+    check_case("tests/fixtures/eval/val_exact_11000.txt");
+}
+
 static void test_kfold_sizes(void **state)
 {
     (void)state;
@@ -279,6 +285,7 @@ int main(void)
         cmocka_unit_test(test_uneven_601),
         cmocka_unit_test(test_ties_on_threshold_grid),
         cmocka_unit_test(test_many_pairs_skips_small_fars),
+        cmocka_unit_test(test_val_far_hit_exactly),
         cmocka_unit_test(test_kfold_sizes),
         cmocka_unit_test(test_flip_sum_and_xnorm),
         cmocka_unit_test(test_roc_small_by_hand),
