@@ -457,3 +457,17 @@ void fkd_roc_rates_at(const double *score, const uint8_t *issame, int n_pairs, d
     *tpr = pos ? (double)ta / pos : NAN;
     *far = neg ? (double)fa / neg : NAN;
 }
+
+fkd_status fkd_verify_rates_at_thresholds(const double *dist, const uint8_t *issame, int n_pairs,
+                                          const double *thresholds, int n_thr, double *tpr, double *far)
+{
+    double *score = malloc(sizeof(double) * (size_t)(n_pairs > 0 ? n_pairs : 1));
+    if (!score) return FKD_FAIL(FKD_ERR_NOMEM, "verification: %d scores", n_pairs);
+    fkd_verify_scores_from_distances(score, dist, n_pairs);
+    for (int k = 0; k < n_thr; k++) {
+        if (isnan(thresholds[k])) tpr[k] = far[k] = NAN;
+        else fkd_roc_rates_at(score, issame, n_pairs, thresholds[k], &tpr[k], &far[k]);
+    }
+    free(score);
+    return FKD_OK;
+}

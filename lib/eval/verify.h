@@ -117,6 +117,12 @@ void fkd_roc_rates_at(const double *score, const uint8_t *issame, int n_pairs, d
  * (the FAR = 0 points are skipped there). */
 fkd_status fkd_verify_roc(const double *dist, const uint8_t *issame, int n_pairs, fkd_roc *roc);
 
+/* EKD's view for every threshold at once: TPR and FAR (n_thr each) of a model given by
+ * its distances at cosine thresholds chosen on another model, e.g. the teacher's
+ * res.tar_threshold[]. A NAN threshold (a skipped FAR) gives NAN rates. */
+fkd_status fkd_verify_rates_at_thresholds(const double *dist, const uint8_t *issame, int n_pairs,
+                                          const double *thresholds, int n_thr, double *tpr, double *far);
+
 /* Cosine similarity of normalised embeddings from their squared L2 distance: 1 - d/2. */
 void fkd_verify_scores_from_distances(double *score, const double *dist, int n_pairs);
 
