@@ -144,9 +144,10 @@ static void check_case(const char *path)
     assert_close(r.eer_threshold, need(&fx, "eer_threshold", 1)[0], TOL, "eer_threshold", 0);
 
     /* the student's view at the teacher's thresholds: at the result's own TAR thresholds
-     * the rates must come back exactly; skipped FARs stay NAN */
+     * (the reference thresholds, on the reference distances) the rates must come back
+     * exactly; skipped FARs stay NAN */
     double tpr[FKD_VERIFY_N_FAR], far[FKD_VERIFY_N_FAR];
-    assert_int_equal(fkd_verify_rates_at_thresholds(dist_ref, same, n, r.tar_threshold, FKD_VERIFY_N_FAR, tpr, far),
+    assert_int_equal(fkd_verify_rates_at_thresholds(dist_ref, same, n, tt, FKD_VERIFY_N_FAR, tpr, far),
                      FKD_OK);
     for (int j = 0; j < FKD_VERIFY_N_FAR; j++) {
         assert_int_equal(isnan(tpr[j]), isnan(tar[j]));
