@@ -206,6 +206,11 @@ static void log_ticks(double v0, double v1, ticks *t)
             t->n++;
         }
     }
+    /* a range inside one decade has no decade tick: label the 2..9 ticks instead */
+    int majors = 0;
+    for (int i = 0; i < t->n; i++) majors += t->major[i];
+    if (majors == 0)
+        for (int i = 0; i < t->n; i++) snprintf(t->label[i], sizeof(t->label[0]), "%g", pow(10, t->v[i]));
 }
 
 /* Data ranges with explicit limits applied; padded by 3% where taken from the data. */
