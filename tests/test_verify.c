@@ -105,10 +105,20 @@ static void check_case(const char *path)
         float *emb = malloc(sizeof(float) * emb_f->n);
         for (int i = 0; i < emb_f->n; i++) emb[i] = (float)emb_f->v[i];
         double *dist = malloc(sizeof(double) * n);
-        fkd_verify_pair_distances(dist, emb, n, d);
+        assert_int_equal(fkd_verify_pair_distances(dist, emb, n, d), FKD_OK);
         for (int i = 0; i < n; i++) assert_close(dist[i], dist_ref[i], TOL, "dist", i);
         assert_int_equal(fkd_verify_embeddings(emb, same, n, d, 10, &r), FKD_OK);
+        assert_true(isnan(r.xnorm));
         assert_close(fkd_verify_xnorm(emb, 2 * n, d), need(&fx, "xnorm", 1)[0], 1e-10, "xnorm", 0);
+        /* the flip path: mirrors embedding to half the image's give the same directions,
+         * hence the same numbers, and an XNorm of (1 + 1/2) / 2 of the images' */
+        float *half = malloc(sizeof(float) * emb_f->n);
+        for (int i = 0; i < emb_f->n; i++) half[i] = 0.5f * emb[i];
+        fkd_verify_result rf;
+        assert_int_equal(fkd_verify_flip_pairs(emb, half, same, n, d, 10, &rf), FKD_OK);
+        for (int f = 0; f < 10; f++) assert_close(rf.fold_accuracy[f], need(&fx, "fold_accuracy", 10)[f], 0, "flip acc", f);
+        assert_close(rf.xnorm, 0.75 * need(&fx, "xnorm", 1)[0], 1e-10, "flip xnorm", 0);
+        free(half);
         free(dist);
         free(emb);
     } else {

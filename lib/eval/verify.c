@@ -48,24 +48,42 @@ double fkd_verify_xnorm(const float *emb, int rows, int d)
     return sum / rows;
 }
 
-static double row_norm(const float *x, int d)
+/* Row r of emb (+ the same row of emb_flip when given), in double: (d) */
+static void row_sum(double *out, const float *emb, const float *emb_flip, int r, int d)
+{
+    for (int j = 0; j < d; j++)
+        out[j] = (double)emb[(size_t)r * d + j] + (emb_flip ? (double)emb_flip[(size_t)r * d + j] : 0.0);
+}
+
+static double norm_or_one(const double *x, int d)
 {
     double ss = 0;
-    for (int j = 0; j < d; j++) ss += (double)x[j] * x[j];
+    for (int j = 0; j < d; j++) ss += x[j] * x[j];
     return ss > 0 ? sqrt(ss) : 1.0;
 }
 
-void fkd_verify_pair_distances(double *dist, const float *emb, int n_pairs, int d)
+/* dist (n_pairs): squared distance of the normalised (flip-summed) rows 2i, 2i+1. */
+static fkd_status pair_distances(double *dist, const float *emb, const float *emb_flip, int n_pairs, int d)
 {
+    double *a = malloc(sizeof(double) * 2 * (size_t)d), *b = a ? a + d : NULL;
+    if (!a) return FKD_FAIL(FKD_ERR_NOMEM, "verification: rows of width %d", d);
     for (int i = 0; i < n_pairs; i++) {
-        const float *a = emb + (size_t)(2 * i) * d, *b = a + d;
-        double na = row_norm(a, d), nb = row_norm(b, d), s = 0;
+        row_sum(a, emb, emb_flip, 2 * i, d);
+        row_sum(b, emb, emb_flip, 2 * i + 1, d);
+        double na = norm_or_one(a, d), nb = norm_or_one(b, d), s = 0;
         for (int j = 0; j < d; j++) {
-            double diff = (double)a[j] / na - (double)b[j] / nb;
+            double diff = a[j] / na - b[j] / nb;
             s += diff * diff;
         }
         dist[i] = s;
     }
+    free(a);
+    return FKD_OK;
+}
+
+fkd_status fkd_verify_pair_distances(double *dist, const float *emb, int n_pairs, int d)
+{
+    return pair_distances(dist, emb, NULL, n_pairs, d);
 }
 
 void fkd_verify_scores_from_distances(double *score, const double *dist, int n_pairs)
@@ -313,16 +331,25 @@ fkd_status fkd_verify_distances(const double *dist, const uint8_t *issame, int n
     return roc_statistics(dist, issame, n_pairs, res);
 }
 
-fkd_status fkd_verify_embeddings(const float *emb, const uint8_t *issame, int n_pairs, int d, int n_folds,
-                                 fkd_verify_result *res)
+fkd_status fkd_verify_flip_pairs(const float *emb, const float *emb_flip, const uint8_t *issame, int n_pairs, int d,
+                                 int n_folds, fkd_verify_result *res)
 {
+    memset(res, 0, sizeof(*res));
     if (n_pairs <= 0 || d <= 0) return FKD_FAIL(FKD_ERR_ARG, "verification: %d pairs of width %d", n_pairs, d);
     double *dist = malloc(sizeof(double) * (size_t)n_pairs);
     if (!dist) return FKD_FAIL(FKD_ERR_NOMEM, "verification: %d distances", n_pairs);
-    fkd_verify_pair_distances(dist, emb, n_pairs, d);
-    fkd_status s = fkd_verify_distances(dist, issame, n_pairs, n_folds, res);
+    fkd_status s = pair_distances(dist, emb, emb_flip, n_pairs, d);
+    if (s == FKD_OK) s = fkd_verify_distances(dist, issame, n_pairs, n_folds, res);
     free(dist);
+    if (s == FKD_OK && emb_flip) /* insightface: the mean over both passes, 4N rows */
+        res->xnorm = 0.5 * (fkd_verify_xnorm(emb, 2 * n_pairs, d) + fkd_verify_xnorm(emb_flip, 2 * n_pairs, d));
     return s;
+}
+
+fkd_status fkd_verify_embeddings(const float *emb, const uint8_t *issame, int n_pairs, int d, int n_folds,
+                                 fkd_verify_result *res)
+{
+    return fkd_verify_flip_pairs(emb, NULL, issame, n_pairs, d, n_folds, res);
 }
 
 /* ---- ROC ---- */

@@ -73,7 +73,7 @@ double fkd_verify_xnorm(const float *emb, int rows, int d);
 
 /* dist (n_pairs) = squared L2 distance between the normalised rows 2i and 2i+1 of emb
  * (2 n_pairs, d). */
-void fkd_verify_pair_distances(double *dist, const float *emb, int n_pairs, int d);
+fkd_status fkd_verify_pair_distances(double *dist, const float *emb, int n_pairs, int d);
 
 /* sklearn KFold(n_splits, shuffle=False): test fold `fold` is pairs [*begin, *end). */
 void fkd_verify_kfold(int n, int n_splits, int fold, int *begin, int *end);
@@ -89,6 +89,14 @@ fkd_status fkd_verify_distances(const double *dist, const uint8_t *issame, int n
 
 /* The same from embeddings (2 n_pairs, d). */
 fkd_status fkd_verify_embeddings(const float *emb, const uint8_t *issame, int n_pairs, int d,
+                                 int n_folds, fkd_verify_result *res);
+
+/* insightface's test() from the raw network outputs: emb and emb_flip (2 n_pairs, d) are
+ * the embeddings of the images and of their mirrors. The flip-sum, normalisation and
+ * distances are done in double, as insightface does (rounding the flip-sum to float
+ * first, as fkd_verify_flip_sum does, can move a distance across a threshold); xnorm is
+ * the mean L2 norm over both (4 n_pairs rows). emb_flip NULL: no flip test, xnorm NAN. */
+fkd_status fkd_verify_flip_pairs(const float *emb, const float *emb_flip, const uint8_t *issame, int n_pairs, int d,
                                  int n_folds, fkd_verify_result *res);
 
 /* ROC over all pairs from scores (higher = more alike). Owns its arrays: fkd_roc_free. */
