@@ -1,8 +1,9 @@
 /* Face verification: insightface's 10-fold protocol, and ROC statistics beside it.
  *
  * A verification set is N pairs; item 2i and 2i+1 form pair i, issame[i] is 1 when both
- * show the same person. Embeddings are (2N, d) row-major floats, already flip-summed by
- * the caller (fkd_verify_flip_sum). Work is done in double, as insightface does (its
+ * show the same person. Embeddings are (2N, d) row-major floats: the raw outputs for the
+ * images and their mirrors (fkd_verify_flip_pairs), or rows already flip-summed by the
+ * caller (fkd_verify_embeddings). Work is done in double, as insightface does (its
  * embeddings are float64 numpy arrays).
  *
  * insightface protocol (recognition/arcface_torch/eval/verification.py):
