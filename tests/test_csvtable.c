@@ -32,6 +32,7 @@ static void test_parses_header_numbers_quotes_crlf(void **state)
     assert_true(col[0] == 0.1 && isnan(col[1]) && col[2] == 0.01); /* empty field: missing */
     fkd_csv_table_free(&t);
     fkd_csv_table_free(&t); /* idempotent */
+    fkd_csv_table_free(NULL);
     assert_int_equal(parse("a,\"b\"\"c\"\n", &t), FKD_OK);
     assert_string_equal(t.names[1], "b\"c");
     assert_int_equal(t.n_rows, 0);

@@ -273,6 +273,7 @@ static void test_bad_input(void **state)
     assert_int_equal(fkd_plot_init(&p, 100, 480, NULL, NULL, NULL), FKD_ERR_ARG);
     assert_non_null(strstr(fkd_last_error(), "100x480"));
     fkd_plot_free(&p); /* safe on a failed init */
+    fkd_plot_free(NULL);
     roc_plot(&p);
     /* NaN, infinities and x <= 0 on the log axis are skipped, not drawn, not fatal */
     const double x[] = {NAN, 0, -1, 1e-3, INFINITY}, y[] = {0.2, 0.2, 0.2, NAN, 0.2};

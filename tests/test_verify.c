@@ -263,6 +263,7 @@ static void test_roc_small_by_hand(void **state)
     assert_float_equal(et, 0.7, 0);
     fkd_roc_free(&roc);
     fkd_roc_free(&roc); /* free is idempotent */
+    fkd_roc_free(NULL);
 }
 
 static void test_bad_input(void **state)

@@ -11,6 +11,7 @@
 
 void fkd_csv_table_free(fkd_csv_table *t)
 {
+    if (!t) return;
     for (int j = 0; j < t->n_cols; j++) free(t->names[j]);
     free(t->names);
     free(t->values);

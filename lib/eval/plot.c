@@ -58,6 +58,7 @@ fkd_status fkd_plot_init(fkd_plot *p, int width, int height, const char *title, 
 
 void fkd_plot_free(fkd_plot *p)
 {
+    if (!p) return;
     for (int i = 0; i < p->n_series; i++) {
         free(p->series[i].label);
         free(p->series[i].x);

@@ -356,6 +356,7 @@ fkd_status fkd_verify_embeddings(const float *emb, const uint8_t *issame, int n_
 
 void fkd_roc_free(fkd_roc *roc)
 {
+    if (!roc) return;
     free(roc->threshold);
     free(roc->n_true_accept);
     free(roc->n_false_accept);
