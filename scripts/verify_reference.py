@@ -9,7 +9,8 @@ sklearn and scipy are not installed under /usr/bin/python3, so KFold's contiguou
 and interp1d's degree-1 B-spline are written out here.
 
 Writes tests/fixtures/eval/<case>.txt: one line per field, "name v1 v2 ...", floats with
-enough digits to round-trip (%.17g for doubles, %.9g for float32 values).
+enough digits to round-trip (%.17g for doubles; %.9g for float32 embeddings and for
+distances generated with 9 significant digits).
 """
 import os
 
@@ -144,7 +145,8 @@ def write_case(name, note, same, emb=None, dist=None):
         dist = np.sum(np.square(e[0::2] - e[1::2]), 1)
         fields += [("dim", [emb.shape[1]], "%d"), ("emb", emb.ravel(), "%.9g"),
                    ("xnorm", [np.mean(np.linalg.norm(emb.astype(np.float64), axis=1))], "%.17g")]
-    fields.append(("dist", dist, "%.17g"))
+    short = all(float("%.9g" % v) == v for v in dist)
+    fields.append(("dist", dist, "%.9g" if short else "%.17g"))
     res = protocol(dist, same)
     res.update(roc_stats(1.0 - 0.5 * dist, same))
     for k in ("fold_begin", "fold_end"):
@@ -160,6 +162,11 @@ def write_case(name, note, same, emb=None, dist=None):
     acc = res["accuracy_mean"][0]
     print("%s: N=%d accuracy %.4f +- %.4f, tar %s, auc %.5f, eer %.4f" % (
         name, len(same), acc, res["accuracy_std"][0], res["tar"], res["auc"][0], res["eer"][0]))
+
+
+def nine_digits(x):
+    """Values that print exactly in 9 significant digits (smaller fixture files)."""
+    return np.array([float("%.9g" % v) for v in x])
 
 
 def identity_pairs(rng, n, d, noise):
@@ -193,8 +200,17 @@ def main():
     same = np.zeros(n, dtype=bool)
     same[rng.choice(n, 1000, replace=False)] = True
     cos = np.where(same, rng.normal(0.55, 0.15, n), rng.normal(0.0, 0.12, n)).clip(-1, 1)
-    dist = (2.0 - 2.0 * cos).astype(np.float32).astype(np.float64)
+    dist = nine_digits(2.0 - 2.0 * cos)
     write_case("many_12000", "12000 pairs, 11000 negatives, distances only", same, dist=dist)
+    # every fold holds 1000 negatives, so each training FAR is k / 9000 and FAR = 1e-3
+    # is hit exactly (9 / 9000 == 1e-3 in double): interp1d's rule on a run of equal FAR
+    # values (the last threshold of the run) decides the VAL threshold
+    same = np.zeros(11000, dtype=bool)
+    for f in range(10):
+        same[f * 1100 + rng.choice(1100, 100, replace=False)] = True
+    dist = np.where(same, rng.normal(0.9, 0.3, 11000), rng.normal(1.9, 0.25, 11000)).clip(0, 4)
+    write_case("val_exact_11000", "11000 pairs, 1000 negatives per fold: FAR 1e-3 reached exactly", same,
+               dist=nine_digits(dist))
 
 
 if __name__ == "__main__":

@@ -198,6 +198,26 @@ static void test_log_axis_ticks_at_decades(void **state)
     fkd_plot_free(&p);
 }
 
+static void test_log_axis_inside_one_decade_labels_minor_ticks(void **state)
+{
+    (void)state;
+    fkd_plot p;
+    fkd_image img;
+    const double x[] = {2, 8}, y[] = {0, 1};
+    assert_int_equal(fkd_plot_init(&p, 400, 240, NULL, NULL, NULL), FKD_OK);
+    fkd_plot_set_log_x(&p, 1);
+    fkd_plot_set_range(&p, 2, 8, NAN, NAN);
+    assert_int_equal(fkd_plot_add(&p, NULL, NULL, x, y, 2), FKD_OK);
+    assert_int_equal(fkd_plot_render(&p, &img), FKD_OK);
+    /* no decade inside 2..8: the 2..8 ticks carry labels ("5" under x = 5) */
+    double x5, y0;
+    fkd_plot_map(&p, 5, 0, &x5, &y0);
+    int label_row = p.bottom + 6 + 4;
+    assert_true(count_rgb(&img, (int)x5 - 4, label_row, (int)x5 + 4, label_row + FKD_FONT_H, ink) >= 8);
+    fkd_image_free(&img);
+    fkd_plot_free(&p);
+}
+
 static void test_scatter_equal_aspect(void **state)
 {
     (void)state;
@@ -253,6 +273,7 @@ static void test_bad_input(void **state)
     assert_int_equal(fkd_plot_init(&p, 100, 480, NULL, NULL, NULL), FKD_ERR_ARG);
     assert_non_null(strstr(fkd_last_error(), "100x480"));
     fkd_plot_free(&p); /* safe on a failed init */
+    fkd_plot_free(NULL);
     roc_plot(&p);
     /* NaN, infinities and x <= 0 on the log axis are skipped, not drawn, not fatal */
     const double x[] = {NAN, 0, -1, 1e-3, INFINITY}, y[] = {0.2, 0.2, 0.2, NAN, 0.2};
@@ -288,6 +309,7 @@ int main(void)
         cmocka_unit_test(test_png_roundtrip_and_lines),
         cmocka_unit_test(test_legend_has_text_and_avoids_curves),
         cmocka_unit_test(test_log_axis_ticks_at_decades),
+        cmocka_unit_test(test_log_axis_inside_one_decade_labels_minor_ticks),
         cmocka_unit_test(test_scatter_equal_aspect),
         cmocka_unit_test(test_bad_input),
         cmocka_unit_test(test_font_covers_printable_ascii),

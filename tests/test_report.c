@@ -66,6 +66,7 @@ static void test_table_markdown_and_csv(void **state)
     free(c);
     fkd_report_free(&r);
     fkd_report_free(&r); /* idempotent */
+    fkd_report_free(NULL);
 }
 
 static void test_verify_columns_skip_unresolved_fars(void **state)

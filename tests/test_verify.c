@@ -105,10 +105,20 @@ static void check_case(const char *path)
         float *emb = malloc(sizeof(float) * emb_f->n);
         for (int i = 0; i < emb_f->n; i++) emb[i] = (float)emb_f->v[i];
         double *dist = malloc(sizeof(double) * n);
-        fkd_verify_pair_distances(dist, emb, n, d);
+        assert_int_equal(fkd_verify_pair_distances(dist, emb, n, d), FKD_OK);
         for (int i = 0; i < n; i++) assert_close(dist[i], dist_ref[i], TOL, "dist", i);
         assert_int_equal(fkd_verify_embeddings(emb, same, n, d, 10, &r), FKD_OK);
+        assert_true(isnan(r.xnorm));
         assert_close(fkd_verify_xnorm(emb, 2 * n, d), need(&fx, "xnorm", 1)[0], 1e-10, "xnorm", 0);
+        /* the flip path: mirrors embedding to half the image's give the same directions,
+         * hence the same numbers, and an XNorm of (1 + 1/2) / 2 of the images' */
+        float *half = malloc(sizeof(float) * emb_f->n);
+        for (int i = 0; i < emb_f->n; i++) half[i] = 0.5f * emb[i];
+        fkd_verify_result rf;
+        assert_int_equal(fkd_verify_flip_pairs(emb, half, same, n, d, 10, &rf), FKD_OK);
+        for (int f = 0; f < 10; f++) assert_close(rf.fold_accuracy[f], need(&fx, "fold_accuracy", 10)[f], 0, "flip acc", f);
+        assert_close(rf.xnorm, 0.75 * need(&fx, "xnorm", 1)[0], 1e-10, "flip xnorm", 0);
+        free(half);
         free(dist);
         free(emb);
     } else {
@@ -144,17 +154,16 @@ static void check_case(const char *path)
     assert_close(r.eer_threshold, need(&fx, "eer_threshold", 1)[0], TOL, "eer_threshold", 0);
 
     /* the student's view at the teacher's thresholds: at the result's own TAR thresholds
-     * the rates must come back exactly */
-    double *score = malloc(sizeof(double) * n);
-    fkd_verify_scores_from_distances(score, dist_ref, n);
+     * (the reference thresholds, on the reference distances) the rates must come back
+     * exactly; skipped FARs stay NAN */
+    double tpr[FKD_VERIFY_N_FAR], far[FKD_VERIFY_N_FAR];
+    assert_int_equal(fkd_verify_rates_at_thresholds(dist_ref, same, n, tt, FKD_VERIFY_N_FAR, tpr, far),
+                     FKD_OK);
     for (int j = 0; j < FKD_VERIFY_N_FAR; j++) {
-        if (isnan(tar[j])) continue;
-        double tpr, far;
-        fkd_roc_rates_at(score, same, n, tt[j], &tpr, &far);
-        assert_close(tpr, tar[j], TOL, "rates_at tpr", j);
-        assert_close(far, tf[j], TOL, "rates_at far", j);
+        assert_int_equal(isnan(tpr[j]), isnan(tar[j]));
+        assert_close(tpr[j], tar[j], TOL, "rates_at tpr", j);
+        assert_close(far[j], tf[j], TOL, "rates_at far", j);
     }
-    free(score);
     /* the ROC handed to plots is the one the statistics came from */
     fkd_roc roc;
     assert_int_equal(fkd_verify_roc(dist_ref, same, n, &roc), FKD_OK);
@@ -187,6 +196,12 @@ static void test_many_pairs_skips_small_fars(void **state)
 {
     (void)state;
     check_case("tests/fixtures/eval/many_12000.txt");
+}
+
+static void test_val_far_hit_exactly(void **state)
+{
+    (void)state;
+    check_case("tests/fixtures/eval/val_exact_11000.txt");
 }
 
 static void test_kfold_sizes(void **state)
@@ -248,6 +263,7 @@ static void test_roc_small_by_hand(void **state)
     assert_float_equal(et, 0.7, 0);
     fkd_roc_free(&roc);
     fkd_roc_free(&roc); /* free is idempotent */
+    fkd_roc_free(NULL);
 }
 
 static void test_bad_input(void **state)
@@ -279,6 +295,7 @@ int main(void)
         cmocka_unit_test(test_uneven_601),
         cmocka_unit_test(test_ties_on_threshold_grid),
         cmocka_unit_test(test_many_pairs_skips_small_fars),
+        cmocka_unit_test(test_val_far_hit_exactly),
         cmocka_unit_test(test_kfold_sizes),
         cmocka_unit_test(test_flip_sum_and_xnorm),
         cmocka_unit_test(test_roc_small_by_hand),

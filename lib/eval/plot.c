@@ -58,6 +58,7 @@ fkd_status fkd_plot_init(fkd_plot *p, int width, int height, const char *title, 
 
 void fkd_plot_free(fkd_plot *p)
 {
+    if (!p) return;
     for (int i = 0; i < p->n_series; i++) {
         free(p->series[i].label);
         free(p->series[i].x);
@@ -206,6 +207,11 @@ static void log_ticks(double v0, double v1, ticks *t)
             t->n++;
         }
     }
+    /* a range inside one decade has no decade tick: label the 2..9 ticks instead */
+    int majors = 0;
+    for (int i = 0; i < t->n; i++) majors += t->major[i];
+    if (majors == 0)
+        for (int i = 0; i < t->n; i++) snprintf(t->label[i], sizeof(t->label[0]), "%g", pow(10, t->v[i]));
 }
 
 /* Data ranges with explicit limits applied; padded by 3% where taken from the data. */
@@ -251,25 +257,36 @@ static int max_label_width(const ticks *t)
     return w;
 }
 
-/* Margins depend on the y tick labels, which depend on the plot height only: one pass. */
+/* Same data units per pixel on both axes, around the centre of the current ranges. */
+static void equalise(fkd_plot *p)
+{
+    double ux = (p->vx1 - p->vx0) / (p->right - p->left), uy = (p->vy1 - p->vy0) / (p->bottom - p->top);
+    double u = fmax(ux, uy), cx = 0.5 * (p->vx0 + p->vx1), cy = 0.5 * (p->vy0 + p->vy1);
+    p->vx0 = cx - 0.5 * u * (p->right - p->left), p->vx1 = cx + 0.5 * u * (p->right - p->left);
+    p->vy0 = cy - 0.5 * u * (p->bottom - p->top), p->vy1 = cy + 0.5 * u * (p->bottom - p->top);
+}
+
+/* The left margin holds the y tick labels, whose width depends on the y range, which
+ * (with equal aspect) depends on the plot width: two passes with a margin that only
+ * grows settle it; the area is then fixed, so equal aspect stays exact. */
 static void layout(fkd_plot *p, ticks *xt, ticks *yt)
 {
     data_range(p);
+    const double dx0 = p->vx0, dx1 = p->vx1, dy0 = p->vy0, dy1 = p->vy1;
     p->top = MARGIN + (p->title ? FKD_FONT_LINE * TITLE_SCALE + 6 : 4);
     p->bottom = p->height - 1 - MARGIN - FKD_FONT_LINE - TICK_MAJOR - 2 - (p->xlabel ? FKD_FONT_LINE + 4 : 0);
-    if (p->equal_aspect) {
-        /* settle the plot width first with provisional y ticks, then equalise */
+    p->right = p->width - 1 - MARGIN - 12;
+    p->left = 0;
+    for (int pass = 0; pass < 2; pass++) {
         linear_ticks(p->vy0, p->vy1, (p->bottom - p->top) / 45, yt);
-        p->left = MARGIN + (p->ylabel ? FKD_FONT_LINE + 6 : 0) + max_label_width(yt) + TICK_MAJOR + 4;
-        p->right = p->width - 1 - MARGIN - 12;
-        double ux = (p->vx1 - p->vx0) / (p->right - p->left), uy = (p->vy1 - p->vy0) / (p->bottom - p->top);
-        double u = fmax(ux, uy), cx = 0.5 * (p->vx0 + p->vx1), cy = 0.5 * (p->vy0 + p->vy1);
-        p->vx0 = cx - 0.5 * u * (p->right - p->left), p->vx1 = cx + 0.5 * u * (p->right - p->left);
-        p->vy0 = cy - 0.5 * u * (p->bottom - p->top), p->vy1 = cy + 0.5 * u * (p->bottom - p->top);
+        int left = MARGIN + (p->ylabel ? FKD_FONT_LINE + 6 : 0) + max_label_width(yt) + TICK_MAJOR + 4;
+        if (left > p->left) p->left = left;
+        if (p->equal_aspect) {
+            p->vx0 = dx0, p->vx1 = dx1, p->vy0 = dy0, p->vy1 = dy1;
+            equalise(p);
+        }
     }
     linear_ticks(p->vy0, p->vy1, (p->bottom - p->top) / 45, yt);
-    p->left = MARGIN + (p->ylabel ? FKD_FONT_LINE + 6 : 0) + max_label_width(yt) + TICK_MAJOR + 4;
-    p->right = p->width - 1 - MARGIN - 12;
     if (p->log_x) log_ticks(p->vx0, p->vx1, xt);
     else linear_ticks(p->vx0, p->vx1, (p->right - p->left) / 90, xt);
 }

@@ -21,6 +21,7 @@ fkd_status fkd_report_init(fkd_report *r, const char *corner)
 
 void fkd_report_free(fkd_report *r)
 {
+    if (!r) return;
     for (int i = 0; i < r->n_rows; i++) {
         free(r->row_names[i]);
         for (int j = 0; j < r->n_cols; j++) free(r->cells[(size_t)i * r->cap_cols + j]);

@@ -48,24 +48,42 @@ double fkd_verify_xnorm(const float *emb, int rows, int d)
     return sum / rows;
 }
 
-static double row_norm(const float *x, int d)
+/* Row r of emb (+ the same row of emb_flip when given), in double: (d) */
+static void row_sum(double *out, const float *emb, const float *emb_flip, int r, int d)
+{
+    for (int j = 0; j < d; j++)
+        out[j] = (double)emb[(size_t)r * d + j] + (emb_flip ? (double)emb_flip[(size_t)r * d + j] : 0.0);
+}
+
+static double norm_or_one(const double *x, int d)
 {
     double ss = 0;
-    for (int j = 0; j < d; j++) ss += (double)x[j] * x[j];
+    for (int j = 0; j < d; j++) ss += x[j] * x[j];
     return ss > 0 ? sqrt(ss) : 1.0;
 }
 
-void fkd_verify_pair_distances(double *dist, const float *emb, int n_pairs, int d)
+/* dist (n_pairs): squared distance of the normalised (flip-summed) rows 2i, 2i+1. */
+static fkd_status pair_distances(double *dist, const float *emb, const float *emb_flip, int n_pairs, int d)
 {
+    double *a = malloc(sizeof(double) * 2 * (size_t)d), *b = a ? a + d : NULL;
+    if (!a) return FKD_FAIL(FKD_ERR_NOMEM, "verification: rows of width %d", d);
     for (int i = 0; i < n_pairs; i++) {
-        const float *a = emb + (size_t)(2 * i) * d, *b = a + d;
-        double na = row_norm(a, d), nb = row_norm(b, d), s = 0;
+        row_sum(a, emb, emb_flip, 2 * i, d);
+        row_sum(b, emb, emb_flip, 2 * i + 1, d);
+        double na = norm_or_one(a, d), nb = norm_or_one(b, d), s = 0;
         for (int j = 0; j < d; j++) {
-            double diff = (double)a[j] / na - (double)b[j] / nb;
+            double diff = a[j] / na - b[j] / nb;
             s += diff * diff;
         }
         dist[i] = s;
     }
+    free(a);
+    return FKD_OK;
+}
+
+fkd_status fkd_verify_pair_distances(double *dist, const float *emb, int n_pairs, int d)
+{
+    return pair_distances(dist, emb, NULL, n_pairs, d);
 }
 
 void fkd_verify_scores_from_distances(double *score, const double *dist, int n_pairs)
@@ -157,71 +175,106 @@ static double interp_slinear(const double *far, const double *thr, int T, double
     return thr[l - 1] * (w * (xb - x)) + thr[l] * (w * (x - xa));
 }
 
+/* Work buffers of the protocol. */
+typedef struct {
+    int T, TV;             /* thresholds for accuracy, for VAL */
+    double *thr, *thr_val; /* (T), (TV) the grids */
+    int *bins, *bins_val;  /* (N), (N) first accepting threshold index per pair */
+    int *tp, *fa;          /* (TV) accepted positives / negatives at each threshold */
+    double *far_train;     /* (TV) */
+} protocol_work;
+
+static void work_free(protocol_work *w)
+{
+    free(w->thr);
+    free(w->bins);
+    free(w->tp);
+    free(w->far_train);
+}
+
+static fkd_status work_init(protocol_work *w, const double *dist, int n)
+{
+    memset(w, 0, sizeof(*w));
+    w->T = fkd_verify_threshold_count(ACC_STOP, ACC_STEP);
+    w->TV = fkd_verify_threshold_count(VAL_STOP, VAL_STEP);
+    w->thr = malloc(sizeof(double) * (w->T + w->TV));
+    w->bins = malloc(sizeof(int) * 2 * (size_t)n);
+    w->tp = malloc(sizeof(int) * 2 * (size_t)w->TV);
+    w->far_train = malloc(sizeof(double) * w->TV);
+    if (!w->thr || !w->bins || !w->tp || !w->far_train) {
+        work_free(w);
+        return FKD_FAIL(FKD_ERR_NOMEM, "verification: %d pairs", n);
+    }
+    w->thr_val = w->thr + w->T;
+    w->bins_val = w->bins + n;
+    w->fa = w->tp + w->TV;
+    for (int k = 0; k < w->T; k++) w->thr[k] = k * ACC_STEP;
+    for (int k = 0; k < w->TV; k++) w->thr_val[k] = k * VAL_STEP;
+    for (int i = 0; i < n; i++) {
+        w->bins[i] = first_accepting(w->thr, w->T, dist[i]);
+        w->bins_val[i] = first_accepting(w->thr_val, w->TV, dist[i]);
+    }
+    return FKD_OK;
+}
+
+/* Fold f = test pairs [b, e): the first best threshold on the other folds, and the
+ * accuracy it gives on [b, e). */
+static void fold_accuracy(protocol_work *w, const uint8_t *issame, int n, int b, int e, int tr_neg, int te_neg,
+                          double *threshold, double *accuracy)
+{
+    accept_counts(w->bins, issame, n, b, e, 1, w->T, w->tp, w->fa);
+    int best = 0, best_correct = -1;
+    for (int k = 0; k < w->T; k++) {
+        int correct = w->tp[k] + (tr_neg - w->fa[k]);
+        if (correct > best_correct) { /* strict: the first maximum, as np.argmax */
+            best_correct = correct;
+            best = k;
+        }
+    }
+    accept_counts(w->bins, issame, n, b, e, 0, w->T, w->tp, w->fa);
+    *threshold = w->thr[best];
+    *accuracy = (double)(w->tp[best] + (te_neg - w->fa[best])) / (double)(e - b);
+}
+
+/* insightface's calculate_val on one fold: the threshold reaching FAR 1e-3 on the other
+ * folds (interpolated), VAL and FAR on [b, e). */
+static void fold_val(protocol_work *w, const double *dist, const uint8_t *issame, int n, int b, int e, int tr_neg,
+                     int te_pos, int te_neg, double *threshold, double *val, double *far)
+{
+    accept_counts(w->bins_val, issame, n, b, e, 1, w->TV, w->tp, w->fa);
+    for (int k = 0; k < w->TV; k++) w->far_train[k] = (double)w->fa[k] / (double)tr_neg;
+    double t = w->far_train[w->TV - 1] >= VAL_FAR_TARGET
+                   ? interp_slinear(w->far_train, w->thr_val, w->TV, VAL_FAR_TARGET)
+                   : 0.0;
+    int ta = 0, fals = 0;
+    for (int i = b; i < e; i++) {
+        if (!(dist[i] < t)) continue;
+        if (issame[i]) ta++;
+        else fals++;
+    }
+    *threshold = t;
+    *val = (double)ta / (double)te_pos;
+    *far = (double)fals / (double)te_neg;
+}
+
 static fkd_status run_protocol(const double *dist, const uint8_t *issame, int n, int n_folds,
                                fkd_verify_result *res)
 {
-    const int T = fkd_verify_threshold_count(ACC_STOP, ACC_STEP);
-    const int TV = fkd_verify_threshold_count(VAL_STOP, VAL_STEP);
-    double *thr = malloc(sizeof(double) * (T + TV)), *thr_val = thr ? thr + T : NULL;
-    int *bins = malloc(sizeof(int) * 2 * (size_t)n), *bins_val = bins ? bins + n : NULL;
-    int *tp = malloc(sizeof(int) * 2 * (size_t)TV), *fa = tp ? tp + TV : NULL;
-    double *far_train = malloc(sizeof(double) * TV);
+    protocol_work w;
+    FKD_TRY(work_init(&w, dist, n));
     double val[FKD_VERIFY_MAX_FOLDS], vfar[FKD_VERIFY_MAX_FOLDS];
-    if (!thr || !bins || !tp || !far_train) {
-        free(thr);
-        free(bins);
-        free(tp);
-        free(far_train);
-        return FKD_FAIL(FKD_ERR_NOMEM, "verification: %d pairs", n);
-    }
-    for (int k = 0; k < T; k++) thr[k] = k * ACC_STEP;
-    for (int k = 0; k < TV; k++) thr_val[k] = k * VAL_STEP;
-    for (int i = 0; i < n; i++) {
-        bins[i] = first_accepting(thr, T, dist[i]);
-        bins_val[i] = first_accepting(thr_val, TV, dist[i]);
-    }
-
     int val_ok = 1;
     for (int f = 0; f < n_folds; f++) {
-        int b, e, tr_neg, te_pos, te_neg;
+        int b, e, te_pos, te_neg;
         fkd_verify_kfold(n, n_folds, f, &b, &e);
         res->fold_begin[f] = b;
         res->fold_end[f] = e;
         count_labels(issame, b, e, &te_pos, &te_neg);
-        tr_neg = res->n_neg - te_neg;
-
-        /* best threshold on the training folds: first maximum of tp + tn */
-        accept_counts(bins, issame, n, b, e, 1, T, tp, fa);
-        int best = 0, best_correct = -1;
-        for (int k = 0; k < T; k++) {
-            int correct = tp[k] + (tr_neg - fa[k]);
-            if (correct > best_correct) {
-                best_correct = correct;
-                best = k;
-            }
-        }
-        accept_counts(bins, issame, n, b, e, 0, T, tp, fa);
-        res->fold_threshold[f] = thr[best];
-        res->fold_accuracy[f] = (double)(tp[best] + (te_neg - fa[best])) / (double)(e - b);
-
-        /* VAL@FAR: threshold reaching the target FAR on the training folds */
-        if (tr_neg == 0 || te_pos == 0 || te_neg == 0) {
-            val_ok = 0;
-            continue;
-        }
-        accept_counts(bins_val, issame, n, b, e, 1, TV, tp, fa);
-        for (int k = 0; k < TV; k++) far_train[k] = (double)fa[k] / (double)tr_neg;
-        double t = far_train[TV - 1] >= VAL_FAR_TARGET ? interp_slinear(far_train, thr_val, TV, VAL_FAR_TARGET)
-                                                       : 0.0;
-        int ta = 0, fals = 0;
-        for (int i = b; i < e; i++) {
-            if (!(dist[i] < t)) continue;
-            if (issame[i]) ta++;
-            else fals++;
-        }
-        res->fold_val_threshold[f] = t;
-        val[f] = (double)ta / (double)te_pos;
-        vfar[f] = (double)fals / (double)te_neg;
+        int tr_neg = res->n_neg - te_neg;
+        fold_accuracy(&w, issame, n, b, e, tr_neg, te_neg, &res->fold_threshold[f], &res->fold_accuracy[f]);
+        /* insightface would divide by zero here; facekd reports VAL as not available */
+        if (tr_neg == 0 || te_pos == 0 || te_neg == 0) val_ok = 0;
+        else fold_val(&w, dist, issame, n, b, e, tr_neg, te_pos, te_neg, &res->fold_val_threshold[f], &val[f], &vfar[f]);
     }
     mean_std(res->fold_accuracy, n_folds, &res->accuracy_mean, &res->accuracy_std);
     if (val_ok) {
@@ -229,10 +282,7 @@ static fkd_status run_protocol(const double *dist, const uint8_t *issame, int n,
         mean_std(val, n_folds, &res->val_mean, &res->val_std);
         mean_std(vfar, n_folds, &res->val_far_mean, &unused);
     }
-    free(thr);
-    free(bins);
-    free(tp);
-    free(far_train);
+    work_free(&w);
     return FKD_OK;
 }
 
@@ -281,22 +331,32 @@ fkd_status fkd_verify_distances(const double *dist, const uint8_t *issame, int n
     return roc_statistics(dist, issame, n_pairs, res);
 }
 
-fkd_status fkd_verify_embeddings(const float *emb, const uint8_t *issame, int n_pairs, int d, int n_folds,
-                                 fkd_verify_result *res)
+fkd_status fkd_verify_flip_pairs(const float *emb, const float *emb_flip, const uint8_t *issame, int n_pairs, int d,
+                                 int n_folds, fkd_verify_result *res)
 {
+    memset(res, 0, sizeof(*res));
     if (n_pairs <= 0 || d <= 0) return FKD_FAIL(FKD_ERR_ARG, "verification: %d pairs of width %d", n_pairs, d);
     double *dist = malloc(sizeof(double) * (size_t)n_pairs);
     if (!dist) return FKD_FAIL(FKD_ERR_NOMEM, "verification: %d distances", n_pairs);
-    fkd_verify_pair_distances(dist, emb, n_pairs, d);
-    fkd_status s = fkd_verify_distances(dist, issame, n_pairs, n_folds, res);
+    fkd_status s = pair_distances(dist, emb, emb_flip, n_pairs, d);
+    if (s == FKD_OK) s = fkd_verify_distances(dist, issame, n_pairs, n_folds, res);
     free(dist);
+    if (s == FKD_OK && emb_flip) /* insightface: the mean over both passes, 4N rows */
+        res->xnorm = 0.5 * (fkd_verify_xnorm(emb, 2 * n_pairs, d) + fkd_verify_xnorm(emb_flip, 2 * n_pairs, d));
     return s;
+}
+
+fkd_status fkd_verify_embeddings(const float *emb, const uint8_t *issame, int n_pairs, int d, int n_folds,
+                                 fkd_verify_result *res)
+{
+    return fkd_verify_flip_pairs(emb, NULL, issame, n_pairs, d, n_folds, res);
 }
 
 /* ---- ROC ---- */
 
 void fkd_roc_free(fkd_roc *roc)
 {
+    if (!roc) return;
     free(roc->threshold);
     free(roc->n_true_accept);
     free(roc->n_false_accept);
@@ -424,4 +484,18 @@ void fkd_roc_rates_at(const double *score, const uint8_t *issame, int n_pairs, d
     }
     *tpr = pos ? (double)ta / pos : NAN;
     *far = neg ? (double)fa / neg : NAN;
+}
+
+fkd_status fkd_verify_rates_at_thresholds(const double *dist, const uint8_t *issame, int n_pairs,
+                                          const double *thresholds, int n_thr, double *tpr, double *far)
+{
+    double *score = malloc(sizeof(double) * (size_t)(n_pairs > 0 ? n_pairs : 1));
+    if (!score) return FKD_FAIL(FKD_ERR_NOMEM, "verification: %d scores", n_pairs);
+    fkd_verify_scores_from_distances(score, dist, n_pairs);
+    for (int k = 0; k < n_thr; k++) {
+        if (isnan(thresholds[k])) tpr[k] = far[k] = NAN;
+        else fkd_roc_rates_at(score, issame, n_pairs, thresholds[k], &tpr[k], &far[k]);
+    }
+    free(score);
+    return FKD_OK;
 }

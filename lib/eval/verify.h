@@ -1,8 +1,9 @@
 /* Face verification: insightface's 10-fold protocol, and ROC statistics beside it.
  *
  * A verification set is N pairs; item 2i and 2i+1 form pair i, issame[i] is 1 when both
- * show the same person. Embeddings are (2N, d) row-major floats, already flip-summed by
- * the caller (fkd_verify_flip_sum). Work is done in double, as insightface does (its
+ * show the same person. Embeddings are (2N, d) row-major floats: the raw outputs for the
+ * images and their mirrors (fkd_verify_flip_pairs), or rows already flip-summed by the
+ * caller (fkd_verify_embeddings). Work is done in double, as insightface does (its
  * embeddings are float64 numpy arrays).
  *
  * insightface protocol (recognition/arcface_torch/eval/verification.py):
@@ -73,7 +74,7 @@ double fkd_verify_xnorm(const float *emb, int rows, int d);
 
 /* dist (n_pairs) = squared L2 distance between the normalised rows 2i and 2i+1 of emb
  * (2 n_pairs, d). */
-void fkd_verify_pair_distances(double *dist, const float *emb, int n_pairs, int d);
+fkd_status fkd_verify_pair_distances(double *dist, const float *emb, int n_pairs, int d);
 
 /* sklearn KFold(n_splits, shuffle=False): test fold `fold` is pairs [*begin, *end). */
 void fkd_verify_kfold(int n, int n_splits, int fold, int *begin, int *end);
@@ -89,6 +90,14 @@ fkd_status fkd_verify_distances(const double *dist, const uint8_t *issame, int n
 
 /* The same from embeddings (2 n_pairs, d). */
 fkd_status fkd_verify_embeddings(const float *emb, const uint8_t *issame, int n_pairs, int d,
+                                 int n_folds, fkd_verify_result *res);
+
+/* insightface's test() from the raw network outputs: emb and emb_flip (2 n_pairs, d) are
+ * the embeddings of the images and of their mirrors. The flip-sum, normalisation and
+ * distances are done in double, as insightface does (rounding the flip-sum to float
+ * first, as fkd_verify_flip_sum does, can move a distance across a threshold); xnorm is
+ * the mean L2 norm over both (4 n_pairs rows). emb_flip NULL: no flip test, xnorm NAN. */
+fkd_status fkd_verify_flip_pairs(const float *emb, const float *emb_flip, const uint8_t *issame, int n_pairs, int d,
                                  int n_folds, fkd_verify_result *res);
 
 /* ROC over all pairs from scores (higher = more alike). Owns its arrays: fkd_roc_free. */
@@ -116,6 +125,12 @@ void fkd_roc_rates_at(const double *score, const uint8_t *issame, int n_pairs, d
  * fkd_plot_add(&plot, NULL, "student", roc.far, roc.tpr, roc.n_points) on a log FAR axis
  * (the FAR = 0 points are skipped there). */
 fkd_status fkd_verify_roc(const double *dist, const uint8_t *issame, int n_pairs, fkd_roc *roc);
+
+/* EKD's view for every threshold at once: TPR and FAR (n_thr each) of a model given by
+ * its distances at cosine thresholds chosen on another model, e.g. the teacher's
+ * res.tar_threshold[]. A NAN threshold (a skipped FAR) gives NAN rates. */
+fkd_status fkd_verify_rates_at_thresholds(const double *dist, const uint8_t *issame, int n_pairs,
+                                          const double *thresholds, int n_thr, double *tpr, double *far);
 
 /* Cosine similarity of normalised embeddings from their squared L2 distance: 1 - d/2. */
 void fkd_verify_scores_from_distances(double *score, const double *dist, int n_pairs);
