@@ -107,29 +107,29 @@ static void test_defaults_applied(void **state)
     assert_int_equal(r.data.source, FKD_SOURCE_SYNTH);
     assert_null(r.data.path);
     assert_int_equal(r.data.synth.identities, 1000);
-    assert_int_equal(r.data.sampler.kind, FKD_SAMPLER_RANDOM);
+    assert_int_equal(r.data.sampler.kind, FKD_RECIPE_SAMPLER_RANDOM);
     assert_true(r.data.flip);
     assert_int_equal(r.data.resize, 112);
     assert_int_equal(r.data.n_eval, 0);
-    assert_int_equal(r.model.arch, FKD_ARCH_MBF);
+    assert_int_equal(r.model.arch, FKD_RECIPE_ARCH_MBF);
     assert_int_equal(r.model.embedding_size, 512);
-    assert_int_equal(r.model.precision, FKD_PRECISION_FP32);
+    assert_int_equal(r.model.precision, FKD_RECIPE_PRECISION_FP32);
     assert_null(r.model.weights);
     assert_int_equal(r.head.loss, FKD_HEAD_ARCFACE);
     assert_true(isnan(r.head.s) && isnan(r.head.m2)); /* the preset's values apply */
-    assert_int_equal(r.optim.kind, FKD_OPTIM_SGD);
+    assert_int_equal(r.optim.kind, FKD_RECIPE_OPTIM_SGD);
     assert_true(r.optim.lr == 0.1 && r.optim.momentum == 0.9 && r.optim.weight_decay == 0.0005);
     assert_true(r.optim.betas[0] == 0.9 && r.optim.betas[1] == 0.999 && r.optim.eps == 1e-8);
-    assert_int_equal(r.schedule.kind, FKD_SCHEDULE_POLY);
+    assert_int_equal(r.schedule.kind, FKD_RECIPE_SCHEDULE_POLY);
     assert_true(r.schedule.power == 2);
     assert_int_equal(r.schedule.n_milestones, 0);
     assert_null(r.teacher.model);
-    assert_int_equal(r.teacher.arch, FKD_ARCH_UNSET);
+    assert_int_equal(r.teacher.arch, FKD_RECIPE_ARCH_UNSET);
     assert_true(r.teacher.cache);
     assert_abs_path(r.teacher.cache_dir, "cache");
     assert_int_equal(r.n_distill, 0);
     assert_string_equal(fkd_recipe_enum_name("optimizer.type", r.optim.kind), "sgd");
-    assert_string_equal(fkd_recipe_enum_name("data.eval[].synth", FKD_BENCH_AGEDB_30), "agedb_30");
+    assert_string_equal(fkd_recipe_enum_name("data.eval[].synth", FKD_RECIPE_BENCH_AGEDB_30), "agedb_30");
     fkd_recipe_free(&r);
     fkd_recipe_free(&r); /* safe twice: free leaves the recipe empty */
 }
@@ -155,18 +155,18 @@ static void test_values_and_relative_paths(void **state)
     load_ok(&r, "recipes/a.yaml", NULL, 0);
     assert_abs_path(r.data.path, "faces");
     assert_int_equal(r.data.source, FKD_SOURCE_FOLDER);
-    assert_int_equal(r.data.sampler.kind, FKD_SAMPLER_PK);
+    assert_int_equal(r.data.sampler.kind, FKD_RECIPE_SAMPLER_PK);
     assert_int_equal(r.data.sampler.p, 8);
     assert_int_equal(r.data.n_eval, 3);
     assert_abs_path(r.data.eval[0].bin, "recipes/bins/lfw.bin");
-    assert_int_equal(r.data.eval[0].synth, FKD_BENCH_NONE);
+    assert_int_equal(r.data.eval[0].synth, FKD_RECIPE_BENCH_NONE);
     assert_string_equal(r.data.eval[1].pairs, "/abs/pairs.txt");
     assert_abs_path(r.data.eval[1].root, "recipes/imgs");
-    assert_int_equal(r.data.eval[2].synth, FKD_BENCH_CALFW);
-    assert_int_equal(r.model.arch, FKD_ARCH_RESNET18);
-    assert_int_equal(r.model.precision, FKD_PRECISION_BF16);
+    assert_int_equal(r.data.eval[2].synth, FKD_RECIPE_BENCH_CALFW);
+    assert_int_equal(r.model.arch, FKD_RECIPE_ARCH_RESNET18);
+    assert_int_equal(r.model.precision, FKD_RECIPE_PRECISION_BF16);
     assert_abs_path(r.model.weights, "recipes/w.safetensors");
-    assert_int_equal(r.optim.kind, FKD_OPTIM_ADAMW);
+    assert_int_equal(r.optim.kind, FKD_RECIPE_OPTIM_ADAMW);
     assert_true(r.optim.lr == 1e-3 && r.optim.betas[0] == 0.8 && r.optim.betas[1] == 0.95);
     assert_int_equal(r.schedule.n_milestones, 2);
     assert_int_equal(r.schedule.milestones[1], 5);
@@ -286,7 +286,7 @@ static void test_set_overrides(void **state)
     load_ok(&r, "r.yaml", sets, sizeof sets / sizeof sets[0]);
     assert_int_equal(r.steps, 20);
     assert_true(r.optim.lr == 0.05);
-    assert_int_equal(r.data.sampler.kind, FKD_SAMPLER_PK);
+    assert_int_equal(r.data.sampler.kind, FKD_RECIPE_SAMPLER_PK);
     assert_int_equal(r.data.sampler.p * r.data.sampler.k, r.batch_size);
     assert_int_equal(r.n_distill, 3);
     assert_true(r.distill[0].weight == 2 && r.distill[1].weight == 0.25);
@@ -368,7 +368,7 @@ static void test_extends_deep_merge(void **state)
     assert_string_equal(r.data.eval[0].name, "agedb");
     assert_true(r.optim.lr == 0.2 && r.optim.momentum == 0.85); /* mid overrides one key */
     assert_int_equal(r.model.embedding_size, 256);
-    assert_int_equal(r.schedule.kind, FKD_SCHEDULE_STEP);
+    assert_int_equal(r.schedule.kind, FKD_RECIPE_SCHEDULE_STEP);
     assert_int_equal(r.schedule.n_milestones, 1);
     assert_int_equal(r.schedule.milestones[0], 50);
     fkd_recipe_free(&r);

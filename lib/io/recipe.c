@@ -20,7 +20,7 @@
 /* extends chains longer than this are certainly a mistake (cycles are caught earlier). */
 #define FKD__RECIPE_MAX_EXTENDS 16
 
-_Static_assert(sizeof(fkd_optim_kind) == sizeof(int), "enum fields are written as int");
+_Static_assert(sizeof(fkd_recipe_optim_kind) == sizeof(int), "enum fields are written as int");
 
 /* ---- the schema ------------------------------------------------------------------------ */
 
@@ -615,7 +615,7 @@ static fkd_status check_eval(const fkd_recipe *r)
     for (size_t i = 0; i < r->data.n_eval; i++) {
         const fkd_recipe_bench *b = &r->data.eval[i];
         fkd_yaml_path_index(p, sizeof p, "data.eval", i);
-        int kinds = (b->bin != NULL) + (b->synth != FKD_BENCH_NONE) + (b->pairs != NULL);
+        int kinds = (b->bin != NULL) + (b->synth != FKD_RECIPE_BENCH_NONE) + (b->pairs != NULL);
         if (kinds != 1)
             return fail_path(r, p, "give exactly one of bin, synth or pairs (got %d)", kinds);
         if (b->pairs && !b->root) return fail_path(r, p, "pairs needs root (the image folder)");
@@ -641,7 +641,7 @@ static fkd_status check_recipe(const fkd_recipe *r)
     if (r->epochs > 0 && r->steps > 0) return fail_path(r, "steps", "give epochs or steps, not both");
     if (r->data.source != FKD_SOURCE_SYNTH && !r->data.path)
         return fail_path(r, "data.source", "%s needs data.path", source_names[r->data.source]);
-    if (r->data.sampler.kind == FKD_SAMPLER_PK && r->data.sampler.p * r->data.sampler.k != r->batch_size)
+    if (r->data.sampler.kind == FKD_RECIPE_SAMPLER_PK && r->data.sampler.p * r->data.sampler.k != r->batch_size)
         return fail_path(r, "data.sampler", "p x k = %" PRId64 " x %" PRId64 " = %" PRId64 " must equal batch_size (%" PRId64 ")",
                          r->data.sampler.p, r->data.sampler.k, r->data.sampler.p * r->data.sampler.k, r->batch_size);
     FKD_TRY(check_eval(r));

@@ -37,34 +37,34 @@
 /* Enumerated keys: X(C name, recipe spelling). The schema's allowed values come from the
  * same lists, so the C enums and the accepted words cannot drift apart. */
 #define FKD_SOURCE_LIST(X) X(FKD_SOURCE_SYNTH, "synth") X(FKD_SOURCE_FOLDER, "folder") X(FKD_SOURCE_RECORDIO, "recordio")
-#define FKD_SAMPLER_LIST(X) X(FKD_SAMPLER_RANDOM, "random") X(FKD_SAMPLER_PK, "pk")
+#define FKD_SAMPLER_LIST(X) X(FKD_RECIPE_SAMPLER_RANDOM, "random") X(FKD_RECIPE_SAMPLER_PK, "pk")
 #define FKD_BENCH_SYNTH_LIST(X)                                                                  \
-    X(FKD_BENCH_LFW, "lfw") X(FKD_BENCH_CFP_FP, "cfp_fp") X(FKD_BENCH_CPLFW, "cplfw")             \
-    X(FKD_BENCH_AGEDB_30, "agedb_30") X(FKD_BENCH_CALFW, "calfw")
+    X(FKD_RECIPE_BENCH_LFW, "lfw") X(FKD_RECIPE_BENCH_CFP_FP, "cfp_fp") X(FKD_RECIPE_BENCH_CPLFW, "cplfw")             \
+    X(FKD_RECIPE_BENCH_AGEDB_30, "agedb_30") X(FKD_RECIPE_BENCH_CALFW, "calfw")
 #define FKD_ARCH_LIST(X)                                                                         \
-    X(FKD_ARCH_MBF, "mbf") X(FKD_ARCH_RESNET18, "resnet18") X(FKD_ARCH_IRESNET18, "iresnet18")    \
-    X(FKD_ARCH_IRESNET34, "iresnet34") X(FKD_ARCH_IRESNET50, "iresnet50") X(FKD_ARCH_IRESNET100, "iresnet100")
-#define FKD_PRECISION_LIST(X) X(FKD_PRECISION_FP32, "fp32") X(FKD_PRECISION_BF16, "bf16")
+    X(FKD_RECIPE_ARCH_MBF, "mbf") X(FKD_RECIPE_ARCH_RESNET18, "resnet18") X(FKD_RECIPE_ARCH_IRESNET18, "iresnet18")    \
+    X(FKD_RECIPE_ARCH_IRESNET34, "iresnet34") X(FKD_RECIPE_ARCH_IRESNET50, "iresnet50") X(FKD_RECIPE_ARCH_IRESNET100, "iresnet100")
+#define FKD_PRECISION_LIST(X) X(FKD_RECIPE_PRECISION_FP32, "fp32") X(FKD_RECIPE_PRECISION_BF16, "bf16")
 #define FKD_HEAD_LIST(X)                                                                         \
     X(FKD_HEAD_SOFTMAX, "softmax") X(FKD_HEAD_L_SOFTMAX, "l-softmax") X(FKD_HEAD_SPHEREFACE, "sphereface") \
     X(FKD_HEAD_NORM_SOFTMAX, "norm-softmax") X(FKD_HEAD_COSFACE, "cosface") X(FKD_HEAD_ARCFACE, "arcface") \
     X(FKD_HEAD_COMBINED, "combined") X(FKD_HEAD_CONTRASTIVE, "contrastive") X(FKD_HEAD_TRIPLET, "triplet")
-#define FKD_OPTIM_LIST(X) X(FKD_OPTIM_SGD, "sgd") X(FKD_OPTIM_ADAMW, "adamw")
+#define FKD_OPTIM_LIST(X) X(FKD_RECIPE_OPTIM_SGD, "sgd") X(FKD_RECIPE_OPTIM_ADAMW, "adamw")
 #define FKD_SCHEDULE_LIST(X)                                                                     \
-    X(FKD_SCHEDULE_POLY, "poly") X(FKD_SCHEDULE_STEP, "step") X(FKD_SCHEDULE_COSINE, "cosine")    \
-    X(FKD_SCHEDULE_CONSTANT, "constant")
+    X(FKD_RECIPE_SCHEDULE_POLY, "poly") X(FKD_RECIPE_SCHEDULE_STEP, "step") X(FKD_RECIPE_SCHEDULE_COSINE, "cosine")    \
+    X(FKD_RECIPE_SCHEDULE_CONSTANT, "constant")
 
 #define FKD__RECIPE_ENUM(name, text) name,
 typedef enum { FKD_SOURCE_LIST(FKD__RECIPE_ENUM) } fkd_data_source;
-typedef enum { FKD_SAMPLER_LIST(FKD__RECIPE_ENUM) } fkd_sampler_kind;
-/* FKD_BENCH_NONE: the benchmark is not a synthetic one. */
-typedef enum { FKD_BENCH_NONE = -1, FKD_BENCH_SYNTH_LIST(FKD__RECIPE_ENUM) } fkd_bench_synth;
-/* FKD_ARCH_UNSET: teacher.arch not given (read from the model file). */
-typedef enum { FKD_ARCH_UNSET = -1, FKD_ARCH_LIST(FKD__RECIPE_ENUM) } fkd_arch;
-typedef enum { FKD_PRECISION_LIST(FKD__RECIPE_ENUM) } fkd_precision;
+typedef enum { FKD_SAMPLER_LIST(FKD__RECIPE_ENUM) } fkd_recipe_sampler;
+/* FKD_RECIPE_BENCH_NONE: the benchmark is not a synthetic one. */
+typedef enum { FKD_RECIPE_BENCH_NONE = -1, FKD_BENCH_SYNTH_LIST(FKD__RECIPE_ENUM) } fkd_recipe_bench_synth;
+/* FKD_RECIPE_ARCH_UNSET: teacher.arch not given (read from the model file). */
+typedef enum { FKD_RECIPE_ARCH_UNSET = -1, FKD_ARCH_LIST(FKD__RECIPE_ENUM) } fkd_recipe_arch;
+typedef enum { FKD_PRECISION_LIST(FKD__RECIPE_ENUM) } fkd_recipe_precision;
 typedef enum { FKD_HEAD_LIST(FKD__RECIPE_ENUM) } fkd_head_loss;
-typedef enum { FKD_OPTIM_LIST(FKD__RECIPE_ENUM) } fkd_optim_kind;
-typedef enum { FKD_SCHEDULE_LIST(FKD__RECIPE_ENUM) } fkd_schedule_kind;
+typedef enum { FKD_OPTIM_LIST(FKD__RECIPE_ENUM) } fkd_recipe_optim_kind;
+typedef enum { FKD_SCHEDULE_LIST(FKD__RECIPE_ENUM) } fkd_recipe_schedule_kind;
 #undef FKD__RECIPE_ENUM
 
 /* The recipe spelling of an enumerated value ("adamw"), for logs and reports. */
@@ -74,7 +74,7 @@ const char *fkd_recipe_enum_name(const char *key_path, int value);
 typedef struct {
     char *name;
     char *bin;             /* insightface verification .bin, or NULL */
-    fkd_bench_synth synth; /* built-in synthetic benchmark, or FKD_BENCH_NONE */
+    fkd_recipe_bench_synth synth; /* built-in synthetic benchmark, or FKD_RECIPE_BENCH_NONE */
     char *pairs;           /* LFW-style pair list, or NULL */
     char *root;            /* image folder the pair list refers to (with pairs) */
 } fkd_recipe_bench;
@@ -87,7 +87,7 @@ typedef struct {
         int64_t images_per_identity; /* 0 = render images on the fly, never repeating */
     } synth;
     struct {
-        fkd_sampler_kind kind;
+        fkd_recipe_sampler kind;
         int64_t p, k; /* pk: identities per batch, images per identity (p*k = batch_size) */
     } sampler;
     bool flip;
@@ -97,9 +97,9 @@ typedef struct {
 } fkd_recipe_data;
 
 typedef struct {
-    fkd_arch arch;
+    fkd_recipe_arch arch;
     int64_t embedding_size;
-    fkd_precision precision;
+    fkd_recipe_precision precision;
     char *weights; /* initial weights (.safetensors) or NULL */
 } fkd_recipe_model;
 
@@ -112,14 +112,14 @@ typedef struct {
 } fkd_recipe_head;
 
 typedef struct {
-    fkd_optim_kind kind;
+    fkd_recipe_optim_kind kind;
     double lr, momentum, weight_decay;
     bool nesterov;
     double betas[2], eps;
 } fkd_recipe_optim;
 
 typedef struct {
-    fkd_schedule_kind kind;
+    fkd_recipe_schedule_kind kind;
     double power;
     int64_t warmup_steps, warmup_epochs;
     int64_t *milestones; /* step schedule: steps (or epochs when `epochs` is set) */
@@ -129,8 +129,8 @@ typedef struct {
 
 typedef struct {
     char *model; /* .safetensors (with class centres) or .onnx; NULL without a teacher */
-    fkd_arch arch;
-    fkd_precision precision;
+    fkd_recipe_arch arch;
+    fkd_recipe_precision precision;
     bool cache;
     char *cache_dir;
 } fkd_recipe_teacher;
