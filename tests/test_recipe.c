@@ -109,7 +109,8 @@ static void test_defaults_applied(void **state)
     assert_int_equal(r.data.synth.identities, 1000);
     assert_int_equal(r.data.sampler.kind, FKD_RECIPE_SAMPLER_RANDOM);
     assert_true(r.data.flip);
-    assert_int_equal(r.data.resize, 112);
+    assert_false(r.data.resize);
+    assert_int_equal(r.model.width, 0);
     assert_int_equal(r.data.n_eval, 0);
     assert_int_equal(r.model.arch, FKD_RECIPE_ARCH_MBF);
     assert_int_equal(r.model.embedding_size, 512);

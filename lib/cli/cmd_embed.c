@@ -170,19 +170,26 @@ int fkd_cmd_embed(int argc, char **argv)
     if (s == FKD_OK) s = fkd_safetensors_read(&model_file, model);
     fkd_graph_config gc = {.batch = batch, .mode = FKD_GRAPH_INFER, .precision = FKD_PREC_F32};
     if (s == FKD_OK) s = fkd_model_open(&g, &model_file, arch, &gc, &emb);
-    fkd_embed_config ec = {.graph = g, .embedding = emb, .input = "input", .flip = flip,
-                           .label = in.n > 256 ? "embed" : NULL};
+    fkd_progress progress;
+    fkd_progress_start(&progress, "embed", flip ? 2 * in.n : in.n, 1);
+    fkd_embed_config ec = {.graph = g, .embedding = emb, .input = "input", .progress = in.n > 256 ? &progress : NULL};
     int dim = 0;
-    float *result = NULL;
+    float *result = NULL, *mirrored = NULL;
     if (s == FKD_OK) s = fkd_embed_dim(&ec, &dim);
     if (s == FKD_OK && !(result = malloc(sizeof(float) * (size_t)(in.n * dim + 1))))
         s = FKD_FAIL(FKD_ERR_NOMEM, "out of memory for %lld embeddings", (long long)in.n);
-    if (s == FKD_OK) s = fkd_embed_images(&ec, in.n, embed_source, &in, result);
+    if (s == FKD_OK && flip && !(mirrored = malloc(sizeof(float) * (size_t)(in.n * dim + 1))))
+        s = FKD_FAIL(FKD_ERR_NOMEM, "out of memory for %lld embeddings", (long long)in.n);
+    if (s == FKD_OK) s = fkd_embed_images(&ec, in.n, embed_source, &in, false, result);
+    if (s == FKD_OK && flip) s = fkd_embed_images(&ec, in.n, embed_source, &in, true, mirrored);
+    for (size_t k = 0; s == FKD_OK && flip && k < (size_t)(in.n * dim); k++) result[k] += mirrored[k];
+    if (s == FKD_OK && ec.progress) fkd_progress_finish(&progress, progress.done, NULL);
     int64_t dims[2] = {in.n, dim};
     if (s == FKD_OK) s = fkd_npy_write(out, FKD_NPY_F32, result, 2, dims);
     if (s == FKD_OK && S_ISDIR(st.st_mode)) s = write_path_list(&in, out);
     if (s == FKD_OK) fprintf(stderr, "wrote %s: %lld x %d float32\n", out, (long long)in.n, dim);
     free(result);
+    free(mirrored);
     fkd_graph_free(g);
     fkd_safetensors_free(&model_file);
     fkd_npy_free(&tensor);

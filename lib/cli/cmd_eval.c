@@ -129,12 +129,14 @@ int fkd_cmd_eval(int argc, char **argv)
     float *embeddings[MAX_BENCHES] = {0};
     fkd_bench *bench_ptrs[MAX_BENCHES];
     int dim = 0;
-    fkd_embed_config ec = {.graph = g, .embedding = emb, .input = "input", .flip = flip, .label = NULL};
+    fkd_progress progress;
+    fkd_embed_config ec = {.graph = g, .embedding = emb, .input = "input", .progress = &progress};
     for (int b = 0; s == FKD_OK && b < n; b++) {
         char label[300];
         snprintf(label, sizeof label, "eval %s", benches[b].name);
-        ec.label = label;
-        s = fkd_bench_evaluate(&benches[b], &ec, &res[b], &embeddings[b], &dim);
+        fkd_progress_start(&progress, label, (flip ? 4 : 2) * benches[b].n_pairs, 1);
+        s = fkd_bench_evaluate(&benches[b], &ec, flip, &res[b], &embeddings[b], &dim);
+        if (s == FKD_OK) fkd_progress_finish(&progress, progress.done, NULL);
         bench_ptrs[b] = &benches[b];
     }
     fkd_report report = {0};

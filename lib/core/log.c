@@ -54,6 +54,7 @@ void fkd_progress_start(fkd_progress *p, const char *label, int64_t total, int64
     p->items_per_unit = items_per_unit > 0 ? items_per_unit : 1;
     p->start = fkd_now();
     p->last_draw = 0;
+    p->done = 0;
     p->tty = isatty(STDERR_FILENO) && fkd_log_get_level() <= FKD_LOG_INFO;
 }
 
@@ -95,6 +96,7 @@ static void progress_draw(fkd_progress *p, int64_t done, const char *extra, bool
 
 void fkd_progress_update(fkd_progress *p, int64_t done, const char *extra)
 {
+    p->done = done;
     double now = fkd_now();
     double every = p->tty ? 0.2 : 10.0;
     if (now - p->last_draw >= every) progress_draw(p, done, extra, false);
@@ -102,5 +104,6 @@ void fkd_progress_update(fkd_progress *p, int64_t done, const char *extra)
 
 void fkd_progress_finish(fkd_progress *p, int64_t done, const char *extra)
 {
+    p->done = done;
     progress_draw(p, done, extra, true);
 }

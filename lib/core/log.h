@@ -26,6 +26,7 @@ typedef struct {
     const char *label;
     int64_t total;       /* units of work (steps, images) */
     int64_t items_per_unit; /* images per unit, for the images/s figure */
+    int64_t done;        /* last value given to update/finish */
     double start, last_draw;
     bool tty;
 } fkd_progress;

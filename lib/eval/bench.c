@@ -74,22 +74,26 @@ fkd_status fkd_bench_image(void *bench, int64_t i, bool flip, float *slot)
     return s;
 }
 
-fkd_status fkd_bench_evaluate(fkd_bench *b, const fkd_embed_config *config, fkd_verify_result *res,
+fkd_status fkd_bench_evaluate(fkd_bench *b, const fkd_embed_config *config, bool flip, fkd_verify_result *res,
                               float **embeddings, int *dim)
 {
     int d;
     FKD_TRY(fkd_embed_dim(config, &d));
     int64_t n = 2 * b->n_pairs;
     float *emb = malloc((size_t)n * d * sizeof *emb);
-    if (!emb) return FKD_FAIL(FKD_ERR_NOMEM, "benchmark %s: out of memory for embeddings", b->name);
-    fkd_status s = fkd_embed_images(config, n, fkd_bench_image, b, emb);
-    if (s == FKD_OK) s = fkd_verify_embeddings(emb, b->issame, (int)b->n_pairs, d, b->n_folds, res);
-    if (s == FKD_OK) res->xnorm = fkd_verify_xnorm(emb, (int)n, d) / (config->flip ? 2.0 : 1.0);
+    float *emb_flip = flip ? malloc((size_t)n * d * sizeof *emb_flip) : NULL;
+    fkd_status s = emb && (emb_flip || !flip) ? FKD_OK
+                                             : FKD_FAIL(FKD_ERR_NOMEM, "benchmark %s: out of memory", b->name);
+    if (s == FKD_OK) s = fkd_embed_images(config, n, fkd_bench_image, b, false, emb);
+    if (s == FKD_OK && flip) s = fkd_embed_images(config, n, fkd_bench_image, b, true, emb_flip);
+    if (s == FKD_OK) s = fkd_verify_flip_pairs(emb, emb_flip, b->issame, (int)b->n_pairs, d, b->n_folds, res);
     if (s == FKD_OK && embeddings) {
+        for (size_t k = 0; flip && k < (size_t)n * d; k++) emb[k] += emb_flip[k];
         *embeddings = emb;
+        emb = NULL;
         if (dim) *dim = d;
-    } else {
-        free(emb);
     }
+    free(emb);
+    free(emb_flip);
     return s;
 }

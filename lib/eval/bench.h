@@ -29,10 +29,10 @@ void fkd_bench_free(fkd_bench *b);
 /* Image i (0 .. 2 n_pairs − 1) of the benchmark as a normalised slot (fkd_image_source). */
 fkd_status fkd_bench_image(void *bench, int64_t i, bool flip, float *slot);
 
-/* Embeds every image with the flip test and runs the protocol. `embeddings`, when not
- * NULL, receives a malloc'ed (2 n_pairs, d) array of the flip-summed raw embeddings
- * (caller frees); `dim` their width. XNorm is the mean norm of (e + e_flip)/2. */
-fkd_status fkd_bench_evaluate(fkd_bench *b, const fkd_embed_config *config, fkd_verify_result *res,
+/* Embeds every image (and, with `flip`, its mirror) and runs insightface's test().
+ * `embeddings`, when not NULL, receives a malloc'ed (2 n_pairs, d) array of the
+ * flip-summed raw embeddings (caller frees) for ROC plots; `dim` their width. */
+fkd_status fkd_bench_evaluate(fkd_bench *b, const fkd_embed_config *config, bool flip, fkd_verify_result *res,
                               float **embeddings, int *dim);
 
 #endif

@@ -1,15 +1,16 @@
 /* Embeddings of many images through a model graph, in the graph's fixed batch size.
  *
  * Images come from a callback that fills one normalised (3, 112, 112) slot at a time, so
- * benchmarks stay encoded (or unrendered) until the batch that needs them. With `flip`,
- * each image also runs mirrored and the two raw embeddings are summed — insightface's flip
- * test; the caller L2-normalises (fkd_verify_* do). */
+ * benchmarks stay encoded (or unrendered) until the batch that needs them. One call is
+ * one pass: plain or mirrored. insightface's flip test runs both and sums the raw
+ * embeddings (fkd_verify_flip_pairs does that in double for benchmarks). */
 #ifndef FKD_EVAL_EMBED_H
 #define FKD_EVAL_EMBED_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "core/log.h"
 #include "core/status.h"
 #include "nn/graph.h"
 
@@ -21,13 +22,12 @@ typedef struct {
     fkd_graph *graph;    /* finalized; left in eval mode (a trainer switches back) */
     fkd_value embedding; /* the value read as the embedding, (N, d) */
     const char *input;   /* input name ("input") */
-    bool flip;           /* flip test: e(x) + e(mirror(x)) */
-    const char *label;   /* progress label, or NULL for no progress output */
+    fkd_progress *progress; /* advanced by one per image; NULL for none */
 } fkd_embed_config;
 
-/* out (n, d) receives the embeddings (flip-summed when config->flip). */
+/* out (n, d) receives the raw embeddings of images 0..n−1 (mirrored when `flip`). */
 fkd_status fkd_embed_images(const fkd_embed_config *config, int64_t n, fkd_image_source source, void *ctx,
-                            float *out);
+                            bool flip, float *out);
 
 /* The embedding size of config->embedding. */
 fkd_status fkd_embed_dim(const fkd_embed_config *config, int *dim);

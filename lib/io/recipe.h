@@ -43,7 +43,7 @@
     X(FKD_RECIPE_BENCH_AGEDB_30, "agedb_30") X(FKD_RECIPE_BENCH_CALFW, "calfw")
 #define FKD_ARCH_LIST(X)                                                                         \
     X(FKD_RECIPE_ARCH_MBF, "mbf") X(FKD_RECIPE_ARCH_RESNET18, "resnet18") X(FKD_RECIPE_ARCH_IRESNET18, "iresnet18")    \
-    X(FKD_RECIPE_ARCH_IRESNET34, "iresnet34") X(FKD_RECIPE_ARCH_IRESNET50, "iresnet50") X(FKD_RECIPE_ARCH_IRESNET100, "iresnet100")
+    X(FKD_RECIPE_ARCH_MBF_LARGE, "mbf_large") X(FKD_RECIPE_ARCH_IRESNET34, "iresnet34") X(FKD_RECIPE_ARCH_IRESNET50, "iresnet50") X(FKD_RECIPE_ARCH_IRESNET100, "iresnet100")
 #define FKD_PRECISION_LIST(X) X(FKD_RECIPE_PRECISION_FP32, "fp32") X(FKD_RECIPE_PRECISION_BF16, "bf16")
 #define FKD_HEAD_LIST(X)                                                                         \
     X(FKD_HEAD_SOFTMAX, "softmax") X(FKD_HEAD_L_SOFTMAX, "l-softmax") X(FKD_HEAD_SPHEREFACE, "sphereface") \
@@ -91,7 +91,7 @@ typedef struct {
         int64_t p, k; /* pk: identities per batch, images per identity (p*k = batch_size) */
     } sampler;
     bool flip;
-    int64_t resize; /* input side in pixels */
+    bool resize;    /* resize images that are not 112x112 (bilinear) instead of failing */
     fkd_recipe_bench *eval;
     size_t n_eval;
 } fkd_recipe_data;
@@ -99,6 +99,7 @@ typedef struct {
 typedef struct {
     fkd_recipe_arch arch;
     int64_t embedding_size;
+    int64_t width;  /* base width; 0 = the architecture's (narrow models for quick runs) */
     fkd_recipe_precision precision;
     char *weights; /* initial weights (.safetensors) or NULL */
 } fkd_recipe_model;

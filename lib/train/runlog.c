@@ -7,9 +7,8 @@
 #include <string.h>
 
 #include "core/fileio.h"
+#include "eval/csvtable.h"
 #include "eval/plot.h"
-
-#define MAX_COLUMNS 32
 
 fkd_status fkd_runlog_start(const char *path, const char *header, int64_t keep_until_step)
 {
@@ -59,167 +58,59 @@ fkd_status fkd_runlog_append(const char *path, const char *fmt, ...)
     return FKD_OK;
 }
 
-/* A numeric CSV table read back: column names and rows of doubles (text cells kept
- * separately for the benchmark column of eval.csv). */
-typedef struct {
-    int n_cols, n_rows;
-    char *names[MAX_COLUMNS];
-    double *values;   /* (n_rows, n_cols); NAN for text cells */
-    char **text;      /* (n_rows, n_cols) cell text */
-    uint8_t *buf;
-} csv_table;
-
-static void csv_free(csv_table *t)
-{
-    if (t->text)
-        for (int i = 0; i < t->n_rows * t->n_cols; i++) free(t->text[i]);
-    free(t->text);
-    free(t->values);
-    free(t->buf);
-    memset(t, 0, sizeof *t);
-}
-
-static int split_fields(char *line, char **fields)
-{
-    int n = 0;
-    for (char *f = line; f && n < MAX_COLUMNS;) {
-        char *comma = strchr(f, ',');
-        if (comma) *comma = '\0';
-        fields[n++] = f;
-        f = comma ? comma + 1 : NULL;
-    }
-    return n;
-}
-
-static fkd_status csv_read(csv_table *t, const char *path)
-{
-    memset(t, 0, sizeof *t);
-    size_t size;
-    FKD_TRY(fkd_file_read_all(path, &t->buf, &size));
-    int lines = 0;
-    for (size_t i = 0; i < size; i++) lines += t->buf[i] == '\n';
-    t->values = calloc((size_t)(lines + 1) * MAX_COLUMNS, sizeof *t->values);
-    t->text = calloc((size_t)(lines + 1) * MAX_COLUMNS, sizeof *t->text);
-    if (!t->values || !t->text) return FKD_FAIL(FKD_ERR_NOMEM, "%s: out of memory", path);
-    char *save = NULL;
-    char *line = strtok_r((char *)t->buf, "\n", &save);
-    if (!line) return FKD_FAIL(FKD_ERR_FORMAT, "%s: empty", path);
-    t->n_cols = split_fields(line, t->names);
-    while ((line = strtok_r(NULL, "\n", &save))) {
-        char *fields[MAX_COLUMNS];
-        int n = split_fields(line, fields);
-        for (int c = 0; c < t->n_cols; c++) {
-            const char *f = c < n ? fields[c] : "";
-            char *end;
-            double v = strtod(f, &end);
-            t->values[t->n_rows * t->n_cols + c] = end != f && *end == '\0' ? v : NAN;
-            t->text[t->n_rows * t->n_cols + c] = strdup(f);
-        }
-        t->n_rows++;
-    }
-    return FKD_OK;
-}
-
-static int csv_column(const csv_table *t, const char *name)
-{
-    for (int c = 0; c < t->n_cols; c++)
-        if (strcmp(t->names[c], name) == 0) return c;
-    return -1;
-}
-
-/* Adds column `col` against column 0 (the step) as a line series. */
-static fkd_status plot_column(fkd_plot *p, const csv_table *t, int col, const char *label)
+/* Adds column `col` of `t` against its first column (the step) as a line series. */
+static fkd_status plot_column(fkd_plot *p, const fkd_csv_table *t, int col, const char *label)
 {
     double *x = malloc(sizeof(double) * (size_t)(t->n_rows + 1));
     double *y = malloc(sizeof(double) * (size_t)(t->n_rows + 1));
-    if (!x || !y) {
-        free(x);
-        free(y);
-        return FKD_FAIL(FKD_ERR_NOMEM, "plot: out of memory");
+    fkd_status s = x && y ? FKD_OK : FKD_FAIL(FKD_ERR_NOMEM, "plot: out of memory");
+    if (s == FKD_OK) {
+        fkd_csv_table_get(t, 0, x);
+        fkd_csv_table_get(t, col, y);
+        if (t->n_rows > 0) s = fkd_plot_add(p, NULL, label, x, y, t->n_rows);
     }
-    int n = 0;
-    for (int r = 0; r < t->n_rows; r++) {
-        double v = t->values[r * t->n_cols + col];
-        if (isfinite(v)) {
-            x[n] = t->values[r * t->n_cols];
-            y[n++] = v;
-        }
-    }
-    fkd_status s = n ? fkd_plot_add(p, NULL, label, x, y, n) : FKD_OK;
     free(x);
     free(y);
     return s;
 }
 
-static fkd_status plot_log_csv(const char *run_dir)
+/* Plots the columns [first, last) of `csv` into `png`; nothing when the log is empty. */
+static fkd_status plot_columns(const char *run_dir, const char *csv, const char *png, const char *title,
+                               const char *ylabel, const char *const *columns, int n_columns, int first_after,
+                               const char *last_before)
 {
-    char path[4096], out[4096];
-    snprintf(path, sizeof path, "%s/log.csv", run_dir);
-    csv_table t;
-    fkd_status s = csv_read(&t, path);
-    if (s != FKD_OK || t.n_rows == 0) {
-        csv_free(&t);
-        return s;
-    }
-    fkd_plot loss = {0}, lr = {0};
-    s = fkd_plot_init(&loss, 800, 480, "training loss", "step", "loss");
-    if (s == FKD_OK) s = fkd_plot_init(&lr, 800, 360, "learning rate", "step", "lr");
-    /* Loss columns sit between "lr" and "images_per_s". */
-    int first = csv_column(&t, "lr") + 1, last = csv_column(&t, "images_per_s");
-    for (int c = first; s == FKD_OK && c > 0 && c < last; c++) s = plot_column(&loss, &t, c, t.names[c]);
-    if (s == FKD_OK && first > 0) s = plot_column(&lr, &t, first - 1, NULL);
-    snprintf(out, sizeof out, "%s/loss.png", run_dir);
-    if (s == FKD_OK) s = fkd_plot_save_png(&loss, out);
-    snprintf(out, sizeof out, "%s/lr.png", run_dir);
-    if (s == FKD_OK) s = fkd_plot_save_png(&lr, out);
-    fkd_plot_free(&loss);
-    fkd_plot_free(&lr);
-    csv_free(&t);
-    return s;
-}
-
-static fkd_status plot_eval_csv(const char *run_dir)
-{
-    char path[4096], out[4096];
-    snprintf(path, sizeof path, "%s/eval.csv", run_dir);
-    csv_table t;
-    fkd_status s = csv_read(&t, path);
-    if (s != FKD_OK || t.n_rows == 0) {
-        csv_free(&t);
-        return s;
-    }
-    int bench_col = csv_column(&t, "benchmark"), acc_col = csv_column(&t, "accuracy");
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", run_dir, csv);
+    fkd_csv_table t = {0};
+    FKD_TRY(fkd_csv_table_load(path, &t));
     fkd_plot p = {0};
-    s = fkd_plot_init(&p, 800, 480, "verification accuracy (10-fold)", "step", "accuracy (%)");
-    double *x = malloc(sizeof(double) * (size_t)t.n_rows), *y = malloc(sizeof(double) * (size_t)t.n_rows);
-    if (s == FKD_OK && (!x || !y)) s = FKD_FAIL(FKD_ERR_NOMEM, "plot: out of memory");
-    /* One series per benchmark, in order of first appearance. */
-    for (int r = 0; s == FKD_OK && bench_col >= 0 && acc_col >= 0 && r < t.n_rows; r++) {
-        const char *name = t.text[r * t.n_cols + bench_col];
-        int seen = 0;
-        for (int q = 0; q < r; q++) seen |= strcmp(t.text[q * t.n_cols + bench_col], name) == 0;
-        if (seen) continue;
-        int n = 0;
-        for (int q = r; q < t.n_rows; q++)
-            if (strcmp(t.text[q * t.n_cols + bench_col], name) == 0) {
-                x[n] = t.values[q * t.n_cols];
-                y[n++] = t.values[q * t.n_cols + acc_col];
-            }
-        s = fkd_plot_add(&p, NULL, name, x, y, n);
+    fkd_status s = FKD_OK;
+    if (t.n_rows > 0) s = fkd_plot_init(&p, 800, 480, title, "step", ylabel);
+    if (t.n_rows > 0 && columns) {
+        for (int i = 0; s == FKD_OK && i < n_columns; i++) {
+            int c = fkd_csv_table_column(&t, columns[i]);
+            if (c > 0) s = plot_column(&p, &t, c, columns[i]);
+        }
+    } else if (t.n_rows > 0) {
+        int last = last_before ? fkd_csv_table_column(&t, last_before) : t.n_cols;
+        for (int c = first_after + 1; s == FKD_OK && c < last; c++) s = plot_column(&p, &t, c, t.names[c]);
     }
-    snprintf(out, sizeof out, "%s/accuracy.png", run_dir);
-    if (s == FKD_OK) s = fkd_plot_save_png(&p, out);
-    free(x);
-    free(y);
+    snprintf(path, sizeof path, "%s/%s", run_dir, png);
+    if (s == FKD_OK && t.n_rows > 0) s = fkd_plot_save_png(&p, path);
     fkd_plot_free(&p);
-    csv_free(&t);
+    fkd_csv_table_free(&t);
     return s;
 }
 
-fkd_status fkd_runlog_plot_curves(const char *run_dir)
+fkd_status fkd_runlog_plot_curves(const char *run_dir, const char *const *benches, int n_benches)
 {
-    FKD_TRY(plot_log_csv(run_dir));
-    return plot_eval_csv(run_dir);
+    static const char *const lr[] = {"lr"};
+    /* log.csv: step, epoch, lr, loss, <terms>..., images_per_s */
+    FKD_TRY(plot_columns(run_dir, "log.csv", "loss.png", "training loss", "loss", NULL, 0, 2, "images_per_s"));
+    FKD_TRY(plot_columns(run_dir, "log.csv", "lr.png", "learning rate", "lr", lr, 1, 0, NULL));
+    if (n_benches == 0) return FKD_OK;
+    return plot_columns(run_dir, "eval.csv", "accuracy.png", "verification accuracy (10-fold)", "accuracy (%)",
+                        benches, n_benches, 0, NULL);
 }
 
 fkd_status fkd_runlog_plot_roc(const char *path, const char *title, fkd_bench *const *benches,

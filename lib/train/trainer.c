@@ -76,12 +76,12 @@ static fkd_status open_loader(fkd_trainer *t)
     o.flip = r->data.flip;
     o.resize = r->data.resize;
     o.start_step = t->step;
-    if (r->data.sampler.kind == FKD_SAMPLER_PK) {
-        o.sampler = FKD_LOADER_PK;
+    if (r->data.sampler.kind == FKD_RECIPE_SAMPLER_PK) {
+        o.sampler = FKD_SAMPLER_PK;
         o.p_identities = (int)r->data.sampler.p;
         o.k_images = (int)r->data.sampler.k;
     } else {
-        o.sampler = FKD_LOADER_SHUFFLE;
+        o.sampler = FKD_SAMPLER_SHUFFLE;
         o.batch_size = (int)r->batch_size;
     }
     FKD_TRY(fkd_loader_create(&t->loader, &t->ds, &o));
@@ -102,8 +102,10 @@ static fkd_status build_model(fkd_trainer *t)
     FKD_TRY(fkd_graph_create(&t->g, &gc));
     fkd_value x = fkd_graph_input(t->g, "input", 3, 112, 112);
     if (x < 0) return (fkd_status)x;
-    t->arch = r->model.arch;
-    fkd_arch_opts opts = {.num_features = (int)r->model.embedding_size};
+    if (r->model.precision != FKD_RECIPE_PRECISION_FP32)
+        return FKD_FAIL(FKD_ERR_UNSUPPORTED, "%s: model.precision: only fp32 is available in this version", r->path);
+    t->arch = fkd_recipe_enum_name("model.arch", r->model.arch);
+    fkd_arch_opts opts = {.num_features = (int)r->model.embedding_size, .width = (int)r->model.width};
     FKD_TRY(fkd_arch_build(t->g, t->arch, &opts, x, &t->emb));
     FKD_TRY(fkd_graph_finalize(t->g));
     if (r->model.weights) FKD_TRY(fkd_model_load(t->g, r->model.weights));
@@ -121,8 +123,8 @@ static fkd_status build_head(fkd_trainer *t)
 {
     const fkd_recipe_head *h = &t->r->head;
     fkd_margin_params p;
-    t->head_name = h->loss;
-    FKD_TRY(fkd_margin_params_preset(&p, h->loss));
+    t->head_name = fkd_recipe_enum_name("head.loss", h->loss);
+    FKD_TRY(fkd_margin_params_preset(&p, t->head_name));
     if (!isnan(h->s)) p.s = h->s;
     if (!isnan(h->m1)) p.m1 = h->m1;
     if (!isnan(h->m2)) p.m2 = h->m2;
@@ -135,9 +137,9 @@ static fkd_status build_head(fkd_trainer *t)
 static fkd_status build_optimizer(fkd_trainer *t)
 {
     const fkd_recipe *r = t->r;
-    fkd_optim_config oc = r->optim.kind == FKD_OPTIM_ADAMW ? fkd_optim_adamw_defaults() : fkd_optim_sgd_defaults();
+    fkd_optim_config oc = r->optim.kind == FKD_RECIPE_OPTIM_ADAMW ? fkd_optim_adamw_defaults() : fkd_optim_sgd_defaults();
     oc.weight_decay = (float)r->optim.weight_decay;
-    if (r->optim.kind == FKD_OPTIM_ADAMW) {
+    if (r->optim.kind == FKD_RECIPE_OPTIM_ADAMW) {
         oc.beta1 = (float)r->optim.betas[0];
         oc.beta2 = (float)r->optim.betas[1];
         oc.eps = (float)r->optim.eps;
@@ -153,7 +155,9 @@ static fkd_status build_optimizer(fkd_trainer *t)
 
     const fkd_recipe_schedule *rs = &r->schedule;
     fkd_schedule *s = &t->schedule;
-    *s = fkd_schedule_defaults(rs->kind);
+    fkd_schedule_kind kind;
+    FKD_TRY(fkd_schedule_kind_parse(fkd_recipe_enum_name("schedule.type", rs->kind), &kind));
+    *s = fkd_schedule_defaults(kind);
     s->base_lr = r->optim.lr;
     s->total_steps = t->total_steps;
     s->power = rs->power;
@@ -205,7 +209,14 @@ static fkd_status start_logs(fkd_trainer *t, bool resume)
     snprintf(header + n, sizeof header - (size_t)n, ",images_per_s");
     int64_t keep = resume ? t->step : -1;
     FKD_TRY(fkd_runlog_start(t->log_path, header, keep));
-    return fkd_runlog_start(t->eval_path, "step,benchmark,accuracy,std,tar_at_far_1e-3,eer,auc,xnorm", keep);
+    /* eval.csv is wide and numeric: a column group per benchmark, the accuracy column
+     * named after the benchmark (accuracy.png and `facekd plot` read it). */
+    n = snprintf(header, sizeof header, "step");
+    for (int i = 0; i < t->n_benches; i++)
+        n += snprintf(header + n, sizeof header - (size_t)n, ",%s,%s_std,%s_tar_far_1e-3,%s_eer,%s_auc,%s_xnorm",
+                      t->benches[i].name, t->benches[i].name, t->benches[i].name, t->benches[i].name,
+                      t->benches[i].name, t->benches[i].name);
+    return fkd_runlog_start(t->eval_path, header, keep);
 }
 
 fkd_status fkd_trainer_create(fkd_trainer **out, const fkd_recipe *r, bool resume, const fkd_train_hook *hook)
@@ -308,45 +319,52 @@ static fkd_status train_step(fkd_trainer *t, const fkd_batch *batch, double lr, 
     return fkd_optim_step(t->optim, (float)lr);
 }
 
+/* Evaluates every benchmark (flip test), appends a row to eval.csv; the final call also
+ * writes results.md/csv and roc.png. */
 static fkd_status evaluate(fkd_trainer *t, bool final)
 {
     if (t->n_benches == 0) return FKD_OK;
-    fkd_embed_config ec = {.graph = t->g, .embedding = t->emb, .input = "input", .flip = true,
-                           .label = final ? "final evaluation" : NULL};
-    fkd_report report;
+    fkd_progress progress;
+    int64_t images = 0;
+    for (int i = 0; i < t->n_benches; i++) images += 4 * t->benches[i].n_pairs;
+    fkd_progress_start(&progress, "evaluation", images, 1);
+    fkd_embed_config ec = {.graph = t->g, .embedding = t->emb, .input = "input", .progress = &progress};
+    fkd_report report = {0};
     fkd_status s = final ? fkd_report_init(&report, "model") : FKD_OK;
     float **emb = calloc((size_t)t->n_benches, sizeof *emb);
     fkd_bench **bench_ptrs = calloc((size_t)t->n_benches, sizeof *bench_ptrs);
-    if (!emb || !bench_ptrs) s = FKD_FAIL(FKD_ERR_NOMEM, "evaluation: out of memory");
-    int n = 0;
+    char *row = malloc(64 + 96 * (size_t)t->n_benches);
+    if (s == FKD_OK && (!emb || !bench_ptrs || !row)) s = FKD_FAIL(FKD_ERR_NOMEM, "evaluation: out of memory");
+    int len = row ? sprintf(row, "%lld", (long long)t->step) : 0;
     for (int i = 0; s == FKD_OK && i < t->n_benches; i++) {
         fkd_verify_result res;
-        s = fkd_bench_evaluate(&t->benches[i], &ec, &res, final ? &emb[i] : NULL, NULL);
+        fkd_bench *b = &t->benches[i];
+        s = fkd_bench_evaluate(b, &ec, true, &res, final ? &emb[i] : NULL, NULL);
         if (s != FKD_OK) break;
-        bench_ptrs[n++] = &t->benches[i];
-        s = fkd_runlog_append(t->eval_path, "%lld,%s,%.4f,%.4f,%.4f,%.4f,%.4f,%.3f", (long long)t->step,
-                              t->benches[i].name, 100 * res.accuracy_mean, 100 * res.accuracy_std,
-                              100 * res.tar[2], 100 * res.eer, 100 * res.auc, res.xnorm);
-        FKD_INFO("step %lld  %-14s accuracy %.2f ± %.2f  TAR@FAR=1e-3 %.2f  EER %.2f", (long long)t->step,
-                 t->benches[i].name, 100 * res.accuracy_mean, 100 * res.accuracy_std, 100 * res.tar[2], 100 * res.eer);
-        if (s == FKD_OK && final)
-            s = fkd_report_add_verify(&report, t->r->name, t->benches[i].name, &res,
+        bench_ptrs[i] = b;
+        len += sprintf(row + len, ",%.4f,%.4f,%.4f,%.4f,%.4f,%.3f", 100 * res.accuracy_mean, 100 * res.accuracy_std,
+                       100 * res.tar[2], 100 * res.eer, 100 * res.auc, res.xnorm);
+        FKD_INFO("step %lld  %-14s accuracy %.2f ± %.2f  TAR@FAR=1e-3 %.2f  EER %.2f", (long long)t->step, b->name,
+                 100 * res.accuracy_mean, 100 * res.accuracy_std, 100 * res.tar[2], 100 * res.eer);
+        if (final)
+            s = fkd_report_add_verify(&report, t->r->name, b->name, &res,
                                       FKD_REPORT_ACCURACY | FKD_REPORT_TAR | FKD_REPORT_EER | FKD_REPORT_AUC |
                                           FKD_REPORT_XNORM);
     }
-    if (s == FKD_OK && final) {
-        char path[PATH_CAP];
-        snprintf(path, sizeof path, "%s/results.md", t->run_dir);
-        s = fkd_report_write_markdown(&report, path);
-        snprintf(path, sizeof path, "%s/results.csv", t->run_dir);
-        if (s == FKD_OK) s = fkd_report_write_csv(&report, path);
-        snprintf(path, sizeof path, "%s/roc.png", t->run_dir);
-        if (s == FKD_OK) s = fkd_runlog_plot_roc(path, t->r->name, bench_ptrs, emb, n, t->dim);
-    }
+    if (s == FKD_OK) fkd_progress_finish(&progress, progress.done, NULL);
+    if (s == FKD_OK) s = fkd_runlog_append(t->eval_path, "%s", row);
+    char path[PATH_CAP];
+    snprintf(path, sizeof path, "%s/results.md", t->run_dir);
+    if (s == FKD_OK && final) s = fkd_report_write_markdown(&report, path);
+    snprintf(path, sizeof path, "%s/results.csv", t->run_dir);
+    if (s == FKD_OK && final) s = fkd_report_write_csv(&report, path);
+    snprintf(path, sizeof path, "%s/roc.png", t->run_dir);
+    if (s == FKD_OK && final) s = fkd_runlog_plot_roc(path, t->r->name, bench_ptrs, emb, t->n_benches, t->dim);
     if (final) fkd_report_free(&report);
     for (int i = 0; emb && i < t->n_benches; i++) free(emb[i]);
     free(emb);
     free(bench_ptrs);
+    free(row);
     return s;
 }
 
@@ -407,7 +425,10 @@ fkd_status fkd_trainer_run(fkd_trainer *t)
     fkd_checkpoint final_model = checkpoint_parts(t, false);
     FKD_TRY(fkd_checkpoint_save(path, &final_model));
     FKD_TRY(evaluate(t, true));
-    FKD_TRY(fkd_runlog_plot_curves(t->run_dir));
+    const char *names[64];
+    int n_names = t->n_benches < 64 ? t->n_benches : 64;
+    for (int i = 0; i < n_names; i++) names[i] = t->benches[i].name;
+    FKD_TRY(fkd_runlog_plot_curves(t->run_dir, names, n_names));
     FKD_INFO("%s: done; model %s", r->name, path);
     return FKD_OK;
 }
