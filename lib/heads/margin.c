@@ -126,7 +126,11 @@ fkd_status fkd_margin_params_parse(fkd_margin_params *p, const char *const *keys
 fkd_status fkd_margin_params_validate(const fkd_margin_params *p)
 {
     if (!(p->s > 0)) return FKD_FAIL(FKD_ERR_ARG, "head.s: must be > 0 (got %g)", p->s);
-    if (!(p->m1 >= 1)) return FKD_FAIL(FKD_ERR_ARG, "head.m1: must be >= 1 (got %g)", p->m1);
+    /* m1 < 1 would widen the class (an anti-margin) on its own; the ArcFace paper's
+     * combined margins (0.9, 0.4, 0.15) use it only together with m2 > 0. */
+    if (!(p->m1 >= 1) && !(p->m2 > 0 && p->m1 > 0))
+        return FKD_FAIL(FKD_ERR_ARG, "head.m1: must be >= 1 (got %g)%s", p->m1,
+                        p->m1 > 0 ? "; m1 < 1 only together with m2 > 0" : "");
     if (p->m1 > 16) return FKD_FAIL(FKD_ERR_ARG, "head.m1: must be <= 16 (got %g)", p->m1);
     /* Without m2, cos(m1·θ) is only made monotone by the piecewise ψ for integer m1. */
     if (p->m2 == 0 && p->m1 != floor(p->m1))
