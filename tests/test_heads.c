@@ -15,13 +15,6 @@
 #include "tests/support/heads_fixture.h"
 
 /* ‖a − b‖ / ‖b‖ (b's norm floored at 1e-12). */
-static double rel_err(const double *a, const double *b, size_t n)
-{
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) num += (a[i] - b[i]) * (a[i] - b[i]), den += b[i] * b[i];
-    return sqrt(num) / fmax(sqrt(den), 1e-12);
-}
-
 static void fill_normal(double *a, size_t n, double scale, fkd_rng *rng)
 {
     for (size_t i = 0; i < n; i++) a[i] = scale * fkd_rng_normal(rng);
@@ -63,7 +56,7 @@ static void check_fd(const fkd_margin_params *p, double *v, size_t n, const doub
         v[i] = keep;
         num[i] = (lp - lm) / (2 * h);
     }
-    const double e = rel_err(grad, num, n);
+    const double e = heads_rel_err(grad, num, n);
     if (e > 1e-6) fprintf(stderr, "preset %s: gradient relative error %g\n", p->preset, e);
     assert_true(e < 1e-6);
     free(num);
@@ -166,6 +159,23 @@ static const char *const fixture_cases[] = {
     "arcface_xraw", "arcface_m2",   "combined2",    "cosface04",    "sphereface3",
 };
 
+typedef struct {
+    double loss;
+    const double *dx, *dw, *db; /* db NULL without a bias */
+} grads;
+
+/* got (loss passed separately: it is refreshed per call) against want, relative. */
+static void expect_grads(const char *name, const char *path, double loss, const grads *got, const grads *want,
+                         int64_t nx, int64_t nw, int C, double tol_loss, double tol_grad)
+{
+    const double el = fabs(loss - want->loss) / fabs(want->loss), ex = heads_rel_err(got->dx, want->dx, nx);
+    const double ew = heads_rel_err(got->dw, want->dw, nw), eb = got->db ? heads_rel_err(got->db, want->db, C) : 0;
+    if (el > tol_loss || ex > tol_grad || ew > tol_grad || eb > tol_grad)
+        fprintf(stderr, "%s (%s): loss %g, dx %g, dW %g, db %g relative error\n", name, path, el, ex, ew, eb);
+    assert_true(el <= tol_loss);
+    assert_true(ex < tol_grad && ew < tol_grad && eb < tol_grad);
+}
+
 static void test_pytorch_fixtures(void **state)
 {
     (void)state;
@@ -187,25 +197,14 @@ static void test_pytorch_fixtures(void **state)
         const int B = heads_fx_i64(&f, "labels", y, 64);
         assert_non_null(w), assert_non_null(x), assert_non_null(loss), assert_non_null(rdx), assert_non_null(rdw);
         const int d = (int)(nx / B), C = (int)(nw / d);
-        double l, *dx = malloc(sizeof(double) * nx), *dw = malloc(sizeof(double) * nw), db[64];
-        /* double reference: agreement to rounding (1e-9 relative) */
+        double l = 0, *dx = malloc(sizeof(double) * nx), *dw = malloc(sizeof(double) * nw), db[64];
+        const grads got = {l, dx, dw, p.bias ? db : NULL}, want = {loss[0], rdx, rdw, rdb};
+        /* double reference: agreement to rounding (loss 1e-9, gradients 1e-8 relative) */
         assert_int_equal(fkd_margin_loss_f64(&p, w, b, x, y, m2, B, C, d, &l, dx, dw, db), FKD_OK);
-        if (fabs(l - loss[0]) > 1e-9 * fabs(loss[0]) || rel_err(dx, rdx, nx) > 1e-8 || rel_err(dw, rdw, nw) > 1e-8)
-            fprintf(stderr, "%s: f64 loss %.12g vs %.12g, dx %g, dW %g\n", fixture_cases[c], l, loss[0],
-                    rel_err(dx, rdx, nx), rel_err(dw, rdw, nw));
-        assert_true(fabs(l - loss[0]) <= 1e-9 * fabs(loss[0]));
-        assert_true(rel_err(dx, rdx, nx) < 1e-8);
-        assert_true(rel_err(dw, rdw, nw) < 1e-8);
-        if (p.bias) assert_true(rel_err(db, rdb, C) < 1e-8);
-        /* fp32 head: logits up to s = 64 rounded to fp32 (6e-8 relative); 1e-4 in norm */
+        expect_grads(fixture_cases[c], "f64", l, &got, &want, nx, nw, C, 1e-9, 1e-8);
+        /* fp32 head: logits up to s = 64 rounded to fp32 (6e-8 relative); 1e-5 and 1e-4 */
         run_fp32(&p, w, b, x, y, m2, B, C, d, &l, dx, dw, db);
-        if (fabs(l - loss[0]) > 1e-5 * fabs(loss[0]) || rel_err(dx, rdx, nx) > 1e-4 || rel_err(dw, rdw, nw) > 1e-4)
-            fprintf(stderr, "%s: f32 loss %.9g vs %.9g, dx %g, dW %g\n", fixture_cases[c], l, loss[0],
-                    rel_err(dx, rdx, nx), rel_err(dw, rdw, nw));
-        assert_true(fabs(l - loss[0]) <= 1e-5 * fabs(loss[0]));
-        assert_true(rel_err(dx, rdx, nx) < 1e-4);
-        assert_true(rel_err(dw, rdw, nw) < 1e-4);
-        if (p.bias) assert_true(rel_err(db, rdb, C) < 1e-4);
+        expect_grads(fixture_cases[c], "f32", l, &got, &want, nx, nw, C, 1e-5, 1e-4);
         free(dx), free(dw);
         heads_fx_close(&f);
     }
@@ -275,48 +274,41 @@ static void test_no_nan_at_cos_pm1(void **state)
     }
 }
 
-static void expect_error(fkd_status st, const char *message)
-{
-    assert_int_equal(st, FKD_ERR_ARG);
-    if (strcmp(fkd_last_error(), message)) fprintf(stderr, "got: %s\n", fkd_last_error());
-    assert_string_equal(fkd_last_error(), message);
-}
-
 static void test_bad_parameters_name_the_key(void **state)
 {
     (void)state;
     fkd_margin_params p;
     const char *k1[] = {"preset", "m1"}, *v1[] = {"sphereface", "0.5"};
-    expect_error(fkd_margin_params_parse(&p, k1, v1, 2), "head.m1: must be >= 1 (got 0.5); m1 < 1 only together with m2 > 0");
+    heads_expect_error(fkd_margin_params_parse(&p, k1, v1, 2), "head.m1: must be >= 1 (got 0.5); m1 < 1 only together with m2 > 0");
     const char *k2[] = {"s"}, *v2[] = {"0"};
-    expect_error(fkd_margin_params_parse(&p, k2, v2, 1), "head.s: must be > 0 (got 0)");
+    heads_expect_error(fkd_margin_params_parse(&p, k2, v2, 1), "head.s: must be > 0 (got 0)");
     const char *k3[] = {"preset"}, *v3[] = {"arcfase"};
-    expect_error(fkd_margin_params_parse(&p, k3, v3, 1),
+    heads_expect_error(fkd_margin_params_parse(&p, k3, v3, 1),
                  "head.preset: unknown preset 'arcfase' (known: softmax, l-softmax, sphereface, "
                  "norm-softmax, cosface, arcface, combined, intra-loss, inter-loss)");
     const char *k4[] = {"preset", "m1"}, *v4[] = {"l-softmax", "2.5"};
-    expect_error(fkd_margin_params_parse(&p, k4, v4, 2),
+    heads_expect_error(fkd_margin_params_parse(&p, k4, v4, 2),
                  "head.m1: a multiplicative margin without m2 must be an integer (got 2.5)");
     const char *k5[] = {"m2"}, *v5[] = {"abc"};
-    expect_error(fkd_margin_params_parse(&p, k5, v5, 1), "head.m2: not a finite number ('abc')");
+    heads_expect_error(fkd_margin_params_parse(&p, k5, v5, 1), "head.m2: not a finite number ('abc')");
     const char *k6[] = {"w_norm"}, *v6[] = {"maybe"};
-    expect_error(fkd_margin_params_parse(&p, k6, v6, 1), "head.w_norm: expected true or false (got 'maybe')");
+    heads_expect_error(fkd_margin_params_parse(&p, k6, v6, 1), "head.w_norm: expected true or false (got 'maybe')");
     const char *k7[] = {"margin"}, *v7[] = {"0.5"};
     assert_int_equal(fkd_margin_params_parse(&p, k7, v7, 1), FKD_ERR_ARG);
     assert_non_null(strstr(fkd_last_error(), "head.margin: unknown key"));
     const char *k8[] = {"preset", "inter", "w_norm"}, *v8[] = {"norm-softmax", "1", "false"};
-    expect_error(fkd_margin_params_parse(&p, k8, v8, 3), "head.inter: the inter-loss needs w_norm = true");
+    heads_expect_error(fkd_margin_params_parse(&p, k8, v8, 3), "head.inter: the inter-loss needs w_norm = true");
     const char *k9[] = {"m3"}, *v9[] = {"-0.1"};
-    expect_error(fkd_margin_params_parse(&p, k9, v9, 1), "head.m3: must be >= 0 (got -0.1)");
+    heads_expect_error(fkd_margin_params_parse(&p, k9, v9, 1), "head.m3: must be >= 0 (got -0.1)");
 
     /* a margin head with no labels */
     assert_int_equal(fkd_margin_params_preset(&p, "arcface"), FKD_OK);
     fkd_margin_head *h;
     assert_int_equal(fkd_margin_head_create(&h, &p, 3, 2, 2, 1), FKD_OK);
     float x[4] = {1, 0, 0, 1}, dx[4], l;
-    expect_error(fkd_margin_head_forward(h, x, NULL, NULL, 2, &l, dx), "head.preset: 'arcface' needs labels (got none)");
+    heads_expect_error(fkd_margin_head_forward(h, x, NULL, NULL, 2, &l, dx), "head.preset: 'arcface' needs labels (got none)");
     int bad[2] = {0, 3};
-    expect_error(fkd_margin_head_forward(h, x, bad, NULL, 2, &l, dx), "head: label 3 of sample 1 outside [0, 3)");
+    heads_expect_error(fkd_margin_head_forward(h, x, bad, NULL, 2, &l, dx), "head: label 3 of sample 1 outside [0, 3)");
     fkd_margin_head_free(h);
     p.m1 = 0.5, p.m2 = 0;
     assert_int_equal(fkd_margin_head_create(&h, &p, 3, 2, 2, 1), FKD_ERR_ARG);

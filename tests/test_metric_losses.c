@@ -15,13 +15,6 @@
 enum { B = 8, D = 5, C = 4 };
 static const int labels[B] = {0, 0, 1, 1, 2, 2, 3, 0};
 
-static double rel_err(const double *a, const double *b, size_t n)
-{
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) num += (a[i] - b[i]) * (a[i] - b[i]), den += b[i] * b[i];
-    return sqrt(num) / fmax(sqrt(den), 1e-12);
-}
-
 typedef struct {
     fkd_metric_kind kind;
     fkd_triplet_mining mining;
@@ -67,8 +60,8 @@ static void test_gradients(void **state)
             f[i] = keep;
             num[i] = (lp - lm) / 2e-6;
         }
-        if (rel_err(df, num, B * D) > 1e-6) fprintf(stderr, "case %d: %g\n", c, rel_err(df, num, B * D));
-        assert_true(rel_err(df, num, B * D) < 1e-6);
+        if (heads_rel_err(df, num, B * D) > 1e-6) fprintf(stderr, "case %d: %g\n", c, heads_rel_err(df, num, B * D));
+        assert_true(heads_rel_err(df, num, B * D) < 1e-6);
     }
 }
 
@@ -93,7 +86,7 @@ static void compare(const heads_fx *fx, const char *name, fkd_metric_kind kind, 
     loss_case c = {kind, p->mining, p->triplet_normalize, centers};
     l = eval(&c, f, df);
     expect_close(name, l, want_l[0], 1e-9);
-    assert_true(rel_err(df, want_df, B * D) < 1e-9);
+    assert_true(heads_rel_err(df, want_df, B * D) < 1e-9);
 
     fkd_metric_loss *m;
     assert_int_equal(fkd_metric_loss_create(&m, kind, p, C, D, B), FKD_OK);
@@ -107,7 +100,7 @@ static void compare(const heads_fx *fx, const char *name, fkd_metric_kind kind, 
     assert_int_equal(fkd_metric_loss_forward(m, ff, labels, B, &fl, fdf), FKD_OK);
     for (int i = 0; i < B * D; i++) df[i] = fdf[i];
     expect_close(name, fl, want_l[0], 1e-5);
-    assert_true(rel_err(df, want_df, B * D) < 1e-5);
+    assert_true(heads_rel_err(df, want_df, B * D) < 1e-5);
     fkd_metric_loss_free(m);
 }
 
@@ -169,34 +162,27 @@ static void test_contrastive_coincident_points(void **state)
     for (int i = 0; i < 4; i++) assert_true(df[i] == 0);
 }
 
-static void expect_error(fkd_status st, const char *message)
-{
-    assert_int_equal(st, FKD_ERR_ARG);
-    if (strcmp(fkd_last_error(), message)) fprintf(stderr, "got: %s\n", fkd_last_error());
-    assert_string_equal(fkd_last_error(), message);
-}
-
 static void test_bad_parameters(void **state)
 {
     (void)state;
     fkd_metric_params p;
     fkd_metric_params_default(&p);
-    expect_error(fkd_metric_params_set(&p, "triplet.mining", "hardest"),
+    heads_expect_error(fkd_metric_params_set(&p, "triplet.mining", "hardest"),
                  "head.triplet.mining: unknown mining 'hardest' (known: all, hard, semi-hard)");
-    expect_error(fkd_metric_params_set(&p, "center.alpha", "0"), "head.center.alpha: must be in (0, 1] (got 0)");
-    expect_error(fkd_metric_params_set(&p, "contrastive.margin", "-1"),
+    heads_expect_error(fkd_metric_params_set(&p, "center.alpha", "0"), "head.center.alpha: must be in (0, 1] (got 0)");
+    heads_expect_error(fkd_metric_params_set(&p, "contrastive.margin", "-1"),
                  "head.contrastive.margin: must be in (0, 1e+06] (got -1)");
-    expect_error(fkd_metric_params_set(&p, "triplet.margin", "x"), "head.triplet.margin: not a finite number ('x')");
+    heads_expect_error(fkd_metric_params_set(&p, "triplet.margin", "x"), "head.triplet.margin: not a finite number ('x')");
     assert_int_equal(fkd_metric_params_set(&p, "triplet.alpha", "0.2"), FKD_ERR_ARG);
     assert_non_null(strstr(fkd_last_error(), "head.triplet.alpha: unknown key"));
     double l, f[4] = {0};
-    expect_error(fkd_triplet_loss_f64(f, NULL, 2, 2, 0.2, FKD_MINING_ALL, false, &l, NULL),
+    heads_expect_error(fkd_triplet_loss_f64(f, NULL, 2, 2, 0.2, FKD_MINING_ALL, false, &l, NULL),
                  "head: triplet loss needs labels (got none)");
     fkd_metric_loss *m;
     assert_int_equal(fkd_metric_loss_create(&m, FKD_METRIC_CENTER, &p, 2, 2, 4), FKD_OK);
     float ff[4] = {0}, fl;
     const int bad[2] = {0, 2};
-    expect_error(fkd_metric_loss_forward(m, ff, bad, 2, &fl, NULL), "head: label 2 of sample 1 outside [0, 2)");
+    heads_expect_error(fkd_metric_loss_forward(m, ff, bad, 2, &fl, NULL), "head: label 2 of sample 1 outside [0, 2)");
     fkd_metric_loss_free(m);
     fkd_metric_loss_free(NULL);
 }

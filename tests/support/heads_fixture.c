@@ -1,11 +1,17 @@
 /* Safetensors fixture reader for the heads tests (see heads_fixture.h). */
 #include "tests/support/heads_fixture.h"
 
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/fileio.h"
+#include "core/status.h"
 
 int heads_fx_open(heads_fx *f, const char *path)
 {
@@ -100,4 +106,18 @@ int heads_fx_meta(heads_fx *f, const char **keys, const char **values, int max)
         if (*p == ',') p++;
     }
     return n;
+}
+
+double heads_rel_err(const double *a, const double *b, size_t n)
+{
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) num += (a[i] - b[i]) * (a[i] - b[i]), den += b[i] * b[i];
+    return sqrt(num) / fmax(sqrt(den), 1e-12);
+}
+
+void heads_expect_error(int status, const char *message)
+{
+    assert_int_equal(status, FKD_ERR_ARG);
+    if (strcmp(fkd_last_error(), message)) fprintf(stderr, "got: %s\n", fkd_last_error());
+    assert_string_equal(fkd_last_error(), message);
 }

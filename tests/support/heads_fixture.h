@@ -26,4 +26,9 @@ int heads_fx_i64(const heads_fx *f, const char *name, int *out, int max);
  * valid until close); returns the count. */
 int heads_fx_meta(heads_fx *f, const char **keys, const char **values, int max);
 
+/* ‖a − b‖ / ‖b‖ (the norm of b floored at 1e-12). */
+double heads_rel_err(const double *a, const double *b, size_t n);
+/* cmocka assertion: status FKD_ERR_ARG and exactly this last-error message. */
+void heads_expect_error(int status, const char *message);
+
 #endif
