@@ -79,6 +79,9 @@ def margin_loss(cfg, W, b, x, y, m2vec):
         psi = (-1.0) ** k * torch.cos(m1 * theta) - 2 * k
     else:
         psi = torch.cos(m1 * theta + m2)
+    lam = cfg.get("sphere_lambda", 0)
+    if lam > 0:  # SphereFace's annealing: blend the plain cosine back in
+        psi = (lam * cy + psi) / (1 + lam)
     if cfg.get("straight_through", False):  # arcface_torch edits the logit under no_grad
         psi = cy + (psi - cy).detach()
     target = s * r[rows, y] * (psi - m3)
@@ -226,6 +229,7 @@ def main():
     margin_case("combined2", "combined", {"m1": 0.9, "m2": 0.4, "m3": 0.15}, 205)
     margin_case("cosface04", "cosface", {"m3": 0.4}, 206)
     margin_case("sphereface3", "sphereface", {"m1": 3}, 207)
+    margin_case("sphereface_lambda", "sphereface", {"sphere_lambda": 5.0}, 208)
     metric_cases()
 
 

@@ -75,6 +75,7 @@ static const grad_case grad_cases[] = {
     {"l-softmax", 1, {"m1"}, {"2"}, false},
     {"sphereface", 0, {0}, {0}, false},
     {"sphereface", 1, {"m1"}, {"3"}, false},
+    {"sphereface", 1, {"sphere_lambda"}, {"5"}, false},
     {"norm-softmax", 0, {0}, {0}, false},
     {"cosface", 0, {0}, {0}, false},
     {"arcface", 0, {0}, {0}, false},
@@ -156,7 +157,7 @@ static void run_fp32(const fkd_margin_params *p, const double *w, const double *
 static const char *const fixture_cases[] = {
     "softmax",      "l-softmax",    "sphereface",   "norm-softmax", "cosface",      "arcface",
     "combined",     "intra-loss",   "inter-loss",   "arcface_hard", "arcface_easy", "arcface_st",
-    "arcface_xraw", "arcface_m2",   "combined2",    "cosface04",    "sphereface3",
+    "arcface_xraw", "arcface_m2",   "combined2",    "cosface04",    "sphereface3",  "sphereface_lambda",
 };
 
 typedef struct {
@@ -307,6 +308,9 @@ static void test_bad_parameters_name_the_key(void **state)
     assert_int_equal(fkd_margin_head_create(&h, &p, 3, 2, 2, 1), FKD_OK);
     float x[4] = {1, 0, 0, 1}, dx[4], l;
     heads_expect_error(fkd_margin_head_forward(h, x, NULL, NULL, 2, &l, dx), "head.preset: 'arcface' needs labels (got none)");
+    heads_expect_error(fkd_margin_head_set_sphere_lambda(h, -1), "head.sphere_lambda: must be >= 0 (got -1)");
+    assert_int_equal(fkd_margin_head_set_sphere_lambda(h, 5), FKD_OK);
+    assert_true(fkd_margin_head_config(h)->sphere_lambda == 5);
     int bad[2] = {0, 3};
     heads_expect_error(fkd_margin_head_forward(h, x, bad, NULL, 2, &l, dx), "head: label 3 of sample 1 outside [0, 3)");
     fkd_margin_head_free(h);

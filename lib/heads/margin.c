@@ -92,6 +92,7 @@ static const margin_option options[] = {
     {"straight_through", true, offsetof(fkd_margin_params, straight_through)},
     {"intra", false, offsetof(fkd_margin_params, intra)},
     {"inter", false, offsetof(fkd_margin_params, inter)},
+    {"sphere_lambda", false, offsetof(fkd_margin_params, sphere_lambda)},
 };
 enum { OPTION_COUNT = sizeof options / sizeof options[0] };
 
@@ -107,7 +108,7 @@ fkd_status fkd_margin_params_set(fkd_margin_params *p, const char *key, const ch
     }
     return FKD_FAIL(FKD_ERR_ARG,
                     "%s: unknown key (known: preset, s, m1, m2, m3, w_norm, x_norm, bias, "
-                    "easy_margin, straight_through, intra, inter)",
+                    "easy_margin, straight_through, intra, inter, sphere_lambda)",
                     full);
 }
 
@@ -142,6 +143,8 @@ fkd_status fkd_margin_params_validate(const fkd_margin_params *p)
     if (!(p->m3 >= 0)) return FKD_FAIL(FKD_ERR_ARG, "head.m3: must be >= 0 (got %g)", p->m3);
     if (!(p->intra >= 0)) return FKD_FAIL(FKD_ERR_ARG, "head.intra: must be >= 0 (got %g)", p->intra);
     if (!(p->inter >= 0)) return FKD_FAIL(FKD_ERR_ARG, "head.inter: must be >= 0 (got %g)", p->inter);
+    if (!(p->sphere_lambda >= 0))
+        return FKD_FAIL(FKD_ERR_ARG, "head.sphere_lambda: must be >= 0 (got %g)", p->sphere_lambda);
     if (p->inter > 0 && !p->w_norm)
         return FKD_FAIL(FKD_ERR_ARG, "head.inter: the inter-loss needs w_norm = true");
     if (p->bias && (p->w_norm || p->x_norm))
@@ -200,6 +203,10 @@ double fkd_margin_psi(const fkd_margin_params *p, double m2, double c, double *d
         const double theta = acos(c);
         psi = cos(p->m1 * theta + m2);
         d = p->m1 * sin(p->m1 * theta + m2) / fmax(sin_t, FKD__SIN_FLOOR);
+    }
+    if (p->sphere_lambda > 0) {
+        psi = (p->sphere_lambda * c + psi) / (1 + p->sphere_lambda);
+        d = (p->sphere_lambda + d) / (1 + p->sphere_lambda);
     }
     *dpsi = p->straight_through ? 1 : d;
     return psi - p->m3;
@@ -400,6 +407,14 @@ fkd_status fkd_margin_head_set_centers(fkd_margin_head *h, const float *w, bool 
     memcpy(h->w, w, (size_t)h->classes * h->dim * sizeof(float));
     h->frozen = freeze;
     for (int i = 0; i < h->nparams; i++) h->params[i].trainable = !freeze;
+    return FKD_OK;
+}
+
+fkd_status fkd_margin_head_set_sphere_lambda(fkd_margin_head *h, double lambda)
+{
+    if (!(lambda >= 0 && isfinite(lambda)))
+        return FKD_FAIL(FKD_ERR_ARG, "head.sphere_lambda: must be >= 0 (got %g)", lambda);
+    h->p.sphere_lambda = lambda;
     return FKD_OK;
 }
 

@@ -15,6 +15,7 @@
  *       when cos θ ≤ cos(π − m2), ψ = cos θ − m2·sin(m2) (or ψ = cos θ for cos θ ≤ 0 with
  *       easy_margin). Source: insightface recognition/arcface_torch/losses.py, class
  *       ArcFace (th = cos(π − m), mm = sin(π − m)·m), same rule as the MXNet original.
+ *     - sphere_lambda λ > 0 (SphereFace's annealing): ψ ← (λ·cos θ + ψ)/(1 + λ).
  *   L = mean_i [ logsumexp_j logit_ij − logit_iy ]
  *       + intra · mean_i θ_iy/π                                  (ArcFace paper, L5)
  *       − inter · mean_i mean_{j≠y_i} angle(W_y_i, W_j)/π        (ArcFace paper, L6)
@@ -53,6 +54,8 @@ typedef struct {
     bool straight_through; /* ArcFace-style gradient: dψ/dcos θ := 1 (see above) */
     double intra;          /* weight of mean θ_y/π (ArcFace paper L5), >= 0 */
     double inter;          /* weight of −mean inter-centre angle/π (L6), >= 0; needs w_norm */
+    double sphere_lambda;  /* λ >= 0 blends the plain cosine back in: (λ·cos θ + ψ)/(1 + λ);
+                            * SphereFace anneals it down to 5 during training */
 } fkd_margin_params;
 
 /* Name of preset i in table order (softmax, l-softmax, ...); NULL past the end. */
@@ -61,7 +64,8 @@ const char *fkd_margin_preset_name(int i);
 /* Fills `p` from a preset name ("arcface", ...). Error names the recipe key head.preset. */
 fkd_status fkd_margin_params_preset(fkd_margin_params *p, const char *preset);
 /* Overrides one key (without the "head." prefix): s, m1, m2, m3, w_norm, x_norm, bias,
- * easy_margin, straight_through, intra, inter. Values are text as in a recipe. */
+ * easy_margin, straight_through, intra, inter, sphere_lambda. Values are text as in a
+ * recipe. */
 fkd_status fkd_margin_params_set(fkd_margin_params *p, const char *key, const char *value);
 /* Preset + key/value overrides + validation, the way a recipe's head section reads:
  * keys[i] may be "preset" (applied first wherever it appears). */
@@ -99,6 +103,8 @@ const float *fkd_margin_head_logits(const fkd_margin_head *h);
 
 /* Copies centres W (C, d) in (e.g. the teacher's); `freeze` stops their training. */
 fkd_status fkd_margin_head_set_centers(fkd_margin_head *h, const float *w, bool freeze);
+/* Sets sphere_lambda for the next steps (the trainer's annealing schedule); λ >= 0. */
+fkd_status fkd_margin_head_set_sphere_lambda(fkd_margin_head *h, double lambda);
 /* Zeroes the parameter gradients. */
 void fkd_margin_head_zero_grad(fkd_margin_head *h);
 /* "head.weight" (C, d) and, with a bias, "head.bias" (C). Valid until free. */
