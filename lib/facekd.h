@@ -16,6 +16,8 @@
 #include "core/log.h"
 #include "core/rng.h"
 #include "core/status.h"
+#include "heads/margin.h"
+#include "heads/metric.h"
 #include "nn/graph.h"
 
 #endif

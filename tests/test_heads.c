@@ -357,6 +357,20 @@ static void test_logits_freeze_and_init(void **state)
     assert_true(fabs(lg[1] - 64 * 0.8) < 1e-4);
     assert_true(fabs(lg[5] - 64 * cos(M_PI / 4 + 0.5)) < 1e-4);
     for (int64_t i = 0; i < params[0].numel; i++) assert_true(params[0].grad[i] == 0.0f);
+
+    /* unfrozen: dW accumulates over calls until zero_grad (batch 1 of max 2 as well) */
+    assert_int_equal(fkd_margin_head_set_centers(h, w, false), FKD_OK);
+    assert_true(params[0].trainable);
+    float once[C * D];
+    assert_int_equal(fkd_margin_head_forward(h, x, y, NULL, 1, &l, dx), FKD_OK);
+    memcpy(once, params[0].grad, sizeof once);
+    float largest = 0;
+    for (int i = 0; i < C * D; i++) largest = fmaxf(largest, fabsf(once[i]));
+    assert_true(largest > 1e-3f);
+    assert_int_equal(fkd_margin_head_forward(h, x, y, NULL, 1, &l, dx), FKD_OK);
+    for (int i = 0; i < C * D; i++) assert_true(fabsf(params[0].grad[i] - 2 * once[i]) <= 1e-6f * (1 + fabsf(once[i])));
+    fkd_margin_head_zero_grad(h);
+    for (int i = 0; i < C * D; i++) assert_true(params[0].grad[i] == 0.0f);
     fkd_margin_head_free(h);
     fkd_margin_head_free(NULL);
 }
