@@ -16,6 +16,8 @@
 #include "core/log.h"
 #include "core/rng.h"
 #include "core/status.h"
+#include "heads/margin.h"
+#include "heads/metric.h"
 #include "io/npy.h"
 #include "nn/graph.h"
 #include "nn/optim.h"
