@@ -290,9 +290,13 @@ static fkd_status read_header(fkd_recordio *r, uint64_t *id_begin, uint64_t *id_
     *id_begin = *id_end = 0;
     uint8_t *buf = NULL;
     size_t cap = 0;
-    fkd_rec_payload p;
-    fkd_status s = find_key(r, 0) >= 0 ? read_parsed(r, 0, &buf, &cap, &p) : FKD_OK;
-    if (s == FKD_OK && find_key(r, 0) >= 0 && p.flag > 0) {
+    fkd_rec_payload p = {0};
+    size_t size = 0;
+    fkd_status s = find_key(r, 0) >= 0 ? fkd_recordio_read_key(r, 0, &buf, &cap, &size) : FKD_OK;
+    /* A record 0 too short for an IRHeader is a plain record, not a header (generic
+     * RecordIO); its problems surface when it is read as an image. */
+    bool parsed = s == FKD_OK && size && fkd_recordio_parse(buf, size, "", &p) == FKD_OK;
+    if (parsed && p.flag > 0) {
         float end = p.labels[0];
         if (!(end >= 1 && end <= (float)r->keys[r->n_keys - 1] + 1))
             s = FKD_FAIL(FKD_ERR_FORMAT, "%s: record 0: header says images end at key %g, outside the index (last key %"
