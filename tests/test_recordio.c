@@ -384,6 +384,29 @@ static void test_dataset_decodes_and_names_corrupt_record(void **state)
     free(dir);
 }
 
+/* tests/fixtures/recordio/train.rec: written by scripts/gen_rec_corpus.py (Python, its own
+ * framing code, not facekd's writer) with 3 identities x 2 JPEGs of 112x112. */
+static void test_reads_python_written_rec(void **state)
+{
+    (void)state;
+    fkd_dataset ds;
+    fkd_status s = fkd_dataset_open(&ds, "tests/fixtures/recordio/train.rec");
+    if (s != FKD_OK) fail_msg("%s", fkd_last_error());
+    assert_int_equal(ds.ops->count(&ds), 6);
+    assert_int_equal(ds.ops->identities(&ds), 3);
+    const fkd_recordio *r = ds.impl;
+    assert_true(r->has_header);
+    for (int i = 0; i < 6; i++) assert_int_equal(ds.ops->label(&ds, i), i / 2);
+    float *slot = malloc(3 * 112 * 112 * sizeof *slot);
+    for (int i = 0; i < 6; i++) {
+        s = fkd_dataset_load_nchw(&ds, i, false, false, slot);
+        if (s != FKD_OK) fail_msg("%s", fkd_last_error());
+        for (int k = 0; k < 3 * 112 * 112; k += 101) assert_true(slot[k] >= -1.0f && slot[k] <= 1.0f);
+    }
+    free(slot);
+    fkd_dataset_free(&ds);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -396,6 +419,7 @@ int main(void)
         cmocka_unit_test(test_bad_index),
         cmocka_unit_test(test_header_past_index),
         cmocka_unit_test(test_dataset_decodes_and_names_corrupt_record),
+        cmocka_unit_test(test_reads_python_written_rec),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
