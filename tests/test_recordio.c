@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/fileio.h"
+#include "core/rng.h"
 #include "data/dataset.h"
 #include "data/image.h"
 #include "data/recordio.h"
@@ -407,6 +408,51 @@ static void test_reads_python_written_rec(void **state)
     fkd_dataset_free(&ds);
 }
 
+/* Random byte corruptions of a .rec: opening and reading every image either works or
+ * fails with a message naming the file (the sanitizer build checks for bad accesses). */
+static void test_random_corruptions(void **state)
+{
+    (void)state;
+    char *dir = fkd_test_tmpdir("rec");
+    char rec[1024];
+    snprintf(rec, sizeof rec, "%s/fz.rec", dir);
+    uint8_t images[N_TRAIN][40];
+    write_train(rec, true, images);
+    uint8_t *bytes, *copy;
+    size_t size;
+    assert_int_equal(fkd_file_read_all(rec, &bytes, &size), FKD_OK);
+    copy = malloc(size);
+    fkd_rng r;
+    fkd_rng_seed(&r, 3, 0);
+    int failures = 0;
+    for (int t = 0; t < 400; t++) {
+        memcpy(copy, bytes, size);
+        for (int k = 0; k < 2; k++) copy[fkd_rng_below(&r, size)] = (uint8_t)fkd_rng_u64(&r);
+        assert_int_equal(fkd_test_write(rec, copy, size), 0);
+        fkd_recordio rd;
+        fkd_status s = fkd_recordio_open(&rd, rec, NULL);
+        if (s == FKD_OK) s = fkd_recordio_labels(&rd);
+        uint8_t *buf = NULL;
+        size_t cap = 0;
+        for (int64_t i = 0; s == FKD_OK && i < rd.n_images; i++) {
+            fkd_rec_payload p;
+            int32_t label;
+            s = fkd_recordio_read_image(&rd, i, &buf, &cap, &p, &label);
+        }
+        if (s != FKD_OK) {
+            failures++;
+            assert_non_null(strstr(fkd_last_error(), "fz."));
+        }
+        free(buf);
+        fkd_recordio_close(&rd);
+    }
+    assert_true(failures > 0);
+    free(copy);
+    free(bytes);
+    fkd_test_rmtree(dir);
+    free(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -420,6 +466,7 @@ int main(void)
         cmocka_unit_test(test_header_past_index),
         cmocka_unit_test(test_dataset_decodes_and_names_corrupt_record),
         cmocka_unit_test(test_reads_python_written_rec),
+        cmocka_unit_test(test_random_corruptions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
