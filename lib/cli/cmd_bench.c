@@ -10,6 +10,7 @@
 #include "core/log.h"
 #include "data/dataset.h"
 #include "data/loader.h"
+#include "data/synth.h"
 #include "data/verbin.h"
 
 static void bench_usage(void)
@@ -18,6 +19,7 @@ static void bench_usage(void)
            "Measures how fast facekd reads a dataset, in images per second:\n"
            "  decode   decode + normalise to NCHW on one thread\n"
            "  loader   the prefetching loader with W worker threads (shuffled batches of B)\n"
+           "  render   (--data synth) render + normalise synthetic faces on one thread\n"
            "PATH is an image folder, an insightface train.rec (its .idx beside it), or a\n"
            "verification .bin (decode only). Not a timed test: numbers depend on the machine.\n\n"
            "  --images N   images to read in each measurement (default 2000)\n"
@@ -101,6 +103,24 @@ static fkd_status bench_verbin(const char *path, long n, bool resize, double *ra
     return s;
 }
 
+/* The synthetic world (seed 1, 1000 training identities): render + normalise on this
+ * thread, identities in turn. */
+static fkd_status bench_synth(long n, double *rate)
+{
+    fkd_synth_world w;
+    fkd_synth_world_default(&w, 1, 1000);
+    uint8_t *scratch = malloc((size_t)3 * FKD_FACE_SIZE * FKD_FACE_SIZE);
+    float *slot = malloc((size_t)3 * FKD_FACE_SIZE * FKD_FACE_SIZE * sizeof *slot);
+    fkd_status s = scratch && slot ? FKD_OK : FKD_FAIL(FKD_ERR_NOMEM, "bench: out of memory");
+    double t0 = fkd_now();
+    for (long i = 0; i < n && s == FKD_OK; i++)
+        s = fkd_synth_render_nchw(&w, i % w.n_train, (uint32_t)(i / w.n_train), NULL, scratch, slot);
+    *rate = n / (fkd_now() - t0);
+    free(scratch);
+    free(slot);
+    return s;
+}
+
 int fkd_cmd_bench(int argc, char **argv)
 {
     if (fkd_cli_wants_help(argc, argv)) {
@@ -129,6 +149,12 @@ int fkd_cmd_bench(int argc, char **argv)
         return 2;
     }
     double rate = 0;
+    if (strcmp(data, "synth") == 0) {
+        if (bench_synth(n, &rate) != FKD_OK) return fkd_cli_fail();
+        printf("data    synth (synthetic faces, seed 1, 1000 identities)\n");
+        printf("render  %.0f img/s  (%ld images, 1 thread, render + normalise)\n", rate, n);
+        return 0;
+    }
     size_t len = strlen(data);
     if (len >= 4 && strcmp(data + len - 4, ".bin") == 0) {
         int64_t pairs;

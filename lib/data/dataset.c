@@ -168,9 +168,10 @@ fkd_status fkd_dataset_open_recordio(fkd_dataset *ds, const char *rec_path, cons
 fkd_status fkd_dataset_open(fkd_dataset *ds, const char *path)
 {
     memset(ds, 0, sizeof *ds);
-    /* The synthetic face world plugs in here (lib/data/synth.c, branch synth). */
+    /* The synthetic world's dataset adapter (lib/data/synth.h) is to be opened here. */
     if (strcmp(path, "synth") == 0 || strncmp(path, "synth:", 6) == 0)
-        return FKD_FAIL(FKD_ERR_UNSUPPORTED, "%s: the synthetic face dataset is not part of this build", path);
+        return FKD_FAIL(FKD_ERR_UNSUPPORTED, "%s: no dataset adapter for the synthetic world yet; write a training "
+                        "set with facekd synth and open its train.rec", path);
     struct stat st;
     if (stat(path, &st) != 0) return FKD_FAIL(FKD_ERR_NOTFOUND, "%s: no such file or directory", path);
     if (S_ISDIR(st.st_mode)) return fkd_dataset_open_folder(ds, path);
