@@ -130,7 +130,7 @@ static void test_defaults_applied(void **state)
     assert_abs_path(r.teacher.cache_dir, "cache");
     assert_int_equal(r.n_distill, 0);
     assert_string_equal(fkd_recipe_enum_name("optimizer.type", r.optim.kind), "sgd");
-    assert_string_equal(fkd_recipe_enum_name("data.eval[].synth", FKD_RECIPE_BENCH_AGEDB_30), "agedb_30");
+    assert_string_equal(fkd_recipe_enum_name("data.eval[].synth", FKD_RECIPE_BENCH_AGEDB), "synth-agedb");
     fkd_recipe_free(&r);
     fkd_recipe_free(&r); /* safe twice: free leaves the recipe empty */
 }
@@ -147,7 +147,7 @@ static void test_values_and_relative_paths(void **state)
                                  "  eval:\n"
                                  "    - {name: lfw, bin: bins/lfw.bin}\n"
                                  "    - {name: mine, pairs: /abs/pairs.txt, root: ./imgs}\n"
-                                 "    - {name: s, synth: calfw}\n"
+                                 "    - {name: s, synth: synth-calfw}\n"
                                  "batch_size: 32\n"
                                  "model: {arch: resnet18, precision: bf16, weights: w.safetensors}\n"
                                  "optimizer: {type: adamw, lr: 1e-3, betas: [0.8, 0.95]}\n"
@@ -251,7 +251,7 @@ static void test_cross_key_errors(void **state)
                  "r.yaml:2:15: data.eval[0]: give exactly one of bin, synth or pairs (got 2)");
     expect_error("steps: 10\ndata: {eval: [{name: a, pairs: p.txt}]}\n",
                  "r.yaml:2:15: data.eval[0]: pairs needs root (the image folder)");
-    expect_error("steps: 10\ndata: {eval: [{name: a, synth: lfw}, {name: a, bin: x.bin}]}\n",
+    expect_error("steps: 10\ndata: {eval: [{name: a, synth: synth-lfw}, {name: a, bin: x.bin}]}\n",
                  "r.yaml:2:45: data.eval[1].name: benchmark name 'a' is already used by data.eval[0]");
     expect_error("steps: 10\nschedule: {type: step, milestones: [5, 3]}\n",
                  "r.yaml:2:40: schedule.milestones[1]: milestones must increase (3 after 5)");
@@ -355,7 +355,7 @@ static void test_extends_deep_merge(void **state)
                                "data:\n"
                                "  flip: false\n"
                                "  eval:\n"
-                               "    - {name: agedb, synth: agedb_30}\n"
+                               "    - {name: agedb, synth: synth-agedb}\n"
                                "schedule: {milestones: [50]}\n");
     fkd_recipe r;
     load_ok(&r, "exp/run.yaml", NULL, 0);
@@ -452,7 +452,7 @@ static void test_resolved_round_trip(void **state)
                            "steps: 7\n"
                            "optimizer: {type: adamw, lr: 0.1234567890123456789, eps: 1e-300}\n"
                            "teacher: {model: 'dir with space/t #1.onnx', arch: iresnet50}\n"
-                           "data: {eval: [{name: '123', synth: lfw}, {name: 'true', synth: cplfw}]}\n"
+                           "data: {eval: [{name: '123', synth: synth-lfw}, {name: 'true', synth: synth-cplfw}]}\n"
                            "distill:\n"
                            "  - method: ekd\n"
                            "    fars: [0.1, 1.0e-6]\n"

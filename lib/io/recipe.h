@@ -39,8 +39,9 @@
 #define FKD_SOURCE_LIST(X) X(FKD_SOURCE_SYNTH, "synth") X(FKD_SOURCE_FOLDER, "folder") X(FKD_SOURCE_RECORDIO, "recordio")
 #define FKD_SAMPLER_LIST(X) X(FKD_RECIPE_SAMPLER_RANDOM, "random") X(FKD_RECIPE_SAMPLER_PK, "pk")
 #define FKD_BENCH_SYNTH_LIST(X)                                                                  \
-    X(FKD_RECIPE_BENCH_LFW, "lfw") X(FKD_RECIPE_BENCH_CFP_FP, "cfp_fp") X(FKD_RECIPE_BENCH_CPLFW, "cplfw")             \
-    X(FKD_RECIPE_BENCH_AGEDB_30, "agedb_30") X(FKD_RECIPE_BENCH_CALFW, "calfw")
+    X(FKD_RECIPE_BENCH_LFW, "synth-lfw") X(FKD_RECIPE_BENCH_CFP_FP, "synth-cfp-fp")                         \
+    X(FKD_RECIPE_BENCH_CPLFW, "synth-cplfw") X(FKD_RECIPE_BENCH_AGEDB, "synth-agedb")                        \
+    X(FKD_RECIPE_BENCH_CALFW, "synth-calfw")
 #define FKD_ARCH_LIST(X)                                                                         \
     X(FKD_RECIPE_ARCH_MBF, "mbf") X(FKD_RECIPE_ARCH_RESNET18, "resnet18") X(FKD_RECIPE_ARCH_IRESNET18, "iresnet18")    \
     X(FKD_RECIPE_ARCH_MBF_LARGE, "mbf_large") X(FKD_RECIPE_ARCH_IRESNET34, "iresnet34") X(FKD_RECIPE_ARCH_IRESNET50, "iresnet50") X(FKD_RECIPE_ARCH_IRESNET100, "iresnet100")
