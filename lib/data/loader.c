@@ -281,6 +281,8 @@ static fkd_status setup(fkd_loader *l)
         if (!l->perm) return FKD_FAIL(FKD_ERR_NOMEM, "%s: out of memory", src);
     }
     l->perm_epoch = -1;
+    if (o->start_step < 0) return FKD_FAIL(FKD_ERR_ARG, "%s: negative start step", src);
+    l->next_claim = l->next_consume = o->start_step;
     l->depth = o->depth;
     l->slots = calloc((size_t)l->depth, sizeof *l->slots);
     if (!l->slots) return FKD_FAIL(FKD_ERR_NOMEM, "%s: out of memory", src);

@@ -39,6 +39,7 @@ typedef struct {
     bool resize;          /* bilinear resize of images that are not 112x112 (else error) */
     int workers;          /* prefetch threads, >= 1 */
     int depth;            /* batches in the ring, >= workers */
+    int64_t start_step;   /* first step to deliver (a resumed run continues its sequence) */
 } fkd_loader_options;
 
 /* batch_size 64, SHUFFLE, seed 0, rank 0 of 1, flip on, resize off, 2 workers, depth 4. */
