@@ -16,8 +16,7 @@
 #include "core/log.h"
 #include "core/rng.h"
 #include "core/status.h"
-#include "heads/margin.h"
-#include "heads/metric.h"
+#include "heads/head.h"
 #include "nn/graph.h"
 
 #endif

@@ -67,10 +67,7 @@ fkd_status fkd_margin_params_preset(fkd_margin_params *p, const char *preset);
  * easy_margin, straight_through, intra, inter, sphere_lambda. Values are text as in a
  * recipe. */
 fkd_status fkd_margin_params_set(fkd_margin_params *p, const char *key, const char *value);
-/* Preset + key/value overrides + validation, the way a recipe's head section reads:
- * keys[i] may be "preset" (applied first wherever it appears). */
-fkd_status fkd_margin_params_parse(fkd_margin_params *p, const char *const *keys,
-                                   const char *const *values, int count);
+/* A recipe's whole head section (preset + overrides + validation): heads/head.h. */
 /* Checks ranges; errors read "head.m1: must be >= 1 (got 0.5)". */
 fkd_status fkd_margin_params_validate(const fkd_margin_params *p);
 
