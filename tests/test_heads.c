@@ -212,6 +212,34 @@ static void test_pytorch_fixtures(void **state)
     }
 }
 
+/* Larger than the fixtures, so oneDNN's GEMM blocking and both OpenMP threads' column
+ * sums are exercised: fp32 head against the double path, 1e-5 loss and 1e-4 gradients. */
+static void test_fp32_matches_f64_at_size(void **state)
+{
+    (void)state;
+    enum { B = 24, C = 301, D = 40 };
+    const char *presets[] = {"arcface", "sphereface", "softmax", "inter-loss"};
+    double *w = malloc(sizeof(double) * C * D), *x = malloc(sizeof(double) * B * D), b[C];
+    double *dx = malloc(sizeof(double) * B * D), *dw = malloc(sizeof(double) * C * D), db[C];
+    double *fdx = malloc(sizeof(double) * B * D), *fdw = malloc(sizeof(double) * C * D), fdb[C];
+    int y[B];
+    for (size_t c = 0; c < sizeof presets / sizeof presets[0]; c++) {
+        fkd_margin_params p = params_of(presets[c], NULL, NULL, 0);
+        fkd_rng rng;
+        fkd_rng_seed(&rng, 21, c);
+        fill_normal(w, C * D, 0.2, &rng);
+        fill_normal(x, B * D, 1.0, &rng);
+        fill_normal(b, C, 0.1, &rng);
+        for (int i = 0; i < B; i++) y[i] = (int)fkd_rng_below(&rng, C);
+        double l, fl;
+        assert_int_equal(fkd_margin_loss_f64(&p, w, b, x, y, NULL, B, C, D, &l, dx, dw, db), FKD_OK);
+        run_fp32(&p, w, b, x, y, NULL, B, C, D, &fl, fdx, fdw, fdb);
+        const grads got = {fl, fdx, fdw, p.bias ? fdb : NULL}, want = {l, dx, dw, db};
+        expect_grads(presets[c], "f32 vs f64", fl, &got, &want, B * D, C * D, C, 1e-5, 1e-4);
+    }
+    free(w), free(x), free(dx), free(dw), free(fdx), free(fdw);
+}
+
 static void test_psi_continuous_and_monotone(void **state)
 {
     (void)state;
@@ -382,6 +410,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gradients_every_preset),
         cmocka_unit_test(test_pytorch_fixtures),
+        cmocka_unit_test(test_fp32_matches_f64_at_size),
         cmocka_unit_test(test_psi_continuous_and_monotone),
         cmocka_unit_test(test_no_nan_at_cos_pm1),
         cmocka_unit_test(test_bad_parameters_name_the_key),
