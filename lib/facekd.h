@@ -19,6 +19,7 @@
 #include "heads/margin.h"
 #include "heads/metric.h"
 #include "io/npy.h"
+#include "heads/head.h"
 #include "nn/graph.h"
 #include "nn/optim.h"
 #include "nn/schedule.h"

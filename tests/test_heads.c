@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "core/rng.h"
+#include "heads/head.h"
 #include "heads/margin.h"
 #include "tests/support/heads_fixture.h"
 
@@ -23,12 +24,11 @@ static void fill_normal(double *a, size_t n, double scale, fkd_rng *rng)
 static fkd_margin_params params_of(const char *preset, const char *const *keys, const char *const *values,
                                    int count)
 {
-    fkd_margin_params p;
+    fkd_head_params hp;
     const char *k[8] = {"preset"}, *v[8] = {preset};
     for (int i = 0; i < count; i++) k[i + 1] = keys[i], v[i + 1] = values[i];
-    if (fkd_margin_params_parse(&p, k, v, count + 1)) fprintf(stderr, "%s\n", fkd_last_error());
-    assert_int_equal(fkd_margin_params_parse(&p, k, v, count + 1), FKD_OK);
-    return p;
+    assert_int_equal(fkd_head_params_parse(&hp, k, v, count + 1), FKD_OK);
+    return hp.margin;
 }
 
 static double loss_only(const fkd_margin_params *p, const double *w, const double *b, const double *x,
@@ -187,8 +187,9 @@ static void test_pytorch_fixtures(void **state)
         assert_int_equal(heads_fx_open(&f, path), 0);
         const char *keys[16], *values[16];
         int nk = heads_fx_meta(&f, keys, values, 16);
-        fkd_margin_params p;
-        assert_int_equal(fkd_margin_params_parse(&p, keys, values, nk), FKD_OK);
+        fkd_head_params hp;
+        assert_int_equal(fkd_head_params_parse(&hp, keys, values, nk), FKD_OK);
+        const fkd_margin_params p = hp.margin;
         int64_t nw, nx;
         const double *w = heads_fx_f64(&f, "W", &nw), *x = heads_fx_f64(&f, "x", &nx);
         const double *b = heads_fx_f64(&f, "b", NULL), *m2 = heads_fx_f64(&f, "m2", NULL);
@@ -209,6 +210,34 @@ static void test_pytorch_fixtures(void **state)
         free(dx), free(dw);
         heads_fx_close(&f);
     }
+}
+
+/* Larger than the fixtures, so oneDNN's GEMM blocking and both OpenMP threads' column
+ * sums are exercised: fp32 head against the double path, 1e-5 loss and 1e-4 gradients. */
+static void test_fp32_matches_f64_at_size(void **state)
+{
+    (void)state;
+    enum { B = 24, C = 301, D = 40 };
+    const char *presets[] = {"arcface", "sphereface", "softmax", "inter-loss"};
+    double *w = malloc(sizeof(double) * C * D), *x = malloc(sizeof(double) * B * D), b[C];
+    double *dx = malloc(sizeof(double) * B * D), *dw = malloc(sizeof(double) * C * D), db[C];
+    double *fdx = malloc(sizeof(double) * B * D), *fdw = malloc(sizeof(double) * C * D), fdb[C];
+    int y[B];
+    for (size_t c = 0; c < sizeof presets / sizeof presets[0]; c++) {
+        fkd_margin_params p = params_of(presets[c], NULL, NULL, 0);
+        fkd_rng rng;
+        fkd_rng_seed(&rng, 21, c);
+        fill_normal(w, C * D, 0.2, &rng);
+        fill_normal(x, B * D, 1.0, &rng);
+        fill_normal(b, C, 0.1, &rng);
+        for (int i = 0; i < B; i++) y[i] = (int)fkd_rng_below(&rng, C);
+        double l, fl;
+        assert_int_equal(fkd_margin_loss_f64(&p, w, b, x, y, NULL, B, C, D, &l, dx, dw, db), FKD_OK);
+        run_fp32(&p, w, b, x, y, NULL, B, C, D, &fl, fdx, fdw, fdb);
+        const grads got = {fl, fdx, fdw, p.bias ? fdb : NULL}, want = {l, dx, dw, db};
+        expect_grads(presets[c], "f32 vs f64", fl, &got, &want, B * D, C * D, C, 1e-5, 1e-4);
+    }
+    free(w), free(x), free(dx), free(dw), free(fdx), free(fdw);
 }
 
 static void test_psi_continuous_and_monotone(void **state)
@@ -278,29 +307,30 @@ static void test_no_nan_at_cos_pm1(void **state)
 static void test_bad_parameters_name_the_key(void **state)
 {
     (void)state;
+    fkd_head_params hp;
     fkd_margin_params p;
     const char *k1[] = {"preset", "m1"}, *v1[] = {"sphereface", "0.5"};
-    heads_expect_error(fkd_margin_params_parse(&p, k1, v1, 2), "head.m1: must be >= 1 (got 0.5); m1 < 1 only together with m2 > 0");
+    heads_expect_error(fkd_head_params_parse(&hp, k1, v1, 2), "head.m1: must be >= 1 (got 0.5); m1 < 1 only together with m2 > 0");
     const char *k2[] = {"s"}, *v2[] = {"0"};
-    heads_expect_error(fkd_margin_params_parse(&p, k2, v2, 1), "head.s: must be > 0 (got 0)");
+    heads_expect_error(fkd_head_params_parse(&hp, k2, v2, 1), "head.s: must be > 0 (got 0)");
     const char *k3[] = {"preset"}, *v3[] = {"arcfase"};
-    heads_expect_error(fkd_margin_params_parse(&p, k3, v3, 1),
+    heads_expect_error(fkd_head_params_parse(&hp, k3, v3, 1),
                  "head.preset: unknown preset 'arcfase' (known: softmax, l-softmax, sphereface, "
                  "norm-softmax, cosface, arcface, combined, intra-loss, inter-loss)");
     const char *k4[] = {"preset", "m1"}, *v4[] = {"l-softmax", "2.5"};
-    heads_expect_error(fkd_margin_params_parse(&p, k4, v4, 2),
+    heads_expect_error(fkd_head_params_parse(&hp, k4, v4, 2),
                  "head.m1: a multiplicative margin without m2 must be an integer (got 2.5)");
     const char *k5[] = {"m2"}, *v5[] = {"abc"};
-    heads_expect_error(fkd_margin_params_parse(&p, k5, v5, 1), "head.m2: not a finite number ('abc')");
+    heads_expect_error(fkd_head_params_parse(&hp, k5, v5, 1), "head.m2: not a finite number ('abc')");
     const char *k6[] = {"w_norm"}, *v6[] = {"maybe"};
-    heads_expect_error(fkd_margin_params_parse(&p, k6, v6, 1), "head.w_norm: expected true or false (got 'maybe')");
+    heads_expect_error(fkd_head_params_parse(&hp, k6, v6, 1), "head.w_norm: expected true or false (got 'maybe')");
     const char *k7[] = {"margin"}, *v7[] = {"0.5"};
-    assert_int_equal(fkd_margin_params_parse(&p, k7, v7, 1), FKD_ERR_ARG);
+    assert_int_equal(fkd_head_params_parse(&hp, k7, v7, 1), FKD_ERR_ARG);
     assert_non_null(strstr(fkd_last_error(), "head.margin: unknown key"));
     const char *k8[] = {"preset", "inter", "w_norm"}, *v8[] = {"norm-softmax", "1", "false"};
-    heads_expect_error(fkd_margin_params_parse(&p, k8, v8, 3), "head.inter: the inter-loss needs w_norm = true");
+    heads_expect_error(fkd_head_params_parse(&hp, k8, v8, 3), "head.inter: the inter-loss needs w_norm = true");
     const char *k9[] = {"m3"}, *v9[] = {"-0.1"};
-    heads_expect_error(fkd_margin_params_parse(&p, k9, v9, 1), "head.m3: must be >= 0 (got -0.1)");
+    heads_expect_error(fkd_head_params_parse(&hp, k9, v9, 1), "head.m3: must be >= 0 (got -0.1)");
 
     /* a margin head with no labels */
     assert_int_equal(fkd_margin_params_preset(&p, "arcface"), FKD_OK);
@@ -380,6 +410,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_gradients_every_preset),
         cmocka_unit_test(test_pytorch_fixtures),
+        cmocka_unit_test(test_fp32_matches_f64_at_size),
         cmocka_unit_test(test_psi_continuous_and_monotone),
         cmocka_unit_test(test_no_nan_at_cos_pm1),
         cmocka_unit_test(test_bad_parameters_name_the_key),

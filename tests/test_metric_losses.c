@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/rng.h"
+#include "heads/head.h"
 #include "heads/metric.h"
 #include "tests/support/heads_fixture.h"
 
@@ -187,6 +188,24 @@ static void test_bad_parameters(void **state)
     fkd_metric_loss_free(NULL);
 }
 
+/* One recipe head section: margin keys and metric keys routed to their structs. */
+static void test_head_section_routing(void **state)
+{
+    (void)state;
+    fkd_head_params hp;
+    const char *keys[] = {"m2", "triplet.mining", "center.lambda", "preset"};
+    const char *values[] = {"0.45", "hard", "0.01", "cosface"};
+    assert_int_equal(fkd_head_params_parse(&hp, keys, values, 4), FKD_OK);
+    assert_string_equal(hp.margin.preset, "cosface");
+    assert_true(hp.margin.m2 == 0.45 && hp.margin.m3 == 0.35 && hp.margin.s == 64);
+    assert_int_equal(hp.metric.mining, FKD_MINING_HARD);
+    assert_true(hp.metric.center_lambda == 0.01 && hp.metric.triplet_margin == 0.2);
+    const char *bad_keys[] = {"center.alpha", "s"}, *bad_values[] = {"2", "64"};
+    heads_expect_error(fkd_head_params_parse(&hp, bad_keys, bad_values, 2), "head.center.alpha: must be in (0, 1] (got 2)");
+    const char *k2[] = {"s"}, *v2[] = {"-1"};
+    heads_expect_error(fkd_head_params_parse(&hp, k2, v2, 1), "head.s: must be > 0 (got -1)");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -194,6 +213,7 @@ int main(void)
         cmocka_unit_test(test_pytorch_fixtures),
         cmocka_unit_test(test_contrastive_coincident_points),
         cmocka_unit_test(test_bad_parameters),
+        cmocka_unit_test(test_head_section_routing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -112,18 +112,6 @@ fkd_status fkd_margin_params_set(fkd_margin_params *p, const char *key, const ch
                     full);
 }
 
-fkd_status fkd_margin_params_parse(fkd_margin_params *p, const char *const *keys,
-                                   const char *const *values, int count)
-{
-    const char *preset = "arcface";
-    for (int i = 0; i < count; i++)
-        if (!strcmp(keys[i], "preset")) preset = values[i];
-    FKD_TRY(fkd_margin_params_preset(p, preset));
-    for (int i = 0; i < count; i++)
-        if (strcmp(keys[i], "preset")) FKD_TRY(fkd_margin_params_set(p, keys[i], values[i]));
-    return fkd_margin_params_validate(p);
-}
-
 fkd_status fkd_margin_params_validate(const fkd_margin_params *p)
 {
     if (!(p->s > 0)) return FKD_FAIL(FKD_ERR_ARG, "head.s: must be > 0 (got %g)", p->s);

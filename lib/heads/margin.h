@@ -44,7 +44,7 @@
 typedef struct {
     char preset[24];       /* preset it started from */
     double s;              /* scale, > 0 */
-    double m1;             /* multiplicative angular margin, >= 1 */
+    double m1;             /* multiplicative angular margin, >= 1 (> 0 together with m2 > 0) */
     double m2;             /* additive angular margin (radians), in [0, π) */
     double m3;             /* additive cosine margin, >= 0 */
     bool w_norm;           /* normalise class centres */
@@ -67,11 +67,8 @@ fkd_status fkd_margin_params_preset(fkd_margin_params *p, const char *preset);
  * easy_margin, straight_through, intra, inter, sphere_lambda. Values are text as in a
  * recipe. */
 fkd_status fkd_margin_params_set(fkd_margin_params *p, const char *key, const char *value);
-/* Preset + key/value overrides + validation, the way a recipe's head section reads:
- * keys[i] may be "preset" (applied first wherever it appears). */
-fkd_status fkd_margin_params_parse(fkd_margin_params *p, const char *const *keys,
-                                   const char *const *values, int count);
-/* Checks ranges; errors read "head.m1: must be >= 1 (got 0.5)". */
+/* Checks ranges; errors read "head.s: must be > 0 (got 0)". A recipe's whole head
+ * section (preset + overrides + validation) goes through heads/head.h. */
 fkd_status fkd_margin_params_validate(const fkd_margin_params *p);
 
 /* h = ψ(cos θ) − m3 for the true class and dh/dcos θ (in *dpsi; 1 with
