@@ -172,6 +172,20 @@ static void test_pk_batches(void **state)
     }
     assert_true(identity_3_seen > 0);
     fkd_loader_free(l);
+    /* PK over 2 ranks: at each step the ranks hold different identities */
+    o.world = 2;
+    o.p_identities = 2;
+    fkd_loader_options o1 = o;
+    o1.rank = 1;
+    fkd_loader *a = start(&ds, &o), *b = start(&ds, &o1);
+    assert_int_equal(fkd_loader_steps_per_epoch(a), 1); /* 7 identities / (2 x 2) */
+    for (int step = 0; step < 6; step++) {
+        const fkd_batch *x = next(a), *y = next(b);
+        for (int i = 0; i < 6; i += 3)
+            for (int j = 0; j < 6; j += 3) assert_int_not_equal(x->labels[i], y->labels[j]);
+    }
+    fkd_loader_free(a);
+    fkd_loader_free(b);
 }
 
 /* Ranks 0 and 1 of 2 with batch 4 see exactly the halves of world 1's batch of 8. */

@@ -132,35 +132,32 @@ static const fkd_dataset_ops rec_ops = {"recordio", rec_count, rec_label, rec_id
 
 /* ---- opening --------------------------------------------------------------------------------- */
 
-static fkd_status set_source(fkd_dataset *ds, const char *source)
+/* Starts a dataset: zeroed impl of impl_size bytes, the ops, the source name. On failure
+ * the dataset is left freed. */
+static fkd_status attach(fkd_dataset *ds, const fkd_dataset_ops *ops, size_t impl_size, const char *source)
 {
+    memset(ds, 0, sizeof *ds);
+    ds->ops = ops;
+    ds->impl = calloc(1, impl_size);
     ds->source = strdup(source);
-    return ds->source ? FKD_OK : FKD_FAIL(FKD_ERR_NOMEM, "%s: out of memory", source);
+    if (ds->impl && ds->source) return FKD_OK;
+    fkd_dataset_free(ds);
+    return FKD_FAIL(FKD_ERR_NOMEM, "%s: out of memory", source);
 }
 
 fkd_status fkd_dataset_open_folder(fkd_dataset *ds, const char *root)
 {
-    memset(ds, 0, sizeof *ds);
-    fkd_folder *f = calloc(1, sizeof *f);
-    if (!f) return FKD_FAIL(FKD_ERR_NOMEM, "%s: out of memory", root);
-    ds->ops = &folder_ops;
-    ds->impl = f;
-    fkd_status s = set_source(ds, root);
-    if (s == FKD_OK) s = fkd_folder_open(f, root);
+    FKD_TRY(attach(ds, &folder_ops, sizeof(fkd_folder), root));
+    fkd_status s = fkd_folder_open(ds->impl, root);
     if (s != FKD_OK) fkd_dataset_free(ds);
     return s;
 }
 
 fkd_status fkd_dataset_open_recordio(fkd_dataset *ds, const char *rec_path, const char *idx_path)
 {
-    memset(ds, 0, sizeof *ds);
-    fkd_recordio *r = calloc(1, sizeof *r);
-    if (!r) return FKD_FAIL(FKD_ERR_NOMEM, "%s: out of memory", rec_path);
-    ds->ops = &rec_ops;
-    ds->impl = r;
-    fkd_status s = set_source(ds, rec_path);
-    if (s == FKD_OK) s = fkd_recordio_open(r, rec_path, idx_path);
-    if (s == FKD_OK) s = fkd_recordio_labels(r);
+    FKD_TRY(attach(ds, &rec_ops, sizeof(fkd_recordio), rec_path));
+    fkd_status s = fkd_recordio_open(ds->impl, rec_path, idx_path);
+    if (s == FKD_OK) s = fkd_recordio_labels(ds->impl);
     if (s != FKD_OK) fkd_dataset_free(ds);
     return s;
 }
