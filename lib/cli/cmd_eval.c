@@ -26,7 +26,9 @@ static void usage(FILE *out)
             "  --bench F.bin     insightface verification set (lfw.bin, cfp_fp.bin, ...)\n"
             "  --pairs F --root D  LFW-style pairs.txt over an image folder\n"
             "  --synth NAME      built-in synthetic benchmark (synth-lfw, synth-cfp-fp, synth-cplfw,\n"
-            "                    synth-agedb, synth-calfw), rendered to a cached .bin\n"
+            "                    synth-agedb, synth-calfw), rendered once to a cached .bin\n"
+            "                    ($FACEKD_CACHE or ~/.cache/facekd/synth)\n"
+            "  --synth-seed S    seed of the synthetic world (default 1, as recipes)\n"
             "  --out DIR         write results.md, results.csv and roc.png there\n"
             "  --batch N         images per forward pass (default 32)\n"
             "  --no-flip         skip the flip test\n"
@@ -75,6 +77,7 @@ int fkd_cmd_eval(int argc, char **argv)
     }
     const char *model = NULL, *arch = NULL, *out_dir = NULL;
     int batch = 32, flip = 1, json = 0, n = 0;
+    uint64_t synth_seed = 1;
     fkd_bench benches[MAX_BENCHES];
     fkd_status s = FKD_OK;
     memset(benches, 0, sizeof benches);
@@ -92,6 +95,8 @@ int fkd_cmd_eval(int argc, char **argv)
         } else if (!strcmp(a, "--batch") && v) {
             batch = atoi(argv[++i]);
             if (batch < 1 || batch > 4096) s = FKD_FAIL(FKD_ERR_ARG, "--batch: expected 1..4096, got '%s'", v);
+        } else if (!strcmp(a, "--synth-seed") && v) {
+            synth_seed = strtoull(argv[++i], NULL, 10);
         } else if (!strcmp(a, "--no-flip")) {
             flip = 0;
         } else if (!strcmp(a, "--json")) {
@@ -107,7 +112,7 @@ int fkd_cmd_eval(int argc, char **argv)
             n += s == FKD_OK;
             i += 3;
         } else if (!strcmp(a, "--synth") && v) {
-            s = fkd_bench_open_synth(&benches[n], v, NULL);
+            s = fkd_bench_open_synth(&benches[n], v, synth_seed, NULL);
             n += s == FKD_OK;
             i++;
         } else {

@@ -118,3 +118,16 @@ fkd_status fkd_mkdir_p(const char *path)
         return FKD_FAIL(FKD_ERR_IO, "%s: not a directory", path);
     return FKD_OK;
 }
+
+const char *fkd_cache_dir(void)
+{
+    static _Thread_local char dir[4096];
+    const char *env = getenv("FACEKD_CACHE");
+    if (env && *env) return env;
+    const char *xdg = getenv("XDG_CACHE_HOME"), *home = getenv("HOME");
+    if (xdg && *xdg)
+        snprintf(dir, sizeof dir, "%s/facekd", xdg);
+    else
+        snprintf(dir, sizeof dir, "%s/.cache/facekd", home && *home ? home : "/tmp");
+    return dir;
+}

@@ -31,6 +31,10 @@ fkd_status fkd_atomic_open(fkd_atomic_file *f, const char *path);
 fkd_status fkd_atomic_commit(fkd_atomic_file *f);
 void fkd_atomic_abort(fkd_atomic_file *f);
 
+/* Where facekd keeps files it can make again (rendered synthetic benchmarks, teacher
+ * caches): $FACEKD_CACHE, else $XDG_CACHE_HOME/facekd, else $HOME/.cache/facekd. */
+const char *fkd_cache_dir(void);
+
 /* Creates a directory and its parents (like mkdir -p). */
 fkd_status fkd_mkdir_p(const char *path);
 

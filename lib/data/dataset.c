@@ -1,5 +1,6 @@
 /* Dataset table implementations (folder, RecordIO) and the image -> NCHW slot step. */
 #include "data/dataset.h"
+#include "data/synth.h"
 
 #include <inttypes.h>
 #include <stdlib.h>
@@ -162,13 +163,62 @@ fkd_status fkd_dataset_open_recordio(fkd_dataset *ds, const char *rec_path, cons
     return s;
 }
 
+/* ---- the synthetic face world: image i is (identity i / K, index i % K) ---- */
+
+typedef struct {
+    fkd_synth_world world;
+    int64_t images_per_identity; /* K */
+} synth_set;
+
+static int64_t synth_count(const fkd_dataset *ds)
+{
+    const synth_set *s = ds->impl;
+    return s->world.n_train * s->images_per_identity;
+}
+
+static int32_t synth_label(const fkd_dataset *ds, int64_t i)
+{
+    const synth_set *s = ds->impl;
+    return (int32_t)(i / s->images_per_identity);
+}
+
+static int32_t synth_identities(const fkd_dataset *ds)
+{
+    const synth_set *s = ds->impl;
+    return (int32_t)s->world.n_train;
+}
+
+static fkd_status synth_load(const fkd_dataset *ds, int64_t i, fkd_image *out)
+{
+    const synth_set *s = ds->impl;
+    memset(out, 0, sizeof *out);
+    return fkd_synth_render(&s->world, i / s->images_per_identity, (uint32_t)(i % s->images_per_identity), NULL, out);
+}
+
+static const fkd_dataset_ops synth_ops = {"synth", synth_count, synth_label, synth_identities, synth_load, NULL};
+
+fkd_status fkd_dataset_open_synth(fkd_dataset *ds, uint64_t seed, int32_t identities, int64_t images_per_identity)
+{
+    memset(ds, 0, sizeof *ds);
+    if (identities < 2 || images_per_identity < 1)
+        return FKD_FAIL(FKD_ERR_ARG, "synth: need at least 2 identities and 1 image each (got %d x %lld)", identities,
+                        (long long)images_per_identity);
+    FKD_TRY(attach(ds, &synth_ops, sizeof(synth_set), "synth"));
+    synth_set *s = ds->impl;
+    fkd_synth_world_default(&s->world, seed, identities);
+    s->images_per_identity = images_per_identity;
+    fkd_status st = fkd_synth_world_check(&s->world);
+    if (st != FKD_OK) fkd_dataset_free(ds);
+    return st;
+}
+
 fkd_status fkd_dataset_open(fkd_dataset *ds, const char *path)
 {
     memset(ds, 0, sizeof *ds);
-    /* The synthetic world's dataset adapter (lib/data/synth.h) is to be opened here. */
-    if (strcmp(path, "synth") == 0 || strncmp(path, "synth:", 6) == 0)
-        return FKD_FAIL(FKD_ERR_UNSUPPORTED, "%s: no dataset adapter for the synthetic world yet; write a training "
-                        "set with facekd synth and open its train.rec", path);
+    /* "synth": the default synthetic world (recipes choose its size with data.synth.*). */
+    if (strcmp(path, "synth") == 0)
+        return fkd_dataset_open_synth(ds, FKD_SYNTH_DEFAULT_SEED, FKD_SYNTH_DEFAULT_IDENTITIES,
+                                      FKD_SYNTH_DEFAULT_IMAGES_PER_IDENTITY);
     struct stat st;
     if (stat(path, &st) != 0) return FKD_FAIL(FKD_ERR_NOTFOUND, "%s: no such file or directory", path);
     if (S_ISDIR(st.st_mode)) return fkd_dataset_open_folder(ds, path);

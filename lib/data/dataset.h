@@ -40,10 +40,19 @@ struct fkd_dataset {
     char *source; /* what was opened (path, "synth"), for messages; owned */
 };
 
-/* Opens a folder (a directory) or a RecordIO file (path ending in .rec; its .idx beside). */
+/* Opens a folder (a directory), a RecordIO file (path ending in .rec; its .idx beside) or
+ * "synth" (the default synthetic world). */
 fkd_status fkd_dataset_open(fkd_dataset *ds, const char *path);
 fkd_status fkd_dataset_open_folder(fkd_dataset *ds, const char *root);
 fkd_status fkd_dataset_open_recordio(fkd_dataset *ds, const char *rec_path, const char *idx_path);
+/* The synthetic face world (data/synth.h) of `identities` training identities with
+ * `images_per_identity` images each, rendered on demand; labels are identities. */
+fkd_status fkd_dataset_open_synth(fkd_dataset *ds, uint64_t seed, int32_t identities, int64_t images_per_identity);
+/* What fkd_dataset_open("synth") opens. */
+#define FKD_SYNTH_DEFAULT_SEED 1
+#define FKD_SYNTH_DEFAULT_IDENTITIES 1000
+#define FKD_SYNTH_DEFAULT_IMAGES_PER_IDENTITY 50
+
 /* Frees impl through ops->free and the source string; safe on a zeroed dataset. */
 void fkd_dataset_free(fkd_dataset *ds);
 

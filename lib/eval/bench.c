@@ -5,7 +5,9 @@
 #include <string.h>
 
 #include "data/dataset.h"
+#include "core/fileio.h"
 #include "data/image.h"
+#include "data/synth_bench.h"
 
 #define N_FOLDS 10
 
@@ -41,6 +43,20 @@ fkd_status fkd_bench_open_pairs(fkd_bench *b, const char *name, const char *pair
     for (int64_t i = 0; s == FKD_OK && i < b->n_pairs; i++) b->issame[i] = b->pairs.issame[i];
     if (s != FKD_OK) fkd_bench_free(b);
     return s;
+}
+
+fkd_status fkd_bench_open_synth(fkd_bench *b, const char *name, uint64_t seed, const char *cache_dir)
+{
+    memset(b, 0, sizeof *b);
+    char dir[4096], path[4096];
+    if (!cache_dir) {
+        snprintf(dir, sizeof dir, "%s/synth", fkd_cache_dir());
+        cache_dir = dir;
+    }
+    const fkd_synth_bench_info *info = fkd_synth_bench_find(name);
+    if (!info) return FKD_FAIL(FKD_ERR_NOTFOUND, "unknown synthetic benchmark '%s'", name);
+    FKD_TRY(fkd_synth_bench_cached(seed, info->name, cache_dir, path, sizeof path));
+    return fkd_bench_open_bin(b, info->name, path);
 }
 
 void fkd_bench_free(fkd_bench *b)

@@ -23,6 +23,9 @@ typedef struct {
 
 fkd_status fkd_bench_open_bin(fkd_bench *b, const char *name, const char *path);
 fkd_status fkd_bench_open_pairs(fkd_bench *b, const char *name, const char *pairs_txt, const char *root);
+/* A built-in synthetic benchmark ("synth-lfw", ...) of world `seed`, rendered once into
+ * `cache_dir` (NULL: fkd_cache_dir()/synth) as a .bin and read from there. */
+fkd_status fkd_bench_open_synth(fkd_bench *b, const char *name, uint64_t seed, const char *cache_dir);
 /* Safe on a zeroed or half-opened benchmark. */
 void fkd_bench_free(fkd_bench *b);
 

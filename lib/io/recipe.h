@@ -85,7 +85,7 @@ typedef struct {
     char *path; /* image folder or RecordIO prefix/file (folder, recordio); NULL for synth */
     struct {
         int64_t seed, identities;
-        int64_t images_per_identity; /* 0 = render images on the fly, never repeating */
+        int64_t images_per_identity; /* image indices 0..n-1 per identity */
     } synth;
     struct {
         fkd_recipe_sampler kind;

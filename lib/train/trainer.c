@@ -23,11 +23,13 @@
 volatile sig_atomic_t fkd_train_stop_requested = 0;
 
 #define PATH_CAP 4096
+/* Room for the run folder's own file names after it. */
+#define RUN_DIR_CAP (PATH_CAP - 64)
 
 struct fkd_trainer {
     const fkd_recipe *r;
     fkd_train_hook hook;
-    char run_dir[PATH_CAP];
+    char run_dir[RUN_DIR_CAP];
     char log_path[PATH_CAP], eval_path[PATH_CAP], ckpt_path[PATH_CAP];
 
     fkd_dataset ds;
@@ -181,6 +183,9 @@ static fkd_status open_benchmarks(fkd_trainer *t)
         fkd_status s;
         if (b->pairs)
             s = fkd_bench_open_pairs(&t->benches[i], b->name, b->pairs, b->root);
+        else if (b->synth != FKD_RECIPE_BENCH_NONE)
+            s = fkd_bench_open_synth(&t->benches[i], fkd_recipe_enum_name("data.eval[].synth", b->synth),
+                                     (uint64_t)d->synth.seed, NULL);
         else
             s = fkd_bench_open_bin(&t->benches[i], b->name, b->bin);
         if (s != FKD_OK) return FKD_WRAP(s, "%s: data.eval[%zu]: ", t->r->path, i);
@@ -227,6 +232,10 @@ fkd_status fkd_trainer_create(fkd_trainer **out, const fkd_recipe *r, bool resum
     t->r = r;
     if (hook) t->hook = *hook;
     if (r->threads > 0) omp_set_num_threads((int)r->threads);
+    if (strlen(r->output) >= RUN_DIR_CAP) {
+        free(t);
+        return FKD_FAIL(FKD_ERR_ARG, "%s: output: path too long", r->path);
+    }
     snprintf(t->run_dir, sizeof t->run_dir, "%s", r->output);
     snprintf(t->log_path, sizeof t->log_path, "%s/log.csv", r->output);
     snprintf(t->eval_path, sizeof t->eval_path, "%s/eval.csv", r->output);
