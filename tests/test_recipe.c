@@ -247,12 +247,12 @@ static void test_cross_key_errors(void **state)
                  "r.yaml:2:17: data.sampler: p x k = 10 x 4 = 40 must equal batch_size (128)");
     expect_error("steps: 10\ndata: {eval: [{name: a}]}\n",
                  "r.yaml:2:15: data.eval[0]: give exactly one of bin, synth or pairs (got 0)");
-    expect_error("steps: 10\ndata: {eval: [{name: a, synth: lfw, bin: a.bin}]}\n",
+    expect_error("steps: 10\ndata: {eval: [{name: a, synth: synth-lfw, bin: a.bin}]}\n",
                  "r.yaml:2:15: data.eval[0]: give exactly one of bin, synth or pairs (got 2)");
     expect_error("steps: 10\ndata: {eval: [{name: a, pairs: p.txt}]}\n",
                  "r.yaml:2:15: data.eval[0]: pairs needs root (the image folder)");
     expect_error("steps: 10\ndata: {eval: [{name: a, synth: synth-lfw}, {name: a, bin: x.bin}]}\n",
-                 "r.yaml:2:45: data.eval[1].name: benchmark name 'a' is already used by data.eval[0]");
+                 "r.yaml:2:51: data.eval[1].name: benchmark name 'a' is already used by data.eval[0]");
     expect_error("steps: 10\nschedule: {type: step, milestones: [5, 3]}\n",
                  "r.yaml:2:40: schedule.milestones[1]: milestones must increase (3 after 5)");
     expect_error("steps: 10\nschedule: {warmup_steps: 5, warmup_epochs: 1}\n",
@@ -468,7 +468,7 @@ static void test_resolved_round_trip(void **state)
     load_ok(&r, "run/saved/recipe.yaml", NULL, 0);
     int64_t v;
     assert_int_equal(fkd_recipe_param_int(&r.distill[0], "label", 0, 0, 100, &v), FKD_ERR_FORMAT);
-    assert_string_equal(fkd_last_error(), "run/saved/recipe.yaml:59:10: distill[0].label: expected an integer, got \"42\"");
+    assert_string_equal(fkd_last_error(), "run/saved/recipe.yaml:60:10: distill[0].label: expected an integer, got \"42\"");
     assert_string_equal(r.name, "null");
     assert_true(r.optim.lr == 0.1234567890123456789 && r.optim.eps == 1e-300);
     fkd_recipe_free(&r);
