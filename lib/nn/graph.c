@@ -94,7 +94,9 @@ void fkd_graph_free(fkd_graph *g)
     free(g->params);
     free(g->pimpl);
     free(g->taps);
+    free(g->temps);
     fkd_shim_free(g->shim);
+    free(g->arena);
     free(g);
 }
 
@@ -288,34 +290,58 @@ fkd_status fkd__steps_add(fkd__steps *steps, fkd_prim *p)
     return steps_push(steps, (fkd__step){.prim = p});
 }
 
-fkd_status fkd__mem_as(fkd_graph *g, fkd__steps *steps, fkd_mem *have, const fkd_md *want,
-                       fkd_mem **out)
+/* `have` in layout `want`: itself, or `tmp` (made by the caller) filled by a reorder. */
+static fkd_status reorder_into(fkd_graph *g, fkd__steps *steps, fkd_mem *have, fkd_mem *tmp,
+                               fkd_mem **out)
 {
-    if (fkd_shim_md_equal(fkd_shim_mem_md(have), want)) {
-        *out = have;
-        return FKD_OK;
-    }
-    fkd_mem *tmp;
     fkd_prim *r;
-    FKD_TRY(fkd_shim_mem(g->shim, &tmp, want));
     FKD_TRY(fkd_shim_reorder(g->shim, &r, have, tmp, false));
     FKD_TRY(fkd__steps_add(steps, r));
     *out = tmp;
     return FKD_OK;
 }
 
-fkd_status fkd__value_as(fkd_graph *g, fkd__steps *steps, int v, bool grad, const fkd_md *want,
+fkd_status fkd__value_as(fkd_graph *g, fkd__steps *steps, int v, const fkd_md *want,
                          fkd_mem **out)
 {
-    return fkd__mem_as(g, steps, grad ? g->values[v].grad : g->values[v].data, want, out);
+    fkd_mem *have = g->values[v].data, *tmp;
+    *out = have;
+    if (fkd_shim_md_equal(fkd_shim_mem_md(have), want)) return FKD_OK;
+    FKD_TRY(fkd_shim_mem(g->shim, &tmp, want));
+    return reorder_into(g, steps, have, tmp, out);
+}
+
+fkd_status fkd__bwd_temp(fkd_graph *g, fkd__node *n, const fkd_md *md, fkd_mem **out)
+{
+    size_t bytes = (fkd_shim_md_bytes(md) + 63) / 64 * 64;
+    FKD_TRY(grow((void **)&g->temps, &g->cap_temps, g->n_temps + 1, sizeof *g->temps));
+    FKD_TRY(fkd_shim_mem_edge(g->shim, out, md));
+    g->temps[g->n_temps++] = (struct fkd__temp){*out, n->bwd_temp_bytes};
+    n->bwd_temp_bytes += bytes;
+    if (n->bwd_temp_bytes > g->arena_bytes) g->arena_bytes = n->bwd_temp_bytes;
+    return FKD_OK;
+}
+
+fkd_status fkd__bwd_as(fkd_graph *g, fkd__node *n, fkd__steps *steps, fkd_mem *have,
+                       const fkd_md *want, fkd_mem **out)
+{
+    fkd_mem *tmp;
+    *out = have;
+    if (fkd_shim_md_equal(fkd_shim_mem_md(have), want)) return FKD_OK;
+    FKD_TRY(fkd__bwd_temp(g, n, want, &tmp));
+    return reorder_into(g, steps, have, tmp, out);
+}
+
+fkd_status fkd__grad_as(fkd_graph *g, fkd__node *n, fkd__steps *steps, int v, const fkd_md *want,
+                        fkd_mem **out)
+{
+    return fkd__bwd_as(g, n, steps, g->values[v].grad, want, out);
 }
 
 fkd_status fkd__accumulate(fkd_graph *g, fkd__steps *steps, fkd_mem *src, fkd_mem *dst)
 {
     if (fkd_shim_md_equal(fkd_shim_mem_md(src), fkd_shim_mem_md(dst)) && g->dtype == FKD_DT_F32)
-        return steps_push(steps, (fkd__step){.dst = fkd_shim_mem_data(dst),
-                                             .src = fkd_shim_mem_data(src),
-                                             .count = (int64_t)(fkd_shim_mem_bytes(dst) / sizeof(float))});
+        return steps_push(steps, (fkd__step){.dst = dst, .src = src});
     fkd_prim *r;
     FKD_TRY(fkd_shim_reorder(g->shim, &r, src, dst, true));
     return fkd__steps_add(steps, r);
@@ -330,9 +356,9 @@ fkd_status fkd__steps_run(fkd_graph *g, const fkd__steps *steps)
             continue;
         }
         FKD_TRY(fkd_shim_wait(g->shim));
-        float *dst = st->dst;
-        const float *src = st->src;
-        int64_t n = st->count;
+        float *dst = fkd_shim_mem_data(st->dst);
+        const float *src = fkd_shim_mem_data(st->src);
+        int64_t n = (int64_t)(fkd_shim_mem_bytes(st->dst) / sizeof(float));
 #pragma omp parallel for simd schedule(static)
         for (int64_t k = 0; k < n; k++) dst[k] += src[k];
     }
@@ -351,7 +377,7 @@ fkd_status fkd__build_weighted(fkd_graph *g, fkd__node *n, const fkd_pd *fwd,
 
     fkd_mem *src;
     fkd_prim *p;
-    FKD_TRY(fkd__value_as(g, &n->fwd, x, false, fkd_shim_pd_md(fwd, FKD_ARG_SRC), &src));
+    FKD_TRY(fkd__value_as(g, &n->fwd, x, fkd_shim_pd_md(fwd, FKD_ARG_SRC), &src));
     FKD_TRY(fkd_shim_prim(g->shim, &p, fwd));
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_SRC, src));
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_WEIGHTS, pw->data));
@@ -364,14 +390,14 @@ fkd_status fkd__build_weighted(fkd_graph *g, fkd__node *n, const fkd_pd *fwd,
      * do: forcing the forward layout on it selects ref:any), and dy in the layouts the two
      * backward primitives want (one reorder when they agree). */
     fkd_mem *w_bwd, *x_bwd, *dy_d, *dy_w, *dx, *dw, *db = NULL;
-    FKD_TRY(fkd__mem_as(g, &n->bwd, pw->data, fkd_shim_pd_md(bwd_data, FKD_ARG_WEIGHTS), &w_bwd));
-    FKD_TRY(fkd__mem_as(g, &n->bwd, src, fkd_shim_pd_md(bwd_weights, FKD_ARG_SRC), &x_bwd));
-    FKD_TRY(fkd__value_as(g, &n->bwd, y, true, fkd_shim_pd_md(bwd_data, FKD_ARG_DIFF_DST), &dy_d));
+    FKD_TRY(fkd__bwd_as(g, n, &n->bwd, pw->data, fkd_shim_pd_md(bwd_data, FKD_ARG_WEIGHTS), &w_bwd));
+    FKD_TRY(fkd__bwd_as(g, n, &n->bwd, src, fkd_shim_pd_md(bwd_weights, FKD_ARG_SRC), &x_bwd));
+    FKD_TRY(fkd__grad_as(g, n, &n->bwd, y, fkd_shim_pd_md(bwd_data, FKD_ARG_DIFF_DST), &dy_d));
     const fkd_md *want_w = fkd_shim_pd_md(bwd_weights, FKD_ARG_DIFF_DST);
     if (fkd_shim_md_equal(want_w, fkd_shim_mem_md(dy_d))) dy_w = dy_d;
-    else FKD_TRY(fkd__value_as(g, &n->bwd, y, true, want_w, &dy_w));
+    else FKD_TRY(fkd__grad_as(g, n, &n->bwd, y, want_w, &dy_w));
 
-    FKD_TRY(fkd_shim_mem(g->shim, &dx, fkd_shim_pd_md(bwd_data, FKD_ARG_DIFF_SRC)));
+    FKD_TRY(fkd__bwd_temp(g, n, fkd_shim_pd_md(bwd_data, FKD_ARG_DIFF_SRC), &dx));
     FKD_TRY(fkd_shim_prim(g->shim, &p, bwd_data));
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_DIFF_DST, dy_d));
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_WEIGHTS, w_bwd));
@@ -379,8 +405,8 @@ fkd_status fkd__build_weighted(fkd_graph *g, fkd__node *n, const fkd_pd *fwd,
     FKD_TRY(fkd__steps_add(&n->bwd, p));
     FKD_TRY(fkd__accumulate(g, &n->bwd, dx, g->values[x].grad));
 
-    FKD_TRY(fkd_shim_mem(g->shim, &dw, fkd_shim_pd_md(bwd_weights, FKD_ARG_DIFF_WEIGHTS)));
-    if (pb) FKD_TRY(fkd_shim_mem(g->shim, &db, fkd_shim_pd_md(bwd_weights, FKD_ARG_DIFF_BIAS)));
+    FKD_TRY(fkd__bwd_temp(g, n, fkd_shim_pd_md(bwd_weights, FKD_ARG_DIFF_WEIGHTS), &dw));
+    if (pb) FKD_TRY(fkd__bwd_temp(g, n, fkd_shim_pd_md(bwd_weights, FKD_ARG_DIFF_BIAS), &db));
     FKD_TRY(fkd_shim_prim(g->shim, &p, bwd_weights));
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_SRC, x_bwd));
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_DIFF_DST, dy_w));
@@ -459,6 +485,14 @@ fkd_status fkd_graph_finalize(fkd_graph *g)
         fkd__node *n = &g->nodes[i];
         fkd_status st = ops[n->op]->build(g, n);
         if (st != FKD_OK) return FKD_WRAP(st, "graph: %s '%s': ", fkd__op_name(n->op), n->name);
+    }
+    if (g->arena_bytes) {
+        g->arena = aligned_alloc(64, g->arena_bytes);
+        if (!g->arena)
+            return FKD_FAIL(FKD_ERR_NOMEM, "graph: cannot allocate a %zu-byte backward arena", g->arena_bytes);
+        memset(g->arena, 0, g->arena_bytes);
+        for (int i = 0; i < g->n_temps; i++)
+            FKD_TRY(fkd_shim_mem_set_handle(g->temps[i].mem, (char *)g->arena + g->temps[i].offset));
     }
     for (int i = 0; i < g->n_values; i++) FKD_TRY(build_value_edges(g, &g->values[i]));
     for (int i = 0; i < g->n_params; i++) FKD_TRY(build_param_edges(g, i));
