@@ -476,11 +476,8 @@ static fkd_status init_params(fkd_graph *g)
     return st;
 }
 
-fkd_status fkd_graph_finalize(fkd_graph *g)
+static fkd_status finalize(fkd_graph *g)
 {
-    if (!g) return FKD_FAIL(FKD_ERR_ARG, "graph: NULL graph");
-    if (g->finalized) return FKD_FAIL(FKD_ERR_ARG, "graph: finalize called twice");
-    if (g->n_nodes == 0) return FKD_FAIL(FKD_ERR_ARG, "graph: finalize: the graph has no nodes");
     for (int i = 0; i < g->n_nodes; i++) {
         fkd__node *n = &g->nodes[i];
         fkd_status st = ops[n->op]->build(g, n);
@@ -498,8 +495,20 @@ fkd_status fkd_graph_finalize(fkd_graph *g)
     for (int i = 0; i < g->n_params; i++) FKD_TRY(build_param_edges(g, i));
     FKD_TRY(fkd_shim_finalize(g->shim));
     g->finalized = true;
-    fkd_status st = init_params(g);
-    if (st != FKD_OK) g->finalized = false;
+    return init_params(g);
+}
+
+fkd_status fkd_graph_finalize(fkd_graph *g)
+{
+    if (!g) return FKD_FAIL(FKD_ERR_ARG, "graph: NULL graph");
+    if (g->broken) return FKD_FAIL(FKD_ERR_ARG, "graph: finalize: an earlier finalize failed");
+    if (g->finalized) return FKD_FAIL(FKD_ERR_ARG, "graph: finalize called twice");
+    if (g->n_nodes == 0) return FKD_FAIL(FKD_ERR_ARG, "graph: finalize: the graph has no nodes");
+    fkd_status st = finalize(g);
+    if (st != FKD_OK) {
+        g->broken = true;
+        g->finalized = false;
+    }
     return st;
 }
 

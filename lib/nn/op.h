@@ -99,6 +99,7 @@ struct fkd_graph {
     size_t arena_bytes;
     void *arena;
     bool finalized, training;
+    bool broken;      /* finalize failed half-way: only fkd_graph_free is allowed */
     uint64_t step;    /* dropout mask stream for the next training forward */
     int64_t macs;     /* per image, conv + linear */
 };
