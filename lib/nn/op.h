@@ -46,7 +46,6 @@ typedef struct {
 typedef struct {
     int ndims;
     int64_t dims[4];  /* plain shape: (N, C, H, W) or (N, F) */
-    int producer;     /* node index */
     fkd_mem *data;    /* in the producer's layout */
     fkd_mem *grad;    /* same layout as data; TRAIN graphs only */
     /* Edges: a buffer-less plain memory pointed at the caller's array, with reorders
@@ -120,6 +119,16 @@ extern const fkd__op fkd__op_input, fkd__op_conv, fkd__op_batchnorm, fkd__op_pre
     fkd__op_add, fkd__op_flatten, fkd__op_linear, fkd__op_dropout;
 
 const char *fkd__op_name(fkd__op_kind op);
+
+/* ---- shared inside lib/nn -------------------------------------------------------------- */
+/* Grows an array of `size`-byte elements to hold at least `need` (new slots zeroed). */
+fkd_status fkd__grow(void **items, int *cap, int need, size_t size);
+/* FKD_ERR_ARG naming `what` unless the graph is finalized. */
+fkd_status fkd__need_finalized(const fkd_graph *g, const char *what);
+/* params.c, called by finalize: plain-layout edges of every parameter (after the builds),
+ * then the initial values (after the shim is finalized). */
+fkd_status fkd__params_build_edges(fkd_graph *g);
+fkd_status fkd__params_init(fkd_graph *g);
 
 /* ---- used by builders (before finalize) ------------------------------------------------ */
 /* Checks that the graph is still open and the inputs exist; adds a node with `state`
