@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -410,6 +411,40 @@ static void test_infer_graph_matches_eval(void **state)
     fkd_graph_free(inf);
 }
 
+/* Build once, run many: after a warm-up step (oneDNN and OpenMP set up thread-local state
+ * on first use), a training step allocates nothing (glibc's heap and mmap counters stay
+ * put). */
+static void test_steps_do_not_allocate(void **state)
+{
+    (void)state;
+    fkd_value e;
+    fkd_graph *g = small_net(FKD_GRAPH_TRAIN, 3, &e);
+    OK(fkd_graph_freeze(g, "features.weight"));
+    float *in = random_array(2 * 3 * 64, 8), *r = random_array(20, 9), out[20];
+    size_t before = 0, after = 0;
+    fkd_status st = FKD_OK;
+    for (int it = 0; it < 4 && st == FKD_OK; it++) {
+        if (it == 1) {
+            struct mallinfo2 m = mallinfo2();
+            before = m.uordblks + m.hblkhd;
+        }
+        st = fkd_graph_set_input(g, "x", in);
+        if (st == FKD_OK) st = fkd_graph_forward(g);
+        if (st == FKD_OK) st = fkd_graph_read(g, e, out);
+        if (st == FKD_OK) st = fkd_graph_zero_grad(g);
+        if (st == FKD_OK) st = fkd_graph_add_grad(g, e, r);
+        if (st == FKD_OK) st = fkd_graph_backward(g);
+        if (st == FKD_OK) st = fkd_graph_set_training(g, it % 2 == 0); /* eval steps too */
+    }
+    struct mallinfo2 m = mallinfo2();
+    after = m.uordblks + m.hblkhd;
+    OK(st);
+    assert_int_equal(after, before);
+    free(in);
+    free(r);
+    fkd_graph_free(g);
+}
+
 /* ---- names, errors, kernels ------------------------------------------------------- */
 
 static void test_find_and_shape(void **state)
@@ -509,6 +544,7 @@ int main(void)
         cmocka_unit_test(test_zero_grad_accumulate_freeze),
         cmocka_unit_test(test_two_taps_add_up),
         cmocka_unit_test(test_infer_graph_matches_eval),
+        cmocka_unit_test(test_steps_do_not_allocate),
         cmocka_unit_test(test_find_and_shape),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_no_reference_kernels),
