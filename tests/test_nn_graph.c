@@ -555,6 +555,8 @@ static void test_errors(void **state)
     expect_error(fkd_graph_finalize(g), FKD_ERR_ARG, "twice");
     expect_error(fkd_graph_prelu(g, "late", c), FKD_ERR_ARG, "late");
     expect_error(fkd_graph_set_input(g, "c1", NULL), FKD_ERR_NOTFOUND, "c1");
+    expect_error(fkd_graph_set_input(g, "x", NULL), FKD_ERR_ARG, "NULL");
+    expect_error(fkd_graph_param_write(g, 0, NULL), FKD_ERR_ARG, "NULL");
     float buf[4];
     expect_error(fkd_graph_read(g, 99, buf), FKD_ERR_ARG, "99");
     expect_error(fkd_graph_param_read(g, 12, buf), FKD_ERR_ARG, "12");

@@ -159,6 +159,7 @@ fkd_value fkd__node_add(fkd_graph *g, fkd__op_kind op, const char *name, const i
 
 fkd_status fkd_graph_tap(fkd_graph *g, const char *tap_name, fkd_value v)
 {
+    if (!g) return FKD_FAIL(FKD_ERR_ARG, "graph: tap: NULL graph");
     if (!tap_name || !*tap_name) return FKD_FAIL(FKD_ERR_ARG, "graph: tap without a name");
     if (v < 0 || v >= g->n_values)
         return FKD_FAIL(FKD_ERR_ARG, "graph: tap '%s': value %d does not exist", tap_name, v);
@@ -179,7 +180,7 @@ fkd_status fkd_graph_tap(fkd_graph *g, const char *tap_name, fkd_value v)
 
 fkd_value fkd_graph_find(fkd_graph *g, const char *name)
 {
-    if (!name) return FKD_FAIL(FKD_ERR_ARG, "graph: find: NULL name");
+    if (!g || !name) return FKD_FAIL(FKD_ERR_ARG, "graph: find: NULL graph or name");
     for (int i = 0; i < g->n_taps; i++)
         if (strcmp(g->taps[i].name, name) == 0) return g->taps[i].value;
     int n = node_by_name(g, name);
@@ -189,6 +190,7 @@ fkd_value fkd_graph_find(fkd_graph *g, const char *name)
 
 fkd_status fkd_graph_shape(const fkd_graph *g, fkd_value v, int *ndims, int dims[4])
 {
+    if (!g) return FKD_FAIL(FKD_ERR_ARG, "graph: shape: NULL graph");
     if (v < 0 || v >= g->n_values)
         return FKD_FAIL(FKD_ERR_ARG, "graph: shape: value %d does not exist", v);
     const fkd__value *x = &g->values[v];
@@ -507,6 +509,7 @@ fkd_status fkd_graph_set_input(fkd_graph *g, const char *name, const float *nchw
 {
     fkd__value *v;
     FKD_TRY(find_input(g, name, "set_input", &v));
+    if (!nchw) return FKD_FAIL(FKD_ERR_ARG, "graph: set_input: '%s': NULL data", name);
     /* Inputs are kept plain (see op_input.c). */
     memcpy(fkd_shim_mem_data(v->data), nchw, (size_t)value_numel(v) * sizeof(float));
     return FKD_OK;
@@ -516,6 +519,7 @@ fkd_status fkd_graph_read_input_grad(fkd_graph *g, const char *name, float *out)
 {
     fkd__value *v;
     FKD_TRY(find_input(g, name, "read_input_grad", &v));
+    if (!out) return FKD_FAIL(FKD_ERR_ARG, "graph: read_input_grad: '%s': NULL output", name);
     if (!v->grad)
         return FKD_FAIL(FKD_ERR_ARG, "graph: read_input_grad: '%s': an inference graph has no gradients", name);
     memcpy(out, fkd_shim_mem_data(v->grad), (size_t)value_numel(v) * sizeof(float));
@@ -565,6 +569,7 @@ fkd_status fkd_graph_backward(fkd_graph *g)
 fkd_status fkd_graph_read(fkd_graph *g, fkd_value v, float *out)
 {
     FKD_TRY(need_value(g, v, "read"));
+    if (!out) return FKD_FAIL(FKD_ERR_ARG, "graph: read: NULL output");
     fkd__value *x = &g->values[v];
     if (!x->kept)
         return FKD_FAIL(FKD_ERR_ARG,
@@ -593,6 +598,7 @@ fkd_status fkd_graph_zero_grad(fkd_graph *g)
 fkd_status fkd_graph_add_grad(fkd_graph *g, fkd_value v, const float *grad)
 {
     FKD_TRY(need_value(g, v, "add_grad"));
+    if (!grad) return FKD_FAIL(FKD_ERR_ARG, "graph: add_grad: NULL gradient");
     fkd__value *x = &g->values[v];
     if (!x->grad) return FKD_FAIL(FKD_ERR_ARG, "graph: add_grad: an inference graph has no gradients");
     if (!x->edge) {
