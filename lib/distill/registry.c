@@ -10,6 +10,10 @@
  * defined in lib/distill/<name>.c. The order is the order of --list and of messages. */
 #define FKD__DISTILL_METHODS(X) \
     X(kd)                       \
+    X(darkrank)                 \
+    X(sp)                       \
+    X(cckd)                     \
+    X(rkd)                      \
     X(l2)                       \
     X(cosine)
 
