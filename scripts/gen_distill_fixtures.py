@@ -142,6 +142,10 @@ CASES = {
     "cckd_order4": ({"gamma": 0.8, "order": 4}, set()),
     "rkd": ({"distance_weight": 25.0, "angle_weight": 50.0, "normalize": "true"}, set()),
     "rkd_raw": ({"distance_weight": 1.0, "angle_weight": 2.0, "normalize": "false"}, set()),
+    # an unrelated student with one far-out sample: distance ratios differ by more than 1,
+    # which reaches smooth L1's linear part
+    "rkd_outlier": ({"distance_weight": 25.0, "angle_weight": 50.0, "normalize": "false"},
+                    {"outlier"}),
     "l2": ({"normalize": "true"}, {"equal"}),
     "l2_raw": ({"normalize": "false"}, {"equal"}),
     "cosine": ({}, {"equal"}),
@@ -161,7 +165,11 @@ def make_inputs(case, kinds):
         return {"s_tap": rand(B, 4, 3, 3), "t_tap": rand(B, 6, 2, 3)}
     t_emb = rand(B, dt, scale=2.0)
     proj = rand(dt, DS, scale=1.0 / math.sqrt(dt))
-    x = {"t_emb": t_emb, "s_emb": (t_emb @ proj + rand(B, DS, scale=0.5)).float()}
+    s_emb = t_emb @ proj + rand(B, DS, scale=0.5)
+    if "outlier" in kinds:
+        s_emb = rand(B, DS)
+        s_emb[0] *= 10.0
+    x = {"t_emb": t_emb, "s_emb": s_emb.float()}
     if "centres" in kinds:
         x["w_s"] = rand(C, DS)
         x["w_t"] = rand(C, dt)

@@ -330,6 +330,7 @@ CASE_TEST(cckd)
 CASE_TEST(cckd_order4)
 CASE_TEST(rkd)
 CASE_TEST(rkd_raw)
+CASE_TEST(rkd_outlier)
 CASE_TEST(l2)
 CASE_TEST(l2_raw)
 CASE_TEST(cosine)
@@ -718,6 +719,7 @@ int main(void)
         cmocka_unit_test(test_case_cckd_order4),
         cmocka_unit_test(test_case_rkd),
         cmocka_unit_test(test_case_rkd_raw),
+        cmocka_unit_test(test_case_rkd_outlier),
         cmocka_unit_test(test_case_l2),
         cmocka_unit_test(test_case_l2_raw),
         cmocka_unit_test(test_case_cosine),
