@@ -10,9 +10,11 @@
  * with S = x̂ x̂ᵀ the cosine matrix, then through the Gram and the normalisation.
  * The teacher side has no gradient.
  *
- * Defaults γ = 0.4, P = 2: the values of torchdistill's CCKD configuration for ImageNet
- * (kernel gaussian, gamma 0.4, max_p 2), following the paper's choice of a second-order
- * expansion of the Gaussian kernel.
+ * Defaults γ = 0.4, P = 2: torchdistill's CCKD sample configuration for ImageNet
+ * (configs/sample/ilsvrc2012/cckd: kernel gaussian, gamma 0.4, max_p 2, recipe weight
+ * 0.003). Unlike torchdistill (the unsquared Frobenius distance over b², on a learned
+ * linear projection) this follows the paper: the squared distance over b², on the
+ * normalised embeddings, as FaceX-Zoo's face-KD CC loss does.
  *
  * Parameters: gamma (> 0, 0.4), order (1..8, 2).
  */

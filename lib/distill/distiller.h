@@ -208,7 +208,7 @@ typedef struct {
 
 typedef struct fkd_distill_method {
     const char *name;    /* "kd": the recipe's `method:` value */
-    const char *summary; /* one line for `facekd distill --list` */
+    const char *summary; /* one line for method listings and --help */
     unsigned needs;      /* FKD_DISTILL_NEED_* every instance needs */
 
     /* Reads its parameters from `opts` (every key it knows, even when absent, so the

@@ -12,8 +12,8 @@
  *   ∂L/∂ŝ = ∂L/∂cos_s · Ŵ_s,   ∂L/∂Ŵ_s = (∂L/∂cos_s)ᵀ · ŝ,  then through both normalisations.
  * The T² factor keeps the gradient's size independent of T (Hinton et al., section 2.1).
  *
- * Defaults: T = 4 (the temperature of torchdistill's and RepDistiller's KD configurations
- * and of FaceX-Zoo's face-KD SoftTarget); s = the context's head scale (the s the teacher
+ * Defaults: T = 4 (RepDistiller's --kd_T default, and the T of FaceX-Zoo's face-KD
+ * SoftTarget configuration); s = the context's head scale (the s the teacher
  * was trained with: 64 for arcface_torch's ArcFace), 64 when the trainer does not know it.
  * With s = 64 and T = 4 the softened logits span ±16, which keeps the teacher's
  * distribution informative beyond its top identity.
