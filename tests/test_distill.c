@@ -15,6 +15,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -706,6 +707,111 @@ static void test_sp_tap_needs(void **state)
     fixture_free(&fx);
 }
 
+/* The per-thread buffers of rkd's angle term: one thread and all threads agree. */
+static void test_threads_agree(void **state)
+{
+    (void)state;
+    fixture fx;
+    fixture_load(&fx, "rkd_outlier");
+    float *f[N_IN] = {fx.f[IN_S_EMB].data, fx.f[IN_T_EMB].data, NULL, NULL, NULL, NULL};
+    int64_t n = fx.b * fx.d_s;
+    float *g1 = calloc((size_t)n, sizeof(float)), *g2 = calloc((size_t)n, sizeof(float));
+    int threads = omp_get_max_threads();
+    fkd_distiller *d = fixture_create(&fx);
+    fkd_distill_inputs in = fixture_inputs(fx.b, f);
+    fkd_distill_outputs out = {.scale = 1.0f, .d_student_emb = g1};
+    double l1, l2;
+    omp_set_num_threads(1);
+    assert_int_equal(fkd_distiller_forward(d, &in, &out, &l1), FKD_OK);
+    omp_set_num_threads(threads > 1 ? threads : 2);
+    out.d_student_emb = g2;
+    assert_int_equal(fkd_distiller_forward(d, &in, &out, &l2), FKD_OK);
+    omp_set_num_threads(threads);
+    assert_true(fabs(l1 - l2) <= 1e-12 * fabs(l1));
+    double *g1d = malloc((size_t)n * sizeof(double));
+    for (int64_t q = 0; q < n; q++) g1d[q] = g1[q];
+    assert_true(norm_err_fd(g2, g1d, n) <= 1e-6);
+    free(g1d);
+    free(g1);
+    free(g2);
+    fkd_distiller_free(d);
+    fixture_free(&fx);
+}
+
+/* The wrapper's checks for methods that read labels and give margins (MarginDistillation
+ * and friends), through a hand-made method: loss = mean label, margin_i = label_i / 10. */
+static fkd_status labels_forward(void *state, const fkd_distill_inputs *in,
+                                 const fkd_distill_outputs *out, double *loss)
+{
+    (void)state;
+    *loss = 0.0;
+    for (int64_t i = 0; i < in->batch; i++) {
+        *loss += (double)in->labels[i] / (double)in->batch;
+        if (out) out->margins[i] = (float)in->labels[i] / 10.0f;
+    }
+    return FKD_OK;
+}
+
+static void labels_free(void *state) { (void)state; }
+
+static int labels_params(void *state, fkd_param **params)
+{
+    static float w[2], g[2];
+    static fkd_param p = {.name = "regressor.weight", .ndims = 1, .dims = {2}, .numel = 2,
+                          .data = w, .grad = g, .storage = 2, .trainable = true, .decay = true};
+    (void)state;
+    *params = &p;
+    return 1;
+}
+
+static int labels_state(void *state, fkd_distill_tensor *t, int max)
+{
+    if (max > 0) *t = (fkd_distill_tensor){"threshold", state, 1};
+    return 1;
+}
+
+static void test_forward_checks_labels_and_margins(void **state)
+{
+    (void)state;
+    static const fkd_distill_method labels_method = {
+        .name = "labels", .summary = "test method", .needs = FKD_DISTILL_NEED_LABELS |
+        FKD_DISTILL_GIVES_MARGINS, .forward = labels_forward, .free = labels_free,
+        .state_tensors = labels_state, .params = labels_params};
+    float threshold = 0.25f;
+    fkd_distiller d = {.method = &labels_method, .state = &threshold,
+                       .needs = {.flags = labels_method.needs}, .ctx = small_ctx};
+    int64_t labels[4] = {0, 2, 1, 3};
+    float margins[4] = {0};
+    fkd_distill_inputs in = {.batch = 4, .labels = labels};
+    fkd_distill_outputs out = {.scale = 1.0f};
+    double loss;
+    assert_int_equal(fkd_distiller_forward(&d, &in, &out, &loss), FKD_ERR_ARG);
+    assert_string_equal(fkd_last_error(), "distiller labels: label 3 of sample 3 outside [0, 3)");
+    labels[3] = 1;
+    assert_int_equal(fkd_distiller_forward(&d, &in, &out, &loss), FKD_ERR_ARG);
+    assert_string_equal(fkd_last_error(), "distiller labels: gives margins, got no margins buffer");
+    out.margins = margins;
+    assert_int_equal(fkd_distiller_forward(&d, &in, &out, &loss), FKD_OK);
+    assert_true(loss == 1.0);
+    assert_true(margins[1] == 0.2f);
+    in.labels = NULL;
+    assert_int_equal(fkd_distiller_forward(&d, &in, &out, &loss), FKD_ERR_ARG);
+    assert_string_equal(fkd_last_error(), "distiller labels: needs labels, got NULL");
+    fkd_distill_tensor t[2];
+    assert_int_equal(fkd_distiller_state_tensors(&d, t, 2), 1);
+    assert_string_equal(t[0].name, "threshold");
+    assert_true(t[0].data == &threshold && t[0].numel == 1);
+    fkd_param *params;
+    assert_int_equal(fkd_distiller_params(&d, &params), 1);
+    assert_string_equal(params[0].name, "regressor.weight");
+    /* the registered methods keep no running state and train no parameters */
+    fkd_distiller *kd = make("cosine", NULL, 0, &small_ctx);
+    assert_int_equal(fkd_distiller_state_tensors(kd, t, 2), 0);
+    assert_int_equal(fkd_distiller_params(kd, &params), 0);
+    assert_null(params);
+    fkd_distiller_free(kd);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -733,6 +839,8 @@ int main(void)
         cmocka_unit_test(test_forward_checks_inputs),
         cmocka_unit_test(test_batch_of_one),
         cmocka_unit_test(test_sp_tap_needs),
+        cmocka_unit_test(test_threads_agree),
+        cmocka_unit_test(test_forward_checks_labels_and_margins),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

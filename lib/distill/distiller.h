@@ -54,6 +54,7 @@
 #include <stdint.h>
 
 #include "core/status.h"
+#include "nn/graph.h" /* fkd_param, for methods with trainable parameters */
 
 /* ---- options: a method's parameters as (key, value text, place) ---------------------- */
 
@@ -165,6 +166,7 @@ typedef struct {
     int64_t d_s, d_t;  /* embedding sizes */
     int64_t classes;   /* C: rows of the centres, columns of the logits (0 = no head) */
     double scale;      /* s of the ArcFace-style heads (the teacher's training s); 0 = unknown */
+    uint64_t seed;     /* for methods that initialise parameters (a regressor), with core/rng */
     fkd_distill_tap_shape_fn tap_shape; /* NULL when the trainer exposes no taps */
     void *tap_user;
 } fkd_distill_context;
@@ -229,6 +231,14 @@ typedef struct fkd_distill_method {
     /* Optional (NULL when the method has no running state): fills up to `max` tensors
      * and returns how many the state has. */
     int (*state_tensors)(void *state, fkd_distill_tensor *tensors, int max);
+
+    /* Optional (NULL when the method has no trainable parameters; FitNet's regressor has):
+     * points *params at the state's parameter list (owned by the state, valid until free;
+     * names like "regressor.weight", plain PyTorch layout, storage = numel) and returns its
+     * length. forward ACCUMULATES out->scale·∂loss/∂p into each p->grad when `out` is not
+     * NULL; the trainer zeroes those gradients with the student's, gives the list to the
+     * optimizer and saves it in checkpoints. */
+    int (*params)(void *state, fkd_param **params);
 } fkd_distill_method;
 
 /* ---- the registry --------------------------------------------------------------------- */
@@ -260,6 +270,9 @@ fkd_status fkd_distiller_forward(fkd_distiller *d, const fkd_distill_inputs *in,
 
 /* The instance's running state (0 tensors when the method has none). */
 int fkd_distiller_state_tensors(fkd_distiller *d, fkd_distill_tensor *tensors, int max);
+
+/* The instance's trainable parameters (0 and *params = NULL when the method has none). */
+int fkd_distiller_params(fkd_distiller *d, fkd_param **params);
 
 /* Frees the instance; safe on NULL. */
 void fkd_distiller_free(fkd_distiller *d);

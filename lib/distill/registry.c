@@ -153,6 +153,13 @@ int fkd_distiller_state_tensors(fkd_distiller *d, fkd_distill_tensor *tensors, i
     return d->method->state_tensors(d->state, tensors, max);
 }
 
+int fkd_distiller_params(fkd_distiller *d, fkd_param **params)
+{
+    *params = NULL;
+    if (!d || !d->method->params) return 0;
+    return d->method->params(d->state, params);
+}
+
 void fkd_distiller_free(fkd_distiller *d)
 {
     if (!d) return;
