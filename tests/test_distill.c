@@ -440,6 +440,20 @@ static void test_options_errors_name_place_and_key(void **state)
     assert_int_equal(create_with("kd", "T", "2.5e0", &small_ctx), FKD_OK);
 }
 
+static void test_options_repeated_key(void **state)
+{
+    (void)state;
+    fkd_distill_option it[2] = {{"T", "4", "recipe.yaml:14:7", false},
+                                {"T", "5", "recipe.yaml:16:7", false}};
+    fkd_distill_options o;
+    fkd_distill_options_init(&o, "distill[1]", it, 2);
+    fkd_distiller *d = NULL;
+    assert_int_equal(fkd_distiller_create(&d, "kd", &o, &small_ctx), FKD_ERR_ARG);
+    assert_null(d);
+    assert_string_equal(fkd_last_error(), "recipe.yaml:16:7: distill[1].T: given twice (first at "
+                                          "recipe.yaml:14:7)");
+}
+
 static void test_options_without_place_or_scope(void **state)
 {
     (void)state;
@@ -832,6 +846,7 @@ int main(void)
         cmocka_unit_test(test_registry_lists_and_finds_methods),
         cmocka_unit_test(test_registry_unknown_method),
         cmocka_unit_test(test_options_errors_name_place_and_key),
+        cmocka_unit_test(test_options_repeated_key),
         cmocka_unit_test(test_options_without_place_or_scope),
         cmocka_unit_test(test_options_float_lists),
         cmocka_unit_test(test_options_string_and_int_defaults),

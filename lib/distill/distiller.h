@@ -122,6 +122,7 @@ fkd_status fkd_distill_options_fail(const fkd_distill_options *o, fkd_status sta
                                     const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Fails on the first key nobody read:
  *     recipe.yaml:15:7: distill[1].tau: unknown parameter of method kd (known: T, s)
+ *     recipe.yaml:16:7: distill[1].T: given twice (first at recipe.yaml:14:7)
  * fkd_distiller_create() calls it after the method's create. */
 fkd_status fkd_distill_options_done(const fkd_distill_options *o);
 
