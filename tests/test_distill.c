@@ -408,7 +408,8 @@ static void test_options_errors_name_place_and_key(void **state)
                  "recipe.yaml:14:7: distill[2].T: expected a number, got \"four\"");
     expect_error("kd", "T", "-1", "recipe.yaml:14:7: distill[2].T: -1 is out of range (0, inf)");
     expect_error("kd", "T", "0", "recipe.yaml:14:7: distill[2].T: 0 is out of range (0, inf)");
-    expect_error("kd", "T", "nan", "recipe.yaml:14:7: distill[2].T: expected a number, got \"nan\"");
+    expect_error("kd", "T", "nan",
+                 "recipe.yaml:14:7: distill[2].T: expected a number, got \"nan\"");
     expect_error("kd", "T", "0x10",
                  "recipe.yaml:14:7: distill[2].T: expected a number, got \"0x10\"");
     expect_error("kd", "T", "", "recipe.yaml:14:7: distill[2].T: expected a number, got \"\"");

@@ -81,8 +81,9 @@ static fkd_status range_error(const fkd_distill_options *o, const fkd_distill_op
                               const char *key, double v, fkd_distill_range r)
 {
     char at[256];
-    return FKD_FAIL(FKD_ERR_ARG, "%s: %g is out of range %c%g, %g%c", where(o, it, key, at, sizeof at),
-                    v, r.lo_open ? '(' : '[', r.lo, r.hi, r.hi_open ? ')' : ']');
+    return FKD_FAIL(FKD_ERR_ARG, "%s: %g is out of range %c%g, %g%c",
+                    where(o, it, key, at, sizeof at), v, r.lo_open ? '(' : '[', r.lo, r.hi,
+                    r.hi_open ? ')' : ']');
 }
 
 fkd_status fkd_distill_opt_float(fkd_distill_options *o, const char *key, double def,

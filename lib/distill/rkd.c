@@ -149,7 +149,8 @@ static double rkd_anchor(const rkd_state *st, int64_t a, int64_t b, double scale
     for (int64_t j = 0; j < b; j++) {
         if (j == a) continue;
         double nsj = fmax(ns[j], eps), ntj = fmax(nt[j], eps), row = 0.0;
-        double gsja = gs[j * b + a] - (double)gs[a * b + a], gtja = gt[j * b + a] - (double)gt[a * b + a];
+        double gsja = gs[j * b + a] - (double)gs[a * b + a];
+        double gtja = gt[j * b + a] - (double)gt[a * b + a];
         for (int64_t k = 0; k < b; k++) {
             if (k == a || k == j) continue; /* A_jj = 1 on both sides */
             double nsk = fmax(ns[k], eps), ntk = fmax(nt[k], eps);
