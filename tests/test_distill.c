@@ -237,7 +237,7 @@ static void run_case(const char *name)
     double want = *(double *)fx.loss.data;
 
     /* 1. loss and gradients against PyTorch; gradients accumulate with out.scale */
-    fkd_distill_outputs out = {.scale = 1.0f};
+    fkd_distill_outputs out = {.grad_scale = 1.0f};
     float *g[N_IN] = {0};
     for (int k = 0; k < 3; k++) {
         int i = grad_inputs[k];
@@ -256,7 +256,7 @@ static void run_case(const char *name)
         if (!(e <= GRAD_TOL)) fail_msg("%s: d_%s vs torch: error %.3g", name, in_names[i], e);
     }
     /* a second call with scale 0.5 adds half the gradient: 1.5 × torch's */
-    out.scale = 0.5f;
+    out.grad_scale = 0.5f;
     if (fkd_distiller_forward(d, &in, &out, &loss) != FKD_OK) fail_msg("%s", fkd_last_error());
     for (int k = 0; k < 3; k++) {
         int i = grad_inputs[k];
@@ -643,7 +643,7 @@ static void test_forward_checks_inputs(void **state)
     fkd_distiller *d = make("cosine", NULL, 0, &small_ctx);
     assert_int_equal(d->needs.flags, FKD_DISTILL_NEED_STUDENT_EMB | FKD_DISTILL_NEED_TEACHER_EMB);
     fkd_distill_inputs in = {.batch = 4, .student_emb = s};
-    fkd_distill_outputs out = {.scale = 1.0f, .d_student_emb = g};
+    fkd_distill_outputs out = {.grad_scale = 1.0f, .d_student_emb = g};
     double loss = -1;
     assert_int_equal(fkd_distiller_forward(d, &in, &out, &loss), FKD_ERR_ARG);
     assert_string_equal(fkd_last_error(), "distiller cosine: needs teacher_emb, got NULL");
@@ -685,7 +685,7 @@ static void test_batch_of_one(void **state)
     for (int k = 0; k < 2; k++) {
         fkd_distiller *d = make(methods[k], NULL, 0, &small_ctx);
         fkd_distill_inputs in = {.batch = 1, .student_emb = s, .teacher_emb = t};
-        fkd_distill_outputs out = {.scale = 1.0f, .d_student_emb = g};
+        fkd_distill_outputs out = {.grad_scale = 1.0f, .d_student_emb = g};
         double loss = -1;
         assert_int_equal(fkd_distiller_forward(d, &in, &out, &loss), FKD_OK);
         assert_true(loss == 0.0);
@@ -734,7 +734,7 @@ static void test_threads_agree(void **state)
     int threads = omp_get_max_threads();
     fkd_distiller *d = fixture_create(&fx);
     fkd_distill_inputs in = fixture_inputs(fx.b, f);
-    fkd_distill_outputs out = {.scale = 1.0f, .d_student_emb = g1};
+    fkd_distill_outputs out = {.grad_scale = 1.0f, .d_student_emb = g1};
     double l1, l2;
     omp_set_num_threads(1);
     assert_int_equal(fkd_distiller_forward(d, &in, &out, &l1), FKD_OK);
@@ -798,7 +798,7 @@ static void test_forward_checks_labels_and_margins(void **state)
     int64_t labels[4] = {0, 2, 1, 3};
     float margins[4] = {0};
     fkd_distill_inputs in = {.batch = 4, .labels = labels};
-    fkd_distill_outputs out = {.scale = 1.0f};
+    fkd_distill_outputs out = {.grad_scale = 1.0f};
     double loss;
     assert_int_equal(fkd_distiller_forward(&d, &in, &out, &loss), FKD_ERR_ARG);
     assert_string_equal(fkd_last_error(), "distiller labels: label 3 of sample 3 outside [0, 3)");

@@ -17,7 +17,7 @@
  *     for (each step) {
  *         fkd_distill_inputs in = {.batch = b, .student_emb = e_s, .teacher_emb = e_t,
  *                                  .student_centres = w_s, .teacher_centres = w_t};
- *         fkd_distill_outputs out = {.scale = weight, .d_student_emb = d_e_s,
+ *         fkd_distill_outputs out = {.grad_scale = weight, .d_student_emb = d_e_s,
  *                                    .d_student_centres = d_w_s};
  *         double loss;
  *         FKD_TRY(fkd_distiller_forward(kd, &in, &out, &loss));  // d_e_s += weight·∂loss/∂e_s
@@ -33,7 +33,7 @@
  *   student_tap (b, c_s, h_s, w_s), teacher_tap (b, c_t, h_t, w_t)  plain NCHW
  *
  * Gradients ACCUMULATE (+=) into the buffers the caller provides, multiplied by
- * out->scale: pass the recipe weight to have the distiller add weight·∂loss/∂x straight
+ * out->grad_scale: pass the recipe weight to have the distiller add weight·∂loss/∂x straight
  * into the student's gradient buffers, or 1 to get the weight-free gradient. The returned
  * loss is always weight-free. Zeroing is the caller's job, in one place.
  *
@@ -191,7 +191,7 @@ typedef struct {
  * skips that gradient. A NULL fkd_distill_outputs means evaluation: loss only, and the
  * method's running state (if any) is not updated. */
 typedef struct {
-    float scale;              /* gradients added are scale·∂loss/∂x */
+    float grad_scale;         /* gradients added are grad_scale·∂loss/∂x */
     float *d_student_emb;     /* (b, d_s)  += */
     float *d_student_centres; /* (C, d_s)  += */
     float *d_student_logits;  /* (b, C)    += */
@@ -236,7 +236,7 @@ typedef struct fkd_distill_method {
     /* Optional (NULL when the method has no trainable parameters; FitNet's regressor has):
      * points *params at the state's parameter list (owned by the state, valid until free;
      * names like "regressor.weight", plain PyTorch layout, storage = numel) and returns its
-     * length. forward ACCUMULATES out->scale·∂loss/∂p into each p->grad when `out` is not
+     * length. forward ACCUMULATES out->grad_scale·∂loss/∂p into each p->grad when `out` is not
      * NULL; the trainer zeroes those gradients with the student's, gives the list to the
      * optimizer and saves it in checkpoints. */
     int (*params)(void *state, fkd_param **params);

@@ -123,14 +123,14 @@ static fkd_status kd_forward(void *state, const fkd_distill_inputs *in,
         /* d_hat (b, d_s) = dcos (b, C) · Ŵ_s (C, d_s) */
         FKD_TRY(fkd_sgemm(false, false, b, ds, C, 1.0f, st->zs, C, st->ws_hat, ds, 0.0f,
                           p->d_hat, ds));
-        fkd__emb_pair_backward(p, out->d_student_emb, b, out->scale);
+        fkd__emb_pair_backward(p, out->d_student_emb, b, out->grad_scale);
     }
     if (out->d_student_centres) {
         /* d_ws_hat (C, d_s) = dcosᵀ (C, b) · ŝ (b, d_s) */
         FKD_TRY(fkd_sgemm(true, false, C, ds, b, 1.0f, st->zs, C, p->s_hat, ds, 0.0f,
                           st->d_ws_hat, ds));
         fkd__rows_normalize_backward(out->d_student_centres, st->d_ws_hat, st->ws_hat,
-                                     st->ws_norm, C, ds, out->scale);
+                                     st->ws_norm, C, ds, out->grad_scale);
     }
     return FKD_OK;
 }

@@ -236,9 +236,10 @@ static fkd_status rkd_forward(void *state, const fkd_distill_inputs *in,
     *loss = st->w_d * l_d + st->w_a * l_a;
     if (!grad) return FKD_OK;
     if (st->normalize) {
-        fkd__emb_pair_backward(p, out->d_student_emb, b, out->scale);
+        fkd__emb_pair_backward(p, out->d_student_emb, b, out->grad_scale);
     } else {
-        for (int64_t n = 0; n < b * p->d_s; n++) out->d_student_emb[n] += out->scale * p->d_hat[n];
+        for (int64_t n = 0; n < b * p->d_s; n++)
+            out->d_student_emb[n] += out->grad_scale * p->d_hat[n];
     }
     return FKD_OK;
 }
