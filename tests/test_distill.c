@@ -455,6 +455,46 @@ static void test_options_repeated_key(void **state)
                                           "recipe.yaml:14:7)");
 }
 
+/* Every one-byte change of valid values parses or fails with FKD_ERR_ARG, never crashes
+ * (run under the sanitizer build too); what parses is finite and in range. */
+static void test_options_mutations(void **state)
+{
+    (void)state;
+    static const char *const texts[] = {"[0.1, 0.01]", "2.5e-1", "-17", "true", "1,2,3"};
+    for (size_t t = 0; t < sizeof texts / sizeof texts[0]; t++) {
+        size_t len = strlen(texts[t]);
+        for (size_t pos = 0; pos <= len; pos++) {
+            for (int byte = 1; byte < 256; byte++) {
+                char text[32];
+                memcpy(text, texts[t], len + 1);
+                text[pos] = (char)byte;
+                if (pos == len) text[pos + 1] = '\0';
+                fkd_distill_option it = {"k", text, "m.yaml:1:1", false};
+                fkd_distill_options o;
+                fkd_distill_options_init(&o, "distill[0]", &it, 1);
+                double v, list[4];
+                int64_t i;
+                bool flag;
+                int n;
+                fkd_status s1 = fkd_distill_opt_float(&o, "k", 0, FKD_DISTILL_ANY, &v);
+                assert_true(s1 == FKD_OK || s1 == FKD_ERR_ARG);
+                if (s1 == FKD_OK) assert_true(isfinite(v));
+                else assert_non_null(strstr(fkd_last_error(), "m.yaml:1:1: distill[0].k: "));
+                fkd_status s2 = fkd_distill_opt_int(&o, "k", 0, -100, 100, &i);
+                assert_true(s2 == FKD_OK || s2 == FKD_ERR_ARG);
+                if (s2 == FKD_OK) assert_true(i >= -100 && i <= 100);
+                fkd_status s3 = fkd_distill_opt_bool(&o, "k", false, &flag);
+                assert_true(s3 == FKD_OK || s3 == FKD_ERR_ARG);
+                fkd_status s4 = fkd_distill_opt_floats(&o, "k", NULL, 0, 1, 4,
+                                                       FKD_DISTILL_POSITIVE, list, &n);
+                assert_true(s4 == FKD_OK || s4 == FKD_ERR_ARG);
+                if (s4 == FKD_OK)
+                    for (int q = 0; q < n; q++) assert_true(isfinite(list[q]) && list[q] > 0);
+            }
+        }
+    }
+}
+
 static void test_options_without_place_or_scope(void **state)
 {
     (void)state;
@@ -848,6 +888,7 @@ int main(void)
         cmocka_unit_test(test_registry_unknown_method),
         cmocka_unit_test(test_options_errors_name_place_and_key),
         cmocka_unit_test(test_options_repeated_key),
+        cmocka_unit_test(test_options_mutations),
         cmocka_unit_test(test_options_without_place_or_scope),
         cmocka_unit_test(test_options_float_lists),
         cmocka_unit_test(test_options_string_and_int_defaults),
