@@ -6,6 +6,7 @@
 /* X(name, one-line summary). Add a line here and a lib/cli/cmd_<name>.c file. */
 #define FKD_COMMAND_LIST(X)                                                                  \
     X(train, "train a model and its head from labels, as a YAML recipe says")                 \
+    X(distill, "train a student against a teacher with distillation losses (recipe)")          \
     X(eval, "verification accuracy (insightface protocol), TAR@FAR, ROC of a model")          \
     X(embed, "embeddings of images, a folder or a .npy batch, written as .npy")               \
     X(info, "describe an architecture or a model file (parameters, MACs, tensors, check)")    \

@@ -51,9 +51,24 @@ struct fkd_trainer {
 
     float *embedding;   /* (B, d) this step's embedding */
     float *d_embedding; /* (B, d) dL/d embedding */
+    float *d_hook;      /* (B, d) the hook's part of dL/d embedding */
+    float *margins;     /* (B) per-sample margins from the hook */
+    fkd_param *extra_params; /* the hook's trainable parameters (owned by the hook) */
+    int n_extra;
 };
 
 const char *fkd_trainer_run_dir(const fkd_trainer *t) { return t->run_dir; }
+
+fkd_graph *fkd_trainer_graph(fkd_trainer *t, fkd_value *embedding)
+{
+    if (embedding) *embedding = t->emb;
+    return t->g;
+}
+
+fkd_margin_head *fkd_trainer_head(fkd_trainer *t) { return t->head; }
+int fkd_trainer_classes(const fkd_trainer *t) { return t->ds.ops->identities(&t->ds); }
+int fkd_trainer_batch(const fkd_trainer *t) { return t->batch; }
+int64_t fkd_trainer_step(const fkd_trainer *t) { return t->step; }
 
 static fkd_status open_dataset(fkd_trainer *t)
 {
@@ -116,7 +131,10 @@ static fkd_status build_model(fkd_trainer *t)
     t->dim = dims[1];
     t->embedding = malloc(sizeof(float) * (size_t)t->batch * t->dim);
     t->d_embedding = malloc(sizeof(float) * (size_t)t->batch * t->dim);
-    if (!t->embedding || !t->d_embedding) return FKD_FAIL(FKD_ERR_NOMEM, "trainer: out of memory");
+    t->d_hook = malloc(sizeof(float) * (size_t)t->batch * t->dim);
+    t->margins = malloc(sizeof(float) * (size_t)t->batch);
+    if (!t->embedding || !t->d_embedding || !t->d_hook || !t->margins)
+        return FKD_FAIL(FKD_ERR_NOMEM, "trainer: out of memory");
     return FKD_OK;
 }
 
@@ -136,6 +154,18 @@ static fkd_status build_head(fkd_trainer *t)
     return fkd_margin_head_create(&t->head, &p, classes, t->dim, t->batch, (uint64_t)t->r->seed);
 }
 
+/* Every trained parameter list: the model's, the head's and the hook's. Returns the
+ * number of lists, or a negative status. */
+static int collect_params(fkd_trainer *t, fkd_param **lists, int *counts)
+{
+    fkd_status s = fkd_graph_params(t->g, &lists[0], &counts[0]);
+    if (s == FKD_OK) s = fkd_margin_head_params(t->head, &lists[1], &counts[1]);
+    if (s != FKD_OK) return (int)s;
+    lists[2] = t->extra_params;
+    counts[2] = t->n_extra;
+    return t->n_extra > 0 ? 3 : 2;
+}
+
 static fkd_status build_optimizer(fkd_trainer *t)
 {
     const fkd_recipe *r = t->r;
@@ -149,11 +179,11 @@ static fkd_status build_optimizer(fkd_trainer *t)
         oc.momentum = (float)r->optim.momentum;
         oc.nesterov = r->optim.nesterov;
     }
-    fkd_param *lists[2];
-    int counts[2];
-    FKD_TRY(fkd_graph_params(t->g, &lists[0], &counts[0]));
-    FKD_TRY(fkd_margin_head_params(t->head, &lists[1], &counts[1]));
-    FKD_TRY(fkd_optim_create(&t->optim, &oc, lists, counts, 2));
+    fkd_param *lists[3];
+    int counts[3];
+    int n_lists = collect_params(t, lists, counts);
+    if (n_lists < 0) return (fkd_status)n_lists;
+    FKD_TRY(fkd_optim_create(&t->optim, &oc, lists, counts, n_lists));
 
     const fkd_recipe_schedule *rs = &r->schedule;
     fkd_schedule *s = &t->schedule;
@@ -262,6 +292,7 @@ fkd_status fkd_trainer_create(fkd_trainer **out, const fkd_recipe *r, bool resum
     if (s == FKD_OK) s = open_loader(t);
     if (s == FKD_OK) s = build_model(t);
     if (s == FKD_OK) s = build_head(t);
+    if (s == FKD_OK && t->hook.init) s = t->hook.init(&t->hook, t, &t->extra_params, &t->n_extra);
     if (s == FKD_OK) s = build_optimizer(t);
     if (s == FKD_OK && resume) {
         ck = checkpoint_parts(t, true);
@@ -292,6 +323,8 @@ void fkd_trainer_free(fkd_trainer *t)
     free(t->benches);
     free(t->embedding);
     free(t->d_embedding);
+    free(t->d_hook);
+    free(t->margins);
     free(t);
 }
 
@@ -305,25 +338,34 @@ static fkd_status train_step(fkd_trainer *t, const fkd_batch *batch, double lr, 
     FKD_TRY(fkd_graph_read(t->g, t->emb, t->embedding));
     FKD_TRY(fkd_graph_zero_grad(t->g));
     fkd_margin_head_zero_grad(t->head);
-    float head_loss;
-    FKD_TRY(fkd_margin_head_forward(t->head, t->embedding, batch->labels, NULL, batch->n, &head_loss, t->d_embedding));
-    terms[0] = head_loss;
-    *total = head_loss;
+    for (int i = 0; i < t->n_extra; i++)
+        if (t->extra_params[i].grad) memset(t->extra_params[i].grad, 0, t->extra_params[i].storage * sizeof(float));
+    size_t n_emb = (size_t)batch->n * t->dim;
+    bool use_margins = false;
+    *total = 0;
     if (t->hook.step) {
-        FKD_TRY(t->hook.step(t->hook.ctx, batch, t->embedding, t->d_embedding, terms + 1));
+        memset(t->d_hook, 0, n_emb * sizeof(float));
+        FKD_TRY(t->hook.step(t->hook.ctx, t, batch, t->embedding, t->d_hook, t->margins, &use_margins, terms + 1));
         for (int i = 0; i < t->hook.n_terms; i++) *total += terms[1 + i];
     }
+    float head_loss;
+    FKD_TRY(fkd_margin_head_forward(t->head, t->embedding, batch->labels, use_margins ? t->margins : NULL, batch->n,
+                                    &head_loss, t->d_embedding));
+    terms[0] = head_loss;
+    *total += head_loss;
+    if (t->hook.step)
+        for (size_t k = 0; k < n_emb; k++) t->d_embedding[k] += t->d_hook[k];
     for (int i = 0; i <= t->hook.n_terms; i++)
         if (!isfinite(terms[i]))
             return FKD_FAIL(FKD_ERR_NUMERIC, "step %lld: loss term '%s' is %g; the last good checkpoint is %s",
                             (long long)t->step, i ? t->hook.names[i - 1] : t->head_name, terms[i], t->ckpt_path);
     FKD_TRY(fkd_graph_add_grad(t->g, t->emb, t->d_embedding));
     FKD_TRY(fkd_graph_backward(t->g));
-    fkd_param *lists[2];
-    int counts[2];
-    FKD_TRY(fkd_graph_params(t->g, &lists[0], &counts[0]));
-    FKD_TRY(fkd_margin_head_params(t->head, &lists[1], &counts[1]));
-    fkd_status s = fkd_params_check_finite(lists, counts, 2);
+    fkd_param *lists[3];
+    int counts[3];
+    int n_lists = collect_params(t, lists, counts);
+    if (n_lists < 0) return (fkd_status)n_lists;
+    fkd_status s = fkd_params_check_finite(lists, counts, n_lists);
     if (s != FKD_OK) return FKD_WRAP(s, "step %lld: ", (long long)t->step);
     return fkd_optim_step(t->optim, (float)lr);
 }

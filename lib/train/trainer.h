@@ -28,18 +28,25 @@ extern volatile sig_atomic_t fkd_train_stop_requested;
 
 #define FKD_TRAIN_MAX_TERMS 16
 
-/* Extra loss terms (distillation) computed after the head on the same batch.
- * `terms` receives one weighted value per name; gradients w.r.t. the student embedding
- * are ACCUMULATED into d_embedding (B, d). */
-typedef struct {
+typedef struct fkd_trainer fkd_trainer;
+
+/* Extra loss terms on the same batch (the distillation layer plugs in here).
+ *   init   after the model and head are built, before the optimizer: names its terms
+ *          (n_terms, names) and hands over trainable parameters of its own (regressors,
+ *          adapters) so the optimizer updates them; may be NULL.
+ *   step   after the student forward, before the head: writes one weighted value per
+ *          term, ACCUMULATES gradients w.r.t. the student embedding into d_embedding
+ *          (B, d) (zeroed by the trainer) and into any other student tensor it reaches
+ *          through the trainer (taps, head centres); may write per-sample additive
+ *          margins (B) for the head into `margins` and then sets *use_margins. */
+typedef struct fkd_train_hook {
     void *ctx;
     int n_terms;
     const char *names[FKD_TRAIN_MAX_TERMS];
-    fkd_status (*step)(void *ctx, const fkd_batch *batch, const float *embedding, float *d_embedding,
-                       double *terms);
+    fkd_status (*init)(struct fkd_train_hook *hook, fkd_trainer *t, fkd_param **extra_params, int *n_extra);
+    fkd_status (*step)(void *ctx, fkd_trainer *t, const fkd_batch *batch, const float *embedding, float *d_embedding,
+                       float *margins, bool *use_margins, double *terms);
 } fkd_train_hook;
-
-typedef struct fkd_trainer fkd_trainer;
 
 /* Builds everything a run needs — dataset, loader, model, head, optimizer, schedule,
  * benchmarks, run folder — and fails before any training when something is wrong.
@@ -52,5 +59,13 @@ void fkd_trainer_free(fkd_trainer *t);
 
 /* The run folder (absolute). */
 const char *fkd_trainer_run_dir(const fkd_trainer *t);
+
+/* For hooks: the student graph and its embedding value, the head, the training set's
+ * identities, the batch size and the optimizer steps done. */
+fkd_graph *fkd_trainer_graph(fkd_trainer *t, fkd_value *embedding);
+struct fkd_margin_head *fkd_trainer_head(fkd_trainer *t);
+int fkd_trainer_classes(const fkd_trainer *t);
+int fkd_trainer_batch(const fkd_trainer *t);
+int64_t fkd_trainer_step(const fkd_trainer *t);
 
 #endif

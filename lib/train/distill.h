@@ -1,0 +1,24 @@
+/* Distillation as a trainer hook (`facekd distill`): a teacher model runs in inference on
+ * every training batch, and each method of the recipe's `distill:` list turns the
+ * student's and the teacher's outputs into a weighted loss term (lib/distill).
+ *
+ * The teacher is a facekd model file (.safetensors) — typically the model.safetensors of
+ * a `facekd train` run, which also holds the teacher's class centres ("head.weight",
+ * needed by kd and margin). Its embedding and any tap a method asks for are computed per
+ * batch in an inference graph of the same batch size. */
+#ifndef FKD_TRAIN_DISTILL_H
+#define FKD_TRAIN_DISTILL_H
+
+#include "io/recipe.h"
+#include "train/trainer.h"
+
+typedef struct fkd_distill_run fkd_distill_run;
+
+/* Reads the teacher file and checks the recipe's methods exist; fills `hook` (its init
+ * builds the teacher graph and the distillers once the trainer knows the batch, the
+ * classes and the student's taps). */
+fkd_status fkd_distill_run_create(fkd_distill_run **out, const fkd_recipe *r, fkd_train_hook *hook);
+/* Safe on NULL. */
+void fkd_distill_run_free(fkd_distill_run *d);
+
+#endif
