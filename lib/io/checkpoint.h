@@ -2,7 +2,7 @@
  *
  *   <state_dict names>        the model's parameters and buffers (fp32, plain layout), so a
  *                             checkpoint also loads wherever a model file is taken
- *   head.<name>               the head's parameters (class centres "head.weight", …)
+ *   head.<name>               the head
  *   optim.<name>              the optimizer's state ("optim.conv1.weight.momentum_buffer",
  *                             "optim.step")
  *   __metadata__              architecture, embedding_size, producer, step, epoch, and
