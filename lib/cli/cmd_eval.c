@@ -132,7 +132,6 @@ int fkd_cmd_eval(int argc, char **argv)
     if (s == FKD_OK) s = fkd_model_open(&g, &st, arch, &gc, &emb);
     fkd_verify_result res[MAX_BENCHES];
     float *embeddings[MAX_BENCHES] = {0};
-    fkd_bench *bench_ptrs[MAX_BENCHES];
     int dim = 0;
     fkd_progress progress;
     fkd_embed_config ec = {.graph = g, .embedding = emb, .input = "input", .progress = &progress};
@@ -142,7 +141,6 @@ int fkd_cmd_eval(int argc, char **argv)
         fkd_progress_start(&progress, label, (flip ? 4 : 2) * benches[b].n_pairs, 1);
         s = fkd_bench_evaluate(&benches[b], &ec, flip, &res[b], &embeddings[b], &dim);
         if (s == FKD_OK) fkd_progress_finish(&progress, progress.done, NULL);
-        bench_ptrs[b] = &benches[b];
     }
     fkd_report report = {0};
     if (s == FKD_OK) s = fkd_report_init(&report, "model");
@@ -158,7 +156,7 @@ int fkd_cmd_eval(int argc, char **argv)
         snprintf(path, sizeof path, "%s/results.csv", out_dir);
         if (s == FKD_OK) s = fkd_report_write_csv(&report, path);
         snprintf(path, sizeof path, "%s/roc.png", out_dir);
-        if (s == FKD_OK) s = fkd_runlog_plot_roc(path, base_name(model), bench_ptrs, embeddings, n, dim);
+        if (s == FKD_OK) s = fkd_runlog_plot_bench_roc(path, base_name(model), benches, n, embeddings, dim);
     }
     if (s == FKD_OK) {
         if (json) {

@@ -113,8 +113,8 @@ fkd_status fkd_runlog_plot_curves(const char *run_dir, const char *const *benche
                         benches, n_benches, 0, NULL);
 }
 
-fkd_status fkd_runlog_plot_roc(const char *path, const char *title, fkd_bench *const *benches,
-                               float *const *embeddings, int n, int dim)
+fkd_status fkd_runlog_plot_roc(const char *path, const char *title, int n, const char *const *labels,
+                               const double *const *dist, const uint8_t *const *issame, const int64_t *n_pairs)
 {
     fkd_plot p = {0};
     FKD_TRY(fkd_plot_init(&p, 800, 600, title, "false accept rate", "true accept rate"));
@@ -122,26 +122,50 @@ fkd_status fkd_runlog_plot_roc(const char *path, const char *title, fkd_bench *c
     fkd_plot_set_range(&p, 1e-6, 1.0, 0.0, 1.0);
     fkd_status s = FKD_OK;
     for (int b = 0; s == FKD_OK && b < n; b++) {
-        int pairs = (int)benches[b]->n_pairs;
-        double *dist = malloc(sizeof(double) * (size_t)pairs), *score = malloc(sizeof(double) * (size_t)pairs);
+        int pairs = (int)n_pairs[b];
+        double *score = malloc(sizeof(double) * (size_t)pairs);
         fkd_roc roc = {0};
-        if (!dist || !score) s = FKD_FAIL(FKD_ERR_NOMEM, "%s: out of memory", path);
+        if (!score) s = FKD_FAIL(FKD_ERR_NOMEM, "%s: out of memory", path);
         if (s == FKD_OK) {
-            fkd_verify_pair_distances(dist, embeddings[b], pairs, dim);
-            fkd_verify_scores_from_distances(score, dist, pairs);
-            s = fkd_roc_compute(score, benches[b]->issame, pairs, &roc);
+            fkd_verify_scores_from_distances(score, dist[b], pairs);
+            s = fkd_roc_compute(score, issame[b], pairs, &roc);
         }
         /* The log axis cannot show FAR = 0: start at the first point that accepts a
          * negative. */
         int first = 0;
         while (s == FKD_OK && first < roc.n_points && roc.far[first] <= 0) first++;
         if (s == FKD_OK && first < roc.n_points)
-            s = fkd_plot_add(&p, NULL, benches[b]->name, roc.far + first, roc.tpr + first, roc.n_points - first);
+            s = fkd_plot_add(&p, NULL, labels[b], roc.far + first, roc.tpr + first, roc.n_points - first);
         fkd_roc_free(&roc);
-        free(dist);
         free(score);
     }
     if (s == FKD_OK) s = fkd_plot_save_png(&p, path);
     fkd_plot_free(&p);
+    return s;
+}
+
+fkd_status fkd_runlog_plot_bench_roc(const char *path, const char *title, fkd_bench *benches, int n,
+                                     float *const *embeddings, int dim)
+{
+    const char **labels = calloc((size_t)n + 1, sizeof *labels);
+    const double **dist = calloc((size_t)n + 1, sizeof *dist);
+    const uint8_t **issame = calloc((size_t)n + 1, sizeof *issame);
+    int64_t *n_pairs = calloc((size_t)n + 1, sizeof *n_pairs);
+    fkd_status s = labels && dist && issame && n_pairs ? FKD_OK : FKD_FAIL(FKD_ERR_NOMEM, "%s: out of memory", path);
+    for (int i = 0; s == FKD_OK && i < n; i++) {
+        double *d = malloc(sizeof(double) * (size_t)benches[i].n_pairs);
+        if (!d) s = FKD_FAIL(FKD_ERR_NOMEM, "%s: out of memory", path);
+        if (d) fkd_verify_pair_distances(d, embeddings[i], (int)benches[i].n_pairs, dim);
+        dist[i] = d;
+        labels[i] = benches[i].name;
+        issame[i] = benches[i].issame;
+        n_pairs[i] = benches[i].n_pairs;
+    }
+    if (s == FKD_OK) s = fkd_runlog_plot_roc(path, title, n, labels, dist, issame, n_pairs);
+    for (int i = 0; dist && i < n; i++) free((double *)dist[i]);
+    free(labels);
+    free(dist);
+    free(issame);
+    free(n_pairs);
     return s;
 }

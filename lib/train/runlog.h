@@ -20,9 +20,14 @@ fkd_status fkd_runlog_append(const char *path, const char *fmt, ...) __attribute
  * when eval.csv has rows, accuracy.png (the columns named after each benchmark). */
 fkd_status fkd_runlog_plot_curves(const char *run_dir, const char *const *benches, int n_benches);
 
-/* One ROC curve per benchmark (TPR against FAR on a log axis) from flip-summed
- * embeddings (2 n_pairs, d) of each benchmark. */
-fkd_status fkd_runlog_plot_roc(const char *path, const char *title, fkd_bench *const *benches,
-                               float *const *embeddings, int n, int dim);
+/* ROC curves (TPR against FAR on a log axis), one per series: series i has n_pairs[i]
+ * squared L2 distances of normalised embeddings dist[i] with labels issame[i]. */
+fkd_status fkd_runlog_plot_roc(const char *path, const char *title, int n, const char *const *labels,
+                               const double *const *dist, const uint8_t *const *issame, const int64_t *n_pairs);
+
+/* The same for one model on several benchmarks: one curve per benchmark from its
+ * flip-summed embeddings embeddings[i] (2 n_pairs, dim). */
+fkd_status fkd_runlog_plot_bench_roc(const char *path, const char *title, fkd_bench *benches, int n,
+                                     float *const *embeddings, int dim);
 
 #endif

@@ -384,16 +384,14 @@ static fkd_status evaluate(fkd_trainer *t, bool final)
     fkd_report report = {0};
     fkd_status s = final ? fkd_report_init(&report, "model") : FKD_OK;
     float **emb = calloc((size_t)t->n_benches, sizeof *emb);
-    fkd_bench **bench_ptrs = calloc((size_t)t->n_benches, sizeof *bench_ptrs);
     char *row = malloc(64 + 96 * (size_t)t->n_benches);
-    if (s == FKD_OK && (!emb || !bench_ptrs || !row)) s = FKD_FAIL(FKD_ERR_NOMEM, "evaluation: out of memory");
+    if (s == FKD_OK && (!emb || !row)) s = FKD_FAIL(FKD_ERR_NOMEM, "evaluation: out of memory");
     int len = row ? sprintf(row, "%lld", (long long)t->step) : 0;
     for (int i = 0; s == FKD_OK && i < t->n_benches; i++) {
         fkd_verify_result res;
         fkd_bench *b = &t->benches[i];
         s = fkd_bench_evaluate(b, &ec, true, &res, final ? &emb[i] : NULL, NULL);
         if (s != FKD_OK) break;
-        bench_ptrs[i] = b;
         len += sprintf(row + len, ",%.4f,%.4f,%.4f,%.4f,%.4f,%.3f", 100 * res.accuracy_mean, 100 * res.accuracy_std,
                        100 * res.tar[2], 100 * res.eer, 100 * res.auc, res.xnorm);
         FKD_INFO("step %lld  %-14s accuracy %.2f ± %.2f  TAR@FAR=1e-3 %.2f  EER %.2f", (long long)t->step, b->name,
@@ -411,11 +409,10 @@ static fkd_status evaluate(fkd_trainer *t, bool final)
     snprintf(path, sizeof path, "%s/results.csv", t->run_dir);
     if (s == FKD_OK && final) s = fkd_report_write_csv(&report, path);
     snprintf(path, sizeof path, "%s/roc.png", t->run_dir);
-    if (s == FKD_OK && final) s = fkd_runlog_plot_roc(path, t->r->name, bench_ptrs, emb, t->n_benches, t->dim);
+    if (s == FKD_OK && final) s = fkd_runlog_plot_bench_roc(path, t->r->name, t->benches, t->n_benches, emb, t->dim);
     if (final) fkd_report_free(&report);
     for (int i = 0; emb && i < t->n_benches; i++) free(emb[i]);
     free(emb);
-    free(bench_ptrs);
     free(row);
     return s;
 }
