@@ -7,6 +7,7 @@
 #define FKD_COMMAND_LIST(X)                                                                  \
     X(train, "train a model and its head from labels, as a YAML recipe says")                 \
     X(distill, "train a student against a teacher with distillation losses (recipe)")          \
+    X(compare, "train and evaluate a teacher and student recipes into one comparison table")    \
     X(eval, "verification accuracy (insightface protocol), TAR@FAR, ROC of a model")          \
     X(embed, "embeddings of images, a folder or a .npy batch, written as .npy")               \
     X(info, "describe an architecture or a model file (parameters, MACs, tensors, check)")    \
