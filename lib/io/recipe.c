@@ -31,6 +31,7 @@ static const char *const bench_names[] = {FKD_BENCH_SYNTH_LIST(FKD__RECIPE_NAME)
 static const char *const arch_names[] = {FKD_ARCH_LIST(FKD__RECIPE_NAME) NULL};
 static const char *const precision_names[] = {FKD_PRECISION_LIST(FKD__RECIPE_NAME) NULL};
 static const char *const head_names[] = {FKD_HEAD_LIST(FKD__RECIPE_NAME) NULL};
+static const char *const mining_names[] = {FKD_MINING_LIST(FKD__RECIPE_NAME) NULL};
 static const char *const optim_names[] = {FKD_OPTIM_LIST(FKD__RECIPE_NAME) NULL};
 static const char *const schedule_names[] = {FKD_SCHEDULE_LIST(FKD__RECIPE_NAME) NULL};
 #undef FKD__RECIPE_NAME
@@ -153,6 +154,24 @@ static const field schema[] = {
      "additive cosine margin (default: the preset's)"},
     {"head.margin", T_FLOAT, NULL, 0, 100, NULL, R(head.margin), 0, 0, "head.loss=contrastive|triplet", 0,
      "distance margin (default: the preset's)"},
+    {"head.easy_margin", T_BOOL, "false", 0, 0, NULL, R(head.easy_margin), 0, 0, NULL, 0,
+     "ArcFace: no margin where cos(theta) <= 0 (insightface's easy_margin)"},
+    {"head.straight_through", T_BOOL, "false", 0, 0, NULL, R(head.straight_through), 0, 0, NULL, 0,
+     "ArcFace: pass the gradient as if no margin were applied (newer arcface_torch); default exact"},
+    {"head.intra", T_FLOAT, "0", 0, 100, NULL, R(head.intra), 0, 0, NULL, 0,
+     "weight of the ArcFace paper's intra-loss, mean theta_y / pi"},
+    {"head.inter", T_FLOAT, "0", 0, 100, NULL, R(head.inter), 0, 0, NULL, 0,
+     "weight of the ArcFace paper's inter-loss, minus the mean inter-centre angle / pi"},
+    {"head.triplet", T_SECTION, NULL, 0, 0, NULL, 0, 0, 0, "head.loss=triplet", 0, "triplet loss options"},
+    {"head.triplet.mining", T_ENUM, "semi-hard", 0, 0, mining_names, R(head.triplet.mining), 0, 0, NULL, 0,
+     "triplets inside a batch: all, hard (hardest positive and negative), semi-hard (FaceNet)"},
+    {"head.triplet.normalize", T_BOOL, "true", 0, 0, NULL, R(head.triplet.normalize), 0, 0, NULL, 0,
+     "L2-normalise embeddings before the squared distances"},
+    {"head.center", T_SECTION, NULL, 0, 0, NULL, 0, 0, 0, NULL, 0, "center loss added to the head (Wen et al.)"},
+    {"head.center.lambda", T_FLOAT, "0", 0, 1e6, NULL, R(head.center.lambda), 0, 0, NULL, 0,
+     "weight of the center loss (0: off)"},
+    {"head.center.alpha", T_FLOAT, "0.5", 0, 1, NULL, R(head.center.alpha), 0, 0, NULL, 0,
+     "learning rate of the class centres"},
 
     {"optimizer", T_SECTION, NULL, 0, 0, NULL, 0, 0, 0, NULL, 0, "optimizer"},
     {"optimizer.type", T_ENUM, "sgd", 0, 0, optim_names, R(optim.kind), 0, 0, NULL, 0, "algorithm"},

@@ -107,10 +107,25 @@ typedef struct {
 
 /* Margin-softmax family: true-class logit s*(cos(m1*theta + m2) - m3). Parameters left out
  * of the recipe are NaN: the head uses its preset's published value. */
+#define FKD_MINING_LIST(X) X(FKD_RECIPE_MINING_ALL, "all") X(FKD_RECIPE_MINING_HARD, "hard") X(FKD_RECIPE_MINING_SEMIHARD, "semi-hard")
+#define FKD__RECIPE_ENUM2(name, text) name,
+typedef enum { FKD_MINING_LIST(FKD__RECIPE_ENUM2) } fkd_recipe_mining;
+#undef FKD__RECIPE_ENUM2
+
 typedef struct {
     fkd_head_loss loss;
     double s, m1, m2, m3;
-    double margin; /* contrastive / triplet margin, NaN = preset */
+    double margin;          /* contrastive / triplet margin, NaN = preset */
+    bool easy_margin;       /* ArcFace: no margin where cos theta <= 0 */
+    bool straight_through;  /* ArcFace: arcface_torch's newer gradient (see docs/LOSSES.md) */
+    double intra, inter;    /* ArcFace paper's intra-loss (L5) and inter-loss (L6) weights */
+    struct {
+        fkd_recipe_mining mining;
+        bool normalize;
+    } triplet;
+    struct {
+        double lambda, alpha; /* center loss weight (0 = off) and centre update rate */
+    } center;
 } fkd_recipe_head;
 
 typedef struct {

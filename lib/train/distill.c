@@ -164,7 +164,7 @@ static fkd_status create_method(fkd_distill_run *d, size_t index, fkd_margin_hea
     fkd_distill_options opts;
     fkd_distill_options_init(&opts, scope, m->options, m->n_options);
     fkd_distill_context ctx = {.max_batch = d->batch, .d_s = d->d_s, .d_t = d->d_t, .classes = d->classes,
-                               .scale = fkd_margin_head_config(head)->s, .seed = (uint64_t)r->seed + index,
+                               .scale = head ? fkd_margin_head_config(head)->s : 0, .seed = (uint64_t)r->seed + index,
                                .tap_shape = tap_shape, .tap_user = d};
     fkd_status s = fkd_distiller_create(&m->d, r->distill[index].method, &opts, &ctx);
     if (s != FKD_OK) return FKD_WRAP(s, "%s: ", r->path);
@@ -173,6 +173,9 @@ static fkd_status create_method(fkd_distill_run *d, size_t index, fkd_margin_hea
     if ((needs & (FKD_DISTILL_NEED_TEACHER_CENTRES | FKD_DISTILL_GIVES_MARGINS)) && !d->teacher_centres)
         return FKD_FAIL(FKD_ERR_FORMAT, "%s: distill[%zu] (%s) needs the teacher's class centres, and %s has no head.weight",
                         r->path, index, m->d->method->name, d->teacher_file.path);
+    if ((needs & (FKD_DISTILL_NEED_STUDENT_CENTRES | FKD_DISTILL_GIVES_MARGINS)) && !head)
+        return FKD_FAIL(FKD_ERR_ARG, "%s: distill[%zu] (%s) needs a margin head (class centres), not head.loss %s",
+                        r->path, index, m->d->method->name, fkd_recipe_enum_name("head.loss", r->head.loss));
     if (needs & FKD_DISTILL_NEED_STUDENT_LOGITS)
         return FKD_FAIL(FKD_ERR_UNSUPPORTED, "%s: distill[%zu] (%s) reads the student head's logits, which this trainer "
                         "does not pass", r->path, index, m->d->method->name);
@@ -242,9 +245,10 @@ static fkd_status hook_step(void *ctx, fkd_trainer *t, const fkd_batch *batch, c
     FKD_TRY(fkd_graph_forward(d->teacher));
     FKD_TRY(fkd_graph_read(d->teacher, d->teacher_emb, d->teacher_out));
     for (int i = 0; i < batch->n; i++) d->labels[i] = batch->labels[i];
-    fkd_param *head_params;
-    int n_head;
-    FKD_TRY(fkd_margin_head_params(fkd_trainer_head(t), &head_params, &n_head));
+    fkd_param *head_params = NULL;
+    int n_head = 0;
+    fkd_margin_head *head = fkd_trainer_head(t);
+    if (head) FKD_TRY(fkd_margin_head_params(head, &head_params, &n_head));
     for (int k = 0; k < d->n_methods; k++) {
         method_slot *m = &d->methods[k];
         if (m->student_tap >= 0) FKD_TRY(fkd_graph_read(d->student, m->student_tap, m->student_tap_buf));
@@ -252,7 +256,7 @@ static fkd_status hook_step(void *ctx, fkd_trainer *t, const fkd_batch *batch, c
         fkd_distill_inputs in = {.batch = batch->n,
                                  .student_emb = embedding,
                                  .teacher_emb = d->teacher_out,
-                                 .student_centres = head_params[0].data,
+                                 .student_centres = n_head ? head_params[0].data : NULL,
                                  .teacher_centres = d->teacher_centres,
                                  .labels = d->labels,
                                  .student_tap = m->student_tap_buf,
@@ -261,7 +265,7 @@ static fkd_status hook_step(void *ctx, fkd_trainer *t, const fkd_batch *batch, c
         bool gives_margins = m->d->needs.flags & FKD_DISTILL_GIVES_MARGINS;
         fkd_distill_outputs out = {.grad_scale = (float)m->weight,
                                    .d_student_emb = d_embedding,
-                                   .d_student_centres = head_params[0].trainable ? head_params[0].grad : NULL,
+                                   .d_student_centres = n_head && head_params[0].trainable ? head_params[0].grad : NULL,
                                    .d_student_tap = m->d_student_tap,
                                    .margins = gives_margins ? margins : NULL};
         if (m->d_student_tap) {

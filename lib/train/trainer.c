@@ -13,6 +13,7 @@
 #include "eval/report.h"
 #include "facekd.h"
 #include "heads/margin.h"
+#include "train/label_loss.h"
 #include "io/checkpoint.h"
 #include "io/model.h"
 #include "nn/arch.h"
@@ -41,8 +42,10 @@ struct fkd_trainer {
     fkd_value emb;
     int dim;
     const char *arch;
-    fkd_margin_head *head;
-    const char *head_name;
+    fkd_label_loss *loss;    /* the head: loss on labels */
+    const char *head_name;   /* its first term's name */
+    const char *label_terms[FKD_LABEL_LOSS_MAX_TERMS];
+    int n_label_terms;
     fkd_optim *optim;
     fkd_schedule schedule;
 
@@ -65,7 +68,7 @@ fkd_graph *fkd_trainer_graph(fkd_trainer *t, fkd_value *embedding)
     return t->g;
 }
 
-fkd_margin_head *fkd_trainer_head(fkd_trainer *t) { return t->head; }
+fkd_margin_head *fkd_trainer_head(fkd_trainer *t) { return fkd_label_loss_margin_head(t->loss); }
 int fkd_trainer_classes(const fkd_trainer *t) { return t->ds.ops->identities(&t->ds); }
 int fkd_trainer_batch(const fkd_trainer *t) { return t->batch; }
 int64_t fkd_trainer_step(const fkd_trainer *t) { return t->step; }
@@ -138,20 +141,13 @@ static fkd_status build_model(fkd_trainer *t)
     return FKD_OK;
 }
 
-/* The recipe's head section as the margin head's key/value overrides; NaN = preset. */
 static fkd_status build_head(fkd_trainer *t)
 {
-    const fkd_recipe_head *h = &t->r->head;
-    fkd_margin_params p;
-    t->head_name = fkd_recipe_enum_name("head.loss", h->loss);
-    FKD_TRY(fkd_margin_params_preset(&p, t->head_name));
-    if (!isnan(h->s)) p.s = h->s;
-    if (!isnan(h->m1)) p.m1 = h->m1;
-    if (!isnan(h->m2)) p.m2 = h->m2;
-    if (!isnan(h->m3)) p.m3 = h->m3;
-    FKD_TRY(fkd_margin_params_validate(&p));
     int classes = t->ds.ops->identities(&t->ds);
-    return fkd_margin_head_create(&t->head, &p, classes, t->dim, t->batch, (uint64_t)t->r->seed);
+    FKD_TRY(fkd_label_loss_create(&t->loss, &t->r->head, t->r->path, classes, t->dim, t->batch, (uint64_t)t->r->seed));
+    t->n_label_terms = fkd_label_loss_terms(t->loss, t->label_terms);
+    t->head_name = t->label_terms[0];
+    return FKD_OK;
 }
 
 /* Every trained parameter list: the model's, the head's and the hook's. Returns the
@@ -159,7 +155,7 @@ static fkd_status build_head(fkd_trainer *t)
 static int collect_params(fkd_trainer *t, fkd_param **lists, int *counts)
 {
     fkd_status s = fkd_graph_params(t->g, &lists[0], &counts[0]);
-    if (s == FKD_OK) s = fkd_margin_head_params(t->head, &lists[1], &counts[1]);
+    if (s == FKD_OK) s = fkd_label_loss_params(t->loss, &lists[1], &counts[1]);
     if (s != FKD_OK) return (int)s;
     lists[2] = t->extra_params;
     counts[2] = t->n_extra;
@@ -227,7 +223,7 @@ static fkd_status open_benchmarks(fkd_trainer *t)
 static fkd_checkpoint checkpoint_parts(fkd_trainer *t, bool with_optim)
 {
     fkd_checkpoint ck = {.model = t->g, .optim = with_optim ? t->optim : NULL, .step = t->step};
-    fkd_margin_head_params(t->head, &ck.head_params, &ck.head_count);
+    fkd_label_loss_params(t->loss, &ck.head_params, &ck.head_count);
     snprintf(ck.meta.architecture, sizeof ck.meta.architecture, "%s", t->arch);
     ck.meta.embedding_size = t->dim;
     ck.meta.width = (int)t->r->model.width;
@@ -240,7 +236,8 @@ static fkd_checkpoint checkpoint_parts(fkd_trainer *t, bool with_optim)
 static fkd_status start_logs(fkd_trainer *t, bool resume)
 {
     char header[1024];
-    int n = snprintf(header, sizeof header, "step,epoch,lr,loss,%s", t->head_name);
+    int n = snprintf(header, sizeof header, "step,epoch,lr,loss");
+    for (int i = 0; i < t->n_label_terms; i++) n += snprintf(header + n, sizeof header - (size_t)n, ",%s", t->label_terms[i]);
     for (int i = 0; i < t->hook.n_terms; i++) n += snprintf(header + n, sizeof header - (size_t)n, ",%s", t->hook.names[i]);
     snprintf(header + n, sizeof header - (size_t)n, ",images_per_s");
     int64_t keep = resume ? t->step : -1;
@@ -318,7 +315,7 @@ void fkd_trainer_free(fkd_trainer *t)
     fkd_loader_free(t->loader);
     fkd_dataset_free(&t->ds);
     fkd_optim_free(t->optim);
-    fkd_margin_head_free(t->head);
+    fkd_label_loss_free(t->loss);
     fkd_graph_free(t->g);
     for (int i = 0; i < t->n_benches; i++) fkd_bench_free(&t->benches[i]);
     free(t->benches);
@@ -338,7 +335,7 @@ static fkd_status train_step(fkd_trainer *t, const fkd_batch *batch, double lr, 
     FKD_TRY(fkd_graph_forward(t->g));
     FKD_TRY(fkd_graph_read(t->g, t->emb, t->embedding));
     FKD_TRY(fkd_graph_zero_grad(t->g));
-    fkd_margin_head_zero_grad(t->head);
+    fkd_label_loss_zero_grad(t->loss);
     for (int i = 0; i < t->n_extra; i++)
         if (t->extra_params[i].grad) memset(t->extra_params[i].grad, 0, t->extra_params[i].storage * sizeof(float));
     size_t n_emb = (size_t)batch->n * t->dim;
@@ -346,20 +343,24 @@ static fkd_status train_step(fkd_trainer *t, const fkd_batch *batch, double lr, 
     *total = 0;
     if (t->hook.step) {
         memset(t->d_hook, 0, n_emb * sizeof(float));
-        FKD_TRY(t->hook.step(t->hook.ctx, t, batch, t->embedding, t->d_hook, t->margins, &use_margins, terms + 1));
-        for (int i = 0; i < t->hook.n_terms; i++) *total += terms[1 + i];
+        FKD_TRY(t->hook.step(t->hook.ctx, t, batch, t->embedding, t->d_hook, t->margins, &use_margins,
+                             terms + t->n_label_terms));
+        for (int i = 0; i < t->hook.n_terms; i++) *total += terms[t->n_label_terms + i];
     }
-    float head_loss;
-    FKD_TRY(fkd_margin_head_forward(t->head, t->embedding, batch->labels, use_margins ? t->margins : NULL, batch->n,
-                                    &head_loss, t->d_embedding));
-    terms[0] = head_loss;
-    *total += head_loss;
+    if (use_margins && !fkd_label_loss_margin_head(t->loss))
+        return FKD_FAIL(FKD_ERR_ARG, "%s: per-sample margins need a margin head, not head.loss %s", t->r->path,
+                        t->head_name);
+    FKD_TRY(fkd_label_loss_forward(t->loss, t->embedding, batch->labels, use_margins ? t->margins : NULL, batch->n,
+                                   terms, t->d_embedding));
+    for (int i = 0; i < t->n_label_terms; i++) *total += terms[i];
     if (t->hook.step)
         for (size_t k = 0; k < n_emb; k++) t->d_embedding[k] += t->d_hook[k];
-    for (int i = 0; i <= t->hook.n_terms; i++)
+    for (int i = 0; i < t->n_label_terms + t->hook.n_terms; i++)
         if (!isfinite(terms[i]))
             return FKD_FAIL(FKD_ERR_NUMERIC, "step %lld: loss term '%s' is %g; the last good checkpoint is %s",
-                            (long long)t->step, i ? t->hook.names[i - 1] : t->head_name, terms[i], t->ckpt_path);
+                            (long long)t->step,
+                            i < t->n_label_terms ? t->label_terms[i] : t->hook.names[i - t->n_label_terms], terms[i],
+                            t->ckpt_path);
     FKD_TRY(fkd_graph_add_grad(t->g, t->emb, t->d_embedding));
     FKD_TRY(fkd_graph_backward(t->g));
     fkd_param *lists[3];
@@ -368,7 +369,8 @@ static fkd_status train_step(fkd_trainer *t, const fkd_batch *batch, double lr, 
     if (n_lists < 0) return (fkd_status)n_lists;
     fkd_status s = fkd_params_check_finite(lists, counts, n_lists);
     if (s != FKD_OK) return FKD_WRAP(s, "step %lld: ", (long long)t->step);
-    return fkd_optim_step(t->optim, (float)lr);
+    FKD_TRY(fkd_optim_step(t->optim, (float)lr));
+    return fkd_label_loss_after_step(t->loss, t->embedding, batch->labels, batch->n);
 }
 
 /* Evaluates every benchmark (flip test), appends a row to eval.csv; the final call also
@@ -428,7 +430,7 @@ static bool every(int64_t step, int64_t interval) { return interval > 0 && step 
 fkd_status fkd_trainer_run(fkd_trainer *t)
 {
     const fkd_recipe *r = t->r;
-    double terms[FKD_TRAIN_MAX_TERMS + 1];
+    double terms[FKD_TRAIN_MAX_TERMS + FKD_LABEL_LOSS_MAX_TERMS];
     fkd_progress progress;
     fkd_progress_start(&progress, r->name, t->total_steps, t->batch);
     double window_start = fkd_now();
@@ -457,7 +459,8 @@ fkd_status fkd_trainer_run(fkd_trainer *t)
             double ips = (double)(window_steps * t->batch) / (now - window_start > 0 ? now - window_start : 1e-9);
             char cols[512];
             int n = 0;
-            for (int i = 0; i <= t->hook.n_terms; i++) n += snprintf(cols + n, sizeof cols - (size_t)n, ",%.6f", terms[i]);
+            for (int i = 0; i < t->n_label_terms + t->hook.n_terms; i++)
+                n += snprintf(cols + n, sizeof cols - (size_t)n, ",%.6f", terms[i]);
             s = fkd_runlog_append(t->log_path, "%lld,%lld,%.8g,%.6f%s,%.1f", (long long)t->step,
                                   (long long)(t->step / t->steps_per_epoch), lr, total, cols, ips);
             window_start = now;
