@@ -6,7 +6,8 @@
 /* X(name, one-line summary). Add a line here and a lib/cli/cmd_<name>.c file. */
 #define FKD_COMMAND_LIST(X) \
     X(version, "print the version and the oneDNN build facekd runs on") \
-    X(synth, "render synthetic face benchmarks, training sets and previews")
+    X(synth, "render synthetic face benchmarks, training sets and previews") \
+    X(bench, "measure images/s of the data path (decode, loader)")
 
 #define FKD__COMMAND_DECL(name, summary) int fkd_cmd_##name(int argc, char **argv);
 FKD_COMMAND_LIST(FKD__COMMAND_DECL)

@@ -1,0 +1,186 @@
+/* Dataset table implementations (folder, RecordIO) and the image -> NCHW slot step. */
+#include "data/dataset.h"
+
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "data/folder.h"
+#include "data/recordio.h"
+
+/* ---- image -> normalised NCHW -------------------------------------------------------------- */
+
+/* Bilinear sample with half-pixel centres (what OpenCV's INTER_LINEAR and PyTorch's
+ * align_corners=False do), edges clamped. */
+static void resize_bilinear(const fkd_image *img, uint8_t *dst /* (112, 112, 3) */)
+{
+    const int S = FKD_FACE_SIZE, W = img->width, H = img->height;
+    float sx = (float)W / S, sy = (float)H / S;
+    for (int y = 0; y < S; y++) {
+        float fy = (y + 0.5f) * sy - 0.5f;
+        if (fy < 0) fy = 0;
+        int y0 = (int)fy, y1 = y0 + 1 < H ? y0 + 1 : H - 1;
+        float wy = fy - y0;
+        for (int x = 0; x < S; x++) {
+            float fx = (x + 0.5f) * sx - 0.5f;
+            if (fx < 0) fx = 0;
+            int x0 = (int)fx, x1 = x0 + 1 < W ? x0 + 1 : W - 1;
+            float wx = fx - x0;
+            for (int c = 0; c < 3; c++) {
+                const uint8_t *p = img->pixels;
+                float top = p[(y0 * W + x0) * 3 + c] * (1 - wx) + p[(y0 * W + x1) * 3 + c] * wx;
+                float bot = p[(y1 * W + x0) * 3 + c] * (1 - wx) + p[(y1 * W + x1) * 3 + c] * wx;
+                float v = top * (1 - wy) + bot * wy + 0.5f;
+                dst[(y * S + x) * 3 + c] = (uint8_t)(v > 255 ? 255 : v);
+            }
+        }
+    }
+}
+
+fkd_status fkd_image_to_nchw(const fkd_image *img, bool flip, bool resize, const char *what, float *slot)
+{
+    const int S = FKD_FACE_SIZE;
+    if (img->channels != 3 || !img->pixels || img->width <= 0 || img->height <= 0)
+        return FKD_FAIL(FKD_ERR_FORMAT, "%s: expected an RGB image, got %d channels", what, img->channels);
+    const uint8_t *px = img->pixels;
+    uint8_t *resized = NULL;
+    if (img->width != S || img->height != S) {
+        if (!resize)
+            return FKD_FAIL(FKD_ERR_FORMAT, "%s: image is %dx%d, expected %dx%d aligned faces (set the recipe's "
+                            "data.resize to resize)", what, img->width, img->height, S, S);
+        resized = malloc((size_t)S * S * 3);
+        if (!resized) return FKD_FAIL(FKD_ERR_NOMEM, "%s: out of memory", what);
+        resize_bilinear(img, resized);
+        px = resized;
+    }
+    /* slot: (3, 112, 112); HWC -> CHW, mirrored columns when flip. */
+    for (int c = 0; c < 3; c++)
+        for (int y = 0; y < S; y++) {
+            float *row = slot + ((size_t)c * S + y) * S;
+            const uint8_t *src = px + (size_t)y * S * 3 + c;
+            for (int x = 0; x < S; x++) {
+                int sx = flip ? S - 1 - x : x;
+                row[x] = ((float)src[sx * 3] - 127.5f) / 127.5f;
+            }
+        }
+    free(resized);
+    return FKD_OK;
+}
+
+fkd_status fkd_dataset_load_nchw(const fkd_dataset *ds, int64_t i, bool flip, bool resize, float *slot)
+{
+    fkd_image img = {0};
+    FKD_TRY(ds->ops->load(ds, i, &img));
+    char what[600];
+    snprintf(what, sizeof what, "%s: image %" PRId64, ds->source ? ds->source : ds->ops->name, i);
+    fkd_status s = fkd_image_to_nchw(&img, flip, resize, what, slot);
+    fkd_image_free(&img);
+    return s;
+}
+
+/* ---- folder --------------------------------------------------------------------------------- */
+
+static int64_t folder_count(const fkd_dataset *ds) { return ((const fkd_folder *)ds->impl)->n_images; }
+static int32_t folder_label(const fkd_dataset *ds, int64_t i) { return ((const fkd_folder *)ds->impl)->labels[i]; }
+static int32_t folder_identities(const fkd_dataset *ds) { return ((const fkd_folder *)ds->impl)->n_identities; }
+
+static fkd_status folder_load(const fkd_dataset *ds, int64_t i, fkd_image *out)
+{
+    return fkd_image_load(((const fkd_folder *)ds->impl)->paths[i], out);
+}
+
+static void folder_free(fkd_dataset *ds)
+{
+    fkd_folder_free(ds->impl);
+    free(ds->impl);
+}
+
+static const fkd_dataset_ops folder_ops = {"folder", folder_count, folder_label, folder_identities, folder_load,
+                                           folder_free};
+
+/* ---- RecordIO -------------------------------------------------------------------------------- */
+
+static int64_t rec_count(const fkd_dataset *ds) { return ((const fkd_recordio *)ds->impl)->n_images; }
+static int32_t rec_label(const fkd_dataset *ds, int64_t i) { return ((const fkd_recordio *)ds->impl)->labels[i]; }
+static int32_t rec_identities(const fkd_dataset *ds) { return (int32_t)((const fkd_recordio *)ds->impl)->n_identities; }
+
+static fkd_status rec_load(const fkd_dataset *ds, int64_t i, fkd_image *out)
+{
+    const fkd_recordio *r = ds->impl;
+    uint8_t *buf = NULL;
+    size_t cap = 0;
+    fkd_rec_payload p;
+    int32_t label;
+    fkd_status s = fkd_recordio_read_image(r, i, &buf, &cap, &p, &label);
+    if (s == FKD_OK) {
+        char what[600];
+        snprintf(what, sizeof what, "%s: record %" PRIu64, r->rec_path, r->image_keys[i]);
+        s = fkd_image_decode(p.data, p.data_size, what, out);
+    }
+    free(buf);
+    return s;
+}
+
+static void rec_free(fkd_dataset *ds)
+{
+    fkd_recordio_close(ds->impl);
+    free(ds->impl);
+}
+
+static const fkd_dataset_ops rec_ops = {"recordio", rec_count, rec_label, rec_identities, rec_load, rec_free};
+
+/* ---- opening --------------------------------------------------------------------------------- */
+
+/* Starts a dataset: zeroed impl of impl_size bytes, the ops, the source name. On failure
+ * the dataset is left freed. */
+static fkd_status attach(fkd_dataset *ds, const fkd_dataset_ops *ops, size_t impl_size, const char *source)
+{
+    memset(ds, 0, sizeof *ds);
+    ds->ops = ops;
+    ds->impl = calloc(1, impl_size);
+    ds->source = strdup(source);
+    if (ds->impl && ds->source) return FKD_OK;
+    fkd_dataset_free(ds);
+    return FKD_FAIL(FKD_ERR_NOMEM, "%s: out of memory", source);
+}
+
+fkd_status fkd_dataset_open_folder(fkd_dataset *ds, const char *root)
+{
+    FKD_TRY(attach(ds, &folder_ops, sizeof(fkd_folder), root));
+    fkd_status s = fkd_folder_open(ds->impl, root);
+    if (s != FKD_OK) fkd_dataset_free(ds);
+    return s;
+}
+
+fkd_status fkd_dataset_open_recordio(fkd_dataset *ds, const char *rec_path, const char *idx_path)
+{
+    FKD_TRY(attach(ds, &rec_ops, sizeof(fkd_recordio), rec_path));
+    fkd_status s = fkd_recordio_open(ds->impl, rec_path, idx_path);
+    if (s == FKD_OK) s = fkd_recordio_labels(ds->impl);
+    if (s != FKD_OK) fkd_dataset_free(ds);
+    return s;
+}
+
+fkd_status fkd_dataset_open(fkd_dataset *ds, const char *path)
+{
+    memset(ds, 0, sizeof *ds);
+    /* The synthetic world's dataset adapter (lib/data/synth.h) is to be opened here. */
+    if (strcmp(path, "synth") == 0 || strncmp(path, "synth:", 6) == 0)
+        return FKD_FAIL(FKD_ERR_UNSUPPORTED, "%s: no dataset adapter for the synthetic world yet; write a training "
+                        "set with facekd synth and open its train.rec", path);
+    struct stat st;
+    if (stat(path, &st) != 0) return FKD_FAIL(FKD_ERR_NOTFOUND, "%s: no such file or directory", path);
+    if (S_ISDIR(st.st_mode)) return fkd_dataset_open_folder(ds, path);
+    size_t n = strlen(path);
+    if (n >= 4 && strcmp(path + n - 4, ".rec") == 0) return fkd_dataset_open_recordio(ds, path, NULL);
+    return FKD_FAIL(FKD_ERR_ARG, "%s: not a dataset (expected an image folder or an insightface .rec file)", path);
+}
+
+void fkd_dataset_free(fkd_dataset *ds)
+{
+    if (!ds) return;
+    if (ds->ops && ds->ops->free && ds->impl) ds->ops->free(ds);
+    free(ds->source);
+    memset(ds, 0, sizeof *ds);
+}
