@@ -9,6 +9,7 @@
 
 #include "data/dataset.h"
 #include "data/synth.h"
+#include "data/synth_baseline.h"
 #include "data/synth_export.h"
 #include "data/verbin.h"
 #include "support/data_files.h"
@@ -323,6 +324,23 @@ static void test_training_sets_open_as_datasets(void **state)
     free(dir);
 }
 
+static void test_fold_accuracy_by_hand(void **state)
+{
+    (void)state;
+    /* Two folds of four pairs; thresholds sit midway between distinct similarities.
+     * Fold 1 is scored with fold 0's best threshold: fold 0 alone separates at any t in
+     * (0.1, 0.8); the sweep keeps the first best gap, between 0.1 and the next value
+     * overall (0.7): t = 0.4. Fold 1 at 0.4: the negative at 0.9 is wrong, 3/4.
+     * Fold 0 is scored with fold 1's best: 3/4 right for t in (0.1, 0.7), first gap
+     * again t = 0.4; fold 0 at 0.4 is all right, 4/4. Mean 0.875, std 0.125. */
+    const double sim[8] = {0.9, 0.8, 0.1, 0.05, 0.8, 0.7, 0.9, 0.1};
+    const bool same[8] = {1, 1, 0, 0, 1, 1, 0, 0};
+    double mean, std;
+    fkd_baseline_fold_accuracy(sim, same, 8, 2, &mean, &std);
+    assert_float_equal(mean, (1.0 + 0.75) / 2, 1e-12);
+    assert_float_equal(std, 0.125, 1e-12);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -332,6 +350,7 @@ int main(void)
         cmocka_unit_test(test_benchmark_shapes),
         cmocka_unit_test(test_yaw_changes_the_face),
         cmocka_unit_test(test_world_check),
+        cmocka_unit_test(test_fold_accuracy_by_hand),
         cmocka_unit_test(test_bin_round_trip_through_the_reader),
         cmocka_unit_test(test_training_sets_open_as_datasets),
     };
