@@ -32,7 +32,7 @@ static void usage(FILE *out)
             "  --preview FILE.png     grid of identities (rows) x images (columns)\n"
             "  --rows R --cols C      preview grid size (default 8 x 8)\n"
             "  --preview-bench NAME   preview NAME's pairs instead (green frame same, red different)\n"
-            "  --baseline NAME|all    pixel-cosine baseline accuracy (10 folds) on the benchmarks\n"
+            "  --baseline NAME|all    non-learned pixel-cosine and linear (WCCN) baselines, 10-fold accuracy\n"
             "  --bench-speed          render for 3 s on one thread and print images/s\n");
 }
 
@@ -175,11 +175,11 @@ static fkd_status write_one_bench(const fkd_synth_world *w, const char *name, vo
 
 static fkd_status baseline_one(const fkd_synth_world *w, const char *name, void *ctx)
 {
-    (void)ctx;
     fkd_baseline_result r[FKD_BASELINE_N_FEATURES];
-    FKD_TRY(fkd_baseline_run(w, name, r));
+    FKD_TRY(fkd_baseline_run(w, name, ctx, r));
     for (int k = 0; k < FKD_BASELINE_N_FEATURES; k++)
-        printf("| %-13s | %-7s | %6.2f%% +- %.2f |\n", name, r[k].feature, 100 * r[k].mean, 100 * r[k].std);
+        if (r[k].feature)
+            printf("| %-13s | %-7s | %6.2f%% +- %.2f |\n", name, r[k].feature, 100 * r[k].mean, 100 * r[k].std);
     fflush(stdout);
     return FKD_OK;
 }
@@ -253,8 +253,14 @@ int fkd_cmd_synth(int argc, char **argv)
                  (long long)per_id);
     }
     if (baseline) {
+        /* WCCN is fitted on (up to) 500 training identities x 8 images, never on benchmarks */
+        fkd_baseline_wccn m;
+        int fit_ids = identities < 500 ? (int)identities : 500;
+        if (fkd_baseline_wccn_fit(&w, fit_ids, 8, &m) != FKD_OK) return fkd_cli_fail();
         printf("| benchmark     | feature | accuracy (10 folds) |\n|---|---|---|\n");
-        if (for_benches(baseline, baseline_one, &w, NULL) != FKD_OK) return fkd_cli_fail();
+        fkd_status s = for_benches(baseline, baseline_one, &w, &m);
+        fkd_baseline_wccn_free(&m);
+        if (s != FKD_OK) return fkd_cli_fail();
     }
     if (speed && bench_speed(&w) != FKD_OK) return fkd_cli_fail();
     return 0;
