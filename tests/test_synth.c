@@ -341,6 +341,27 @@ static void test_fold_accuracy_by_hand(void **state)
     assert_float_equal(std, 0.125, 1e-12);
 }
 
+static void test_wccn_fit(void **state)
+{
+    (void)state;
+    fkd_synth_world w;
+    fkd_synth_world_default(&w, 6, 10);
+    fkd_baseline_wccn a, b;
+    assert_int_equal(fkd_baseline_wccn_fit(&w, 6, 3, &a), FKD_OK);
+    assert_int_equal(fkd_baseline_wccn_fit(&w, 6, 3, &b), FKD_OK);
+    const int D = FKD_BASELINE_GREY_DIM;
+    assert_memory_equal(a.L, b.L, sizeof(double) * D * D);
+    /* a Cholesky factor: lower triangular, positive diagonal; with 6 x 3 images S_w has
+     * rank <= 12, so most of the diagonal is the ridge: L_ii^2 >= lambda > 0 */
+    for (int i = 0; i < D; i++) {
+        assert_true(a.L[(size_t)i * D + i] > 0);
+        for (int j = i + 1; j < D; j++) assert_true(a.L[(size_t)i * D + j] == 0);
+    }
+    fkd_baseline_wccn_free(&a);
+    fkd_baseline_wccn_free(&b);
+    assert_int_equal(fkd_baseline_wccn_fit(&w, 11, 3, &a), FKD_ERR_ARG);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -351,6 +372,7 @@ int main(void)
         cmocka_unit_test(test_yaw_changes_the_face),
         cmocka_unit_test(test_world_check),
         cmocka_unit_test(test_fold_accuracy_by_hand),
+        cmocka_unit_test(test_wccn_fit),
         cmocka_unit_test(test_bin_round_trip_through_the_reader),
         cmocka_unit_test(test_training_sets_open_as_datasets),
     };
