@@ -85,9 +85,15 @@ static inline uint32_t hash32(uint32_t x)
 static uint8_t noise_table[256 * 256];
 static pthread_once_t noise_once = PTHREAD_ONCE_INIT;
 
+/* Triangular sensor noise, read as one contiguous window per image. */
+#define TRI_NOISE_LEN (1 << 17)
+static int16_t tri_noise[TRI_NOISE_LEN];
+
 static void noise_table_fill(void)
 {
     for (uint32_t i = 0; i < 256 * 256; i++) noise_table[i] = (uint8_t)(hash32(i * 0x9E3779B1U + 0x5bd1e995U) >> 24);
+    for (uint32_t i = 0; i < TRI_NOISE_LEN; i++)
+        tri_noise[i] = (int16_t)((int)(hash32(i ^ 0xA511E9B3U) >> 24) + (int)(hash32(i + 0x3C6EF372U) >> 24) - 255);
 }
 
 /* Uniform [0, 1) noise at integer cell (a, b) for a salt. */
@@ -615,10 +621,9 @@ static void draw_hair_volume(canvas *c, const head *h, const float *z, const loo
         /* long hair: a tall mass behind the head, towards the back in profile */
         float P[3] = {0, h->B * (0.1f + 0.5f * (len - 0.55f)), -0.35f * h->C}, nrm[3] = {0, 0, -1};
         proj p = project_point(h, P, nrm);
-        float vis = 1.0f;
         ellipse e = {p.x, p.y, h->A * (1.15f + vol), h->B * (0.8f + 0.9f * (len - 0.55f)), 0, 0, 0.15f};
         float col[3] = {k->hair[0] * 0.8f, k->hair[1] * 0.8f, k->hair[2] * 0.8f};
-        draw_ellipse(c, &e, col, vis);
+        draw_ellipse(c, &e, col, 1.0f);
     }
     if (vol < 0.02f && hairline > 0.8f) return; /* near-bald: no mass above the skull */
     cast e;
@@ -842,7 +847,7 @@ static void draw_features(canvas *c, const head *h, const float *z, const looks 
         draw_ellipse(c, &sc, wcol, v);
         /* iris and pupil, shifted by gaze and by yaw (eyeballs turn with the head) */
         float ir = h->B * 0.11f * iris_r;
-        float gx = (n->gaze_x + 0.0f) * rx, gy = n->gaze_y * ry;
+        float gx = n->gaze_x * rx, gy = n->gaze_y * ry;
         float icol[3] = {k->iris[0] * sh, k->iris[1] * sh, k->iris[2] * sh};
         ellipse iris = {p.x + gx, p.y + gy, ir * fx, minf(ir, ry * 1.1f), ang, 0, 0.3f};
         draw_ellipse(c, &iris, icol, v);
@@ -1023,18 +1028,18 @@ static fkd_status finish_image(canvas *c, const nuisance *n, fkd_rng *r, uint8_t
         if (n->blur > 0.7f) blur3(c, 0.25f, tmp);
     }
     float gain[3] = {n->exposure * n->tint[0], n->exposure * n->tint[1], n->exposure * n->tint[2]};
-    /* Sensor noise: the sum of two reads of the noise table at random offsets minus 255
-     * is triangular with std 104 (close enough to normal); scaled by the noise level. */
+    /* Sensor noise: a window of a fixed table of triangular noise (the sum of two 8-bit
+     * uniforms minus 255, std 104) at a random offset, scaled to the image's level. */
     float amp = n->noise * (1.0f / 104.0f) * 255.0f;
-    uint32_t off0 = (uint32_t)fkd_rng_below(r, 65536), off1 = (uint32_t)fkd_rng_below(r, 65536);
+    const int16_t *tri = tri_noise + fkd_rng_below(r, TRI_NOISE_LEN - S * S * 3);
+    const float g0 = gain[0] * 255.0f, g1 = gain[1] * 255.0f, g2 = gain[2] * 255.0f;
     for (int i = 0; i < S * S; i++) {
-        for (int ch = 0; ch < 3; ch++) {
-            int j = i * 3 + ch;
-            float t = (float)noise_table[(uint32_t)(j + off0) & 65535] +
-                      (float)noise_table[(uint32_t)(j * 7 + off1) & 65535] - 255.0f;
-            float v = c->px[j] * gain[ch] * 255.0f + amp * t + 0.5f;
-            out[j] = (uint8_t)clampf(v, 0, 255.0f);
-        }
+        const float *p = &c->px[i * 3];
+        const int16_t *t = &tri[i * 3];
+        uint8_t *o = &out[i * 3];
+        o[0] = (uint8_t)clampf(p[0] * g0 + amp * t[0] + 0.5f, 0, 255.0f);
+        o[1] = (uint8_t)clampf(p[1] * g1 + amp * t[1] + 0.5f, 0, 255.0f);
+        o[2] = (uint8_t)clampf(p[2] * g2 + amp * t[2] + 0.5f, 0, 255.0f);
     }
     if (n->jpeg_quality > 0) {
         fkd_image img = {S, S, 3, out};
