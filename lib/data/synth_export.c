@@ -142,8 +142,16 @@ fkd_status fkd_synth_write_recordio(const fkd_synth_world *w, int64_t n_ids, int
     }
     snprintf(rec, cap, "%s.rec", prefix);
     snprintf(idx, cap, "%s.idx", prefix);
+    /* the prefix's directory is created like --out's */
+    fkd_status s = FKD_OK;
+    char *slash = strrchr(idx, '/');
+    if (slash && slash != idx) {
+        *slash = 0;
+        s = fkd_mkdir_p(idx);
+        *slash = '/';
+    }
     fkd_rec_train_writer wr;
-    fkd_status s = fkd_rec_train_writer_open(&wr, rec, idx, true);
+    if (s == FKD_OK) s = fkd_rec_train_writer_open(&wr, rec, idx, true);
     fkd_image img = {0};
     if (s == FKD_OK) {
         progress_start(progress, rec, n_ids * per_id);
