@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "data/dataset.h"
+#include "data/loader.h"
 #include "data/synth.h"
 #include "data/synth_baseline.h"
 #include "data/synth_export.h"
@@ -362,6 +363,40 @@ static void test_wccn_fit(void **state)
     assert_int_equal(fkd_baseline_wccn_fit(&w, 11, 3, &a), FKD_ERR_ARG);
 }
 
+static void test_loader_renders_on_worker_threads(void **state)
+{
+    (void)state;
+    fkd_synth_world w;
+    fkd_synth_world_default(&w, 21, 6);
+    fkd_dataset ds;
+    assert_int_equal(fkd_synth_dataset_open(&ds, &w, 2), FKD_OK);
+    fkd_loader_options o;
+    fkd_loader_options_default(&o);
+    o.sampler = FKD_SAMPLER_SEQUENTIAL;
+    o.batch_size = 4;
+    o.workers = 2;
+    fkd_loader *l;
+    assert_int_equal(fkd_loader_create(&l, &ds, &o), FKD_OK);
+    uint8_t *scratch = malloc(NPIX);
+    float *slot = malloc(sizeof(float) * NPIX);
+    for (int b = 0; b < 3; b++) {
+        const fkd_batch *batch;
+        assert_int_equal(fkd_loader_next(l, &batch), FKD_OK);
+        assert_int_equal(batch->n, 4);
+        for (int i = 0; i < batch->n; i++) {
+            int64_t k = batch->indices[i];
+            assert_int_equal(batch->labels[i], k / 2);
+            /* the worker's render is the same as this thread's, to the bit */
+            assert_int_equal(fkd_synth_render_nchw(&w, k / 2, (uint32_t)(k % 2), NULL, scratch, slot), FKD_OK);
+            assert_memory_equal(batch->images + (size_t)i * NPIX, slot, sizeof(float) * NPIX);
+        }
+    }
+    free(scratch);
+    free(slot);
+    fkd_loader_free(l);
+    fkd_dataset_free(&ds);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -375,6 +410,7 @@ int main(void)
         cmocka_unit_test(test_wccn_fit),
         cmocka_unit_test(test_bin_round_trip_through_the_reader),
         cmocka_unit_test(test_training_sets_open_as_datasets),
+        cmocka_unit_test(test_loader_renders_on_worker_threads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
