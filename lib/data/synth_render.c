@@ -14,6 +14,7 @@
  * Canvas: (112, 112, 3) floats in [0, 1], linear-ish sRGB values.
  */
 #include <math.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -27,9 +28,22 @@ typedef struct {
     float px[S * S * 3];
 } canvas;
 
+static inline float maxf(float a, float b)
+{
+    return a > b ? a : b;
+}
+
+static inline float minf(float a, float b)
+{
+    return a < b ? a : b;
+}
+
+/* Written as two selects so the compiler emits maxss/minss, not branches (coverage and
+ * noisy pixels make branches unpredictable). */
 static inline float clampf(float x, float lo, float hi)
 {
-    return x < lo ? lo : x > hi ? hi : x;
+    x = x > lo ? x : lo;
+    return x < hi ? x : hi;
 }
 
 static inline float lerpf(float a, float b, float t)
@@ -66,10 +80,28 @@ static inline uint32_t hash32(uint32_t x)
     return x;
 }
 
-/* Uniform [0, 1) hash of a 2-D cell and a salt. */
+/* Per-pixel texture noise reads a fixed 256x256 table of hashes (filled once) at an
+ * offset chosen by the salt: a table lookup instead of two hashes per pixel. */
+static uint8_t noise_table[256 * 256];
+static pthread_once_t noise_once = PTHREAD_ONCE_INIT;
+
+/* Triangular sensor noise, read as one contiguous window per image. */
+#define TRI_NOISE_LEN (1 << 17)
+static int16_t tri_noise[TRI_NOISE_LEN];
+
+static void noise_table_fill(void)
+{
+    for (uint32_t i = 0; i < 256 * 256; i++) noise_table[i] = (uint8_t)(hash32(i * 0x9E3779B1U + 0x5bd1e995U) >> 24);
+    for (uint32_t i = 0; i < TRI_NOISE_LEN; i++)
+        tri_noise[i] = (int16_t)((int)(hash32(i ^ 0xA511E9B3U) >> 24) + (int)(hash32(i + 0x3C6EF372U) >> 24) - 255);
+}
+
+/* Uniform [0, 1) noise at integer cell (a, b) for a salt. */
 static inline float cell_noise(int32_t a, int32_t b, uint32_t salt)
 {
-    return (float)(hash32((uint32_t)a * 0x9E3779B1U ^ hash32((uint32_t)b + salt)) >> 8) * (1.0f / 16777216.0f);
+    uint32_t h = hash32(salt);
+    uint32_t x = ((uint32_t)a + h) & 255, y = ((uint32_t)b + (h >> 8)) & 255;
+    return noise_table[y * 256 + x] * (1.0f / 256.0f);
 }
 
 static inline int lo_pix(float v)
@@ -103,23 +135,49 @@ static inline float ellipse_cover(float u, float v, float rx, float ry)
     return clampf(0.5f - (f - 1.0f) / g, 0, 1);
 }
 
+/* Roots of p x^2 + q x + r = t (p > 0) as a pixel-index span [*x0, *x1) of centres
+ * x + 0.5 - cx inside; false when empty. */
+static bool quad_span(float p, float q, float r, float t, float cx, int *x0, int *x1)
+{
+    float disc = q * q - 4 * p * (r - t);
+    if (disc <= 0) return false;
+    float sq = sqrtf(disc), lo = (-q - sq) / (2 * p), hi = (-q + sq) / (2 * p);
+    *x0 = (int)ceilf(cx + lo - 0.5f);
+    *x1 = (int)floorf(cx + hi - 0.5f) + 1;
+    if (*x0 < 0) *x0 = 0;
+    if (*x1 > S) *x1 = S;
+    return *x0 < *x1;
+}
+
 static void draw_ellipse(canvas *c, const ellipse *e, const float col[3], float alpha)
 {
     if (alpha <= 0 || e->rx <= 0.05f || e->ry <= 0.05f) return;
     float cs = cosf(e->angle), sn = sinf(e->angle);
-    float r = (e->rx > e->ry ? e->rx : e->ry) + 1.5f;
-    int x0 = lo_pix(e->cx - r), x1 = hi_pix(e->cx + r), y0 = lo_pix(e->cy - r), y1 = hi_pix(e->cy + r);
+    float by = sqrtf(e->rx * e->rx * sn * sn + e->ry * e->ry * cs * cs) + 1.5f;
+    int y0 = lo_pix(e->cy - by), y1 = hi_pix(e->cy + by);
     float irx = 1.0f / e->rx, iry = 1.0f / e->ry;
-    float irx2 = e->ring > 0 ? 1.0f / fmaxf(e->rx - e->ring, 0.3f) : 0;
-    float iry2 = e->ring > 0 ? 1.0f / fmaxf(e->ry - e->ring, 0.3f) : 0;
+    float irx2 = e->ring > 0 ? 1.0f / maxf(e->rx - e->ring, 0.3f) : 0;
+    float iry2 = e->ring > 0 ? 1.0f / maxf(e->ry - e->ring, 0.3f) : 0;
+    /* Per row f(dx) = u^2 + v^2 is a quadratic in dx: its level sets give the span worth
+     * visiting (the fringe, f <= f_out) and the solid middle (f <= f_in, coverage 1). */
+    float rmin = minf(e->rx, e->ry);
+    float f_out = (1.0f + 2.0f / rmin) * (1.0f + 2.0f / rmin);
+    float s_in = 1.0f - 0.75f / rmin;
+    float f_in = e->ring > 0 || s_in <= 0 ? -1.0f : s_in * s_in;
+    float a1 = cs * irx, b1 = -sn * iry;
+    float p2 = a1 * a1 + b1 * b1;
     for (int y = y0; y < y1; y++) {
         float dy = y + 0.5f - e->cy;
+        float a0 = dy * sn * irx, b0 = dy * cs * iry;
+        float q = 2 * (a1 * a0 + b1 * b0), r = a0 * a0 + b0 * b0;
+        int x0, x1, i0 = 0, i1 = 0;
+        if (!quad_span(p2, q, r, f_out, e->cx, &x0, &x1)) continue;
+        if (f_in > 0 && !quad_span(p2, q, r, f_in, e->cx, &i0, &i1)) i0 = i1 = 0;
         for (int x = x0; x < x1; x++) {
             float dx = x + 0.5f - e->cx;
             float lx = dx * cs + dy * sn, ly = -dx * sn + dy * cs;
             float u = lx * irx, v = ly * iry;
-            if (u * u + v * v > 1.0f + 3.0f * (irx + iry)) continue;
-            float cov = ellipse_cover(u, v, e->rx, e->ry);
+            float cov = x >= i0 && x < i1 ? 1.0f : ellipse_cover(u, v, e->rx, e->ry);
             if (cov <= 0) continue;
             if (e->ring > 0) cov *= 1.0f - ellipse_cover(lx * irx2, ly * iry2, 1.0f / irx2, 1.0f / iry2);
             float a = cov * alpha;
@@ -148,8 +206,11 @@ static void draw_stroke(canvas *c, const stroke *s, const float col[3], float al
     if (alpha <= 0 || s->half_len <= 0.05f || s->t <= 0.02f) return;
     float cs = cosf(s->angle), sn = sinf(s->angle);
     float bend = fabsf(s->k) * s->half_len * s->half_len;
-    float r = s->half_len + s->t + bend + 1.5f;
-    int x0 = lo_pix(s->cx - r), x1 = hi_pix(s->cx + r), y0 = lo_pix(s->cy - r), y1 = hi_pix(s->cy + r);
+    /* bounding box of the rotated rectangle holding the curve and its fringe */
+    float ex = s->half_len + 1.5f, ey = s->t + bend + 1.5f;
+    float bx = fabsf(cs) * ex + fabsf(sn) * ey, by = fabsf(sn) * ex + fabsf(cs) * ey;
+    int x0 = lo_pix(s->cx - bx), x1 = hi_pix(s->cx + bx), y0 = lo_pix(s->cy - by), y1 = hi_pix(s->cy + by);
+    float reach_y = s->t + 1.0f;
     float inv_l = 1.0f / s->half_len;
     for (int y = y0; y < y1; y++) {
         float dy = y + 0.5f - s->cy;
@@ -158,8 +219,10 @@ static void draw_stroke(canvas *c, const stroke *s, const float col[3], float al
             float lx = dx * cs + dy * sn, ly = -dx * sn + dy * cs;
             float along = s->half_len - fabsf(lx) + 0.5f;
             if (along <= 0) continue;
+            float off = fabsf(ly - s->k * lx * lx);
+            if (off > reach_y + fabsf(2.0f * s->k * lx) * reach_y) continue;
             float slope = 2.0f * s->k * lx;
-            float d = fabsf(ly - s->k * lx * lx) / sqrtf(1.0f + slope * slope);
+            float d = off / sqrtf(1.0f + slope * slope);
             float q = lx * inv_l;
             float t = s->t * (1.0f - s->taper * q * q);
             float cov = clampf(t - d + 0.5f, 0, 1) * clampf(along, 0, 1);
@@ -239,7 +302,7 @@ static inline float shade_normal(const head *h, float nx, float ny, float nz)
 static float shade_at(const head *h, proj p)
 {
     float nx = (p.x - h->cx) / h->A, ny = (p.y - h->cy) / h->B;
-    float nz = sqrtf(fmaxf(1.0f - nx * nx - ny * ny, 0.0f));
+    float nz = sqrtf(maxf(1.0f - nx * nx - ny * ny, 0.0f));
     return shade_normal(h, clampf(nx, -1, 1), clampf(ny, -1, 1), nz);
 }
 
@@ -280,67 +343,118 @@ static inline float clamp_lon(float th, float yaw)
     return clampf(th, -lim - yaw, lim - yaw);
 }
 
-/* An ellipsoid attached to the head (head space centre o, semi-axes ax), prepared for
- * casting view rays: q(z) = s + z r with s = R^T (xv, yv, 0) - o, r = R^T e_z. */
+/* An ellipsoid attached to the head (head-space centre o, semi-axes ax), prepared for
+ * casting view rays. A view pixel at offset (xv, yv) from the head centre is the ray
+ * q(z) = s + z r in head space, s = R^T (xv, yv, 0) - o, r = R^T e_z; it meets the
+ * ellipsoid where qa z^2 + b z + cc = 0 with qa = sum r^2/a^2, b = 2 sum s r/a^2,
+ * cc = sum s^2/a^2 - 1. Along a row, b is linear and cc quadratic in xv, so the
+ * discriminant D = b^2 - 4 qa cc is a quadratic in xv: its roots bound the row's span and
+ * D / |grad D| is the signed distance used for anti-aliased coverage. */
 typedef struct {
     float o[3], ia2[3]; /* centre, 1 / axis^2 */
     float r[3];
-    float qa;           /* sum r^2 / a^2 */
-    float K, al, be, ga; /* discriminant D(xv, yv) = K - (al xv^2 + be xv yv + ga yv^2) */
+    float qa;
+    float bx, by;       /* db/dxv, db/dyv (constants) */
+    float cxx, cxy, cyy; /* second-order terms of cc: cxx xv^2 + cxy xv yv + cyy yv^2 */
+    float cx0, cy0, b0, c0; /* terms from o: cc = ... + cx0 xv + cy0 yv + c0, b = ... + b0 */
 } cast;
-
-static float cast_disc(const cast *e, const float R[9], float xv, float yv, float *b_out)
-{
-    float s[3];
-    for (int i = 0; i < 3; i++) s[i] = xv * R[i] + yv * R[3 + i] - e->o[i];
-    float b = 0, cc = -1;
-    for (int i = 0; i < 3; i++) {
-        b += 2 * s[i] * e->r[i] * e->ia2[i];
-        cc += s[i] * s[i] * e->ia2[i];
-    }
-    if (b_out) *b_out = b;
-    return b * b - 4 * e->qa * cc;
-}
 
 static void cast_init(cast *e, const head *h, const float o[3], const float ax[3])
 {
+    const float *R = h->R;
+    memset(e, 0, sizeof *e);
     for (int i = 0; i < 3; i++) {
         e->o[i] = o[i];
         e->ia2[i] = 1.0f / (ax[i] * ax[i]);
-        e->r[i] = h->R[6 + i];
+        e->r[i] = R[6 + i];
     }
-    e->qa = 0;
-    for (int i = 0; i < 3; i++) e->qa += e->r[i] * e->r[i] * e->ia2[i];
-    /* D is a quadratic in (xv, yv) plus linear terms from o; fit it from samples (exact). */
-    float d00 = cast_disc(e, h->R, 0, 0, NULL), d10 = cast_disc(e, h->R, 1, 0, NULL);
-    float dm0 = cast_disc(e, h->R, -1, 0, NULL), d01 = cast_disc(e, h->R, 0, 1, NULL);
-    float d0m = cast_disc(e, h->R, 0, -1, NULL), d11 = cast_disc(e, h->R, 1, 1, NULL);
-    e->K = d00;
-    e->al = d00 - 0.5f * (d10 + dm0);
-    e->ga = d00 - 0.5f * (d01 + d0m);
-    /* linear parts are folded into the per-pixel evaluation; here only the cross term */
-    float lx = 0.5f * (d10 - dm0), ly = 0.5f * (d01 - d0m);
-    e->be = -(d11 - d00 - lx - ly + e->al + e->ga);
+    e->c0 = -1;
+    for (int i = 0; i < 3; i++) {
+        float w = e->ia2[i], ri = e->r[i], px = R[i], py = R[3 + i];
+        e->qa += ri * ri * w;
+        e->bx += 2 * px * ri * w;
+        e->by += 2 * py * ri * w;
+        e->b0 += -2 * o[i] * ri * w;
+        e->cxx += px * px * w;
+        e->cxy += 2 * px * py * w;
+        e->cyy += py * py * w;
+        e->cx0 += -2 * px * o[i] * w;
+        e->cy0 += -2 * py * o[i] * w;
+        e->c0 += o[i] * o[i] * w;
+    }
 }
 
-/* Coverage of the ellipsoid's silhouette at view offset (xv, yv) from the head centre,
- * from the discriminant's value and gradient. */
-static inline float cast_cover(const cast *e, const float R[9], float xv, float yv, float *b_out, float *disc)
+/* One row of a cast: D(xv) = d2 xv^2 + d1 xv + d0, and the pieces of its gradient. */
+typedef struct {
+    float yv, b_at0, c_at0, c_x; /* b = b_at0 + bx xv; cc = c_at0 + c_x xv + cxx xv^2 */
+    float d2, d1, d0;
+    float d_solid; /* D above this means coverage 1 anywhere on the row's span */
+} cast_row;
+
+static void cast_row_init(const cast *e, float yv, cast_row *row)
 {
-    float D = cast_disc(e, R, xv, yv, b_out);
-    *disc = D;
-    /* gradient of D: the quadratic part's, plus the linear part estimated by difference */
-    float gx = -(2 * e->al * xv + e->be * yv), gy = -(e->be * xv + 2 * e->ga * yv);
-    float D0 = e->K - (e->al * xv * xv + e->be * xv * yv + e->ga * yv * yv);
-    float lin = D - D0; /* the linear part l.x; its gradient is l = lin / |x| along x */
-    float r2 = xv * xv + yv * yv;
-    if (r2 > 1e-6f) {
-        gx += lin * xv / r2;
-        gy += lin * yv / r2;
+    row->yv = yv;
+    row->b_at0 = e->b0 + e->by * yv;
+    row->c_at0 = e->c0 + e->cy0 * yv + e->cyy * yv * yv;
+    row->c_x = e->cx0 + e->cxy * yv;
+    row->d2 = e->bx * e->bx - 4 * e->qa * e->cxx;
+    row->d1 = 2 * row->b_at0 * e->bx - 4 * e->qa * row->c_x;
+    row->d0 = row->b_at0 * row->b_at0 - 4 * e->qa * row->c_at0;
+}
+
+/* The xv interval where D >= -margin * |grad| roughly: roots of D widened by `pad`.
+ * Returns false when the row misses the ellipsoid. */
+static bool cast_row_span(const cast_row *row, float pad, float *lo, float *hi)
+{
+    if (row->d2 >= 0) return false; /* an ellipsoid's silhouette is bounded */
+    float disc = row->d1 * row->d1 - 4 * row->d2 * row->d0;
+    float mid = -row->d1 / (2 * row->d2);
+    if (disc <= 0) {
+        /* a row grazing the top or bottom: still cover the antialiased fringe */
+        *lo = mid - pad;
+        *hi = mid + pad;
+        return row->d0 - row->d1 * row->d1 / (4 * row->d2) > -fabsf(row->d1) * pad - 1e-3f;
     }
-    float g = sqrtf(gx * gx + gy * gy);
-    if (g < 1e-6f) return D > 0 ? 1.0f : 0.0f;
-    return clampf(0.5f + D / g, 0, 1);
+    float half = sqrtf(disc) / (2 * -row->d2);
+    *lo = mid - half - pad;
+    *hi = mid + half + pad;
+    return true;
+}
+
+/* grad D at xv on the row (linear in xv). */
+static inline void cast_grad(const cast *e, const cast_row *row, float xv, float bb, float *gx, float *gy)
+{
+    *gx = 2 * bb * e->bx - 4 * e->qa * (row->c_x + 2 * e->cxx * xv);
+    *gy = 2 * bb * e->by - 4 * e->qa * (e->cy0 + 2 * e->cyy * row->yv + e->cxy * xv);
+}
+
+/* |grad D| is largest at an end of the span (it is linear in xv): above half of that, the
+ * coverage 0.5 + D / |grad D| is 1 and the gradient need not be computed. */
+static void cast_row_solid(const cast *e, cast_row *row, float lo, float hi)
+{
+    float g = 0;
+    for (int k = 0; k < 2; k++) {
+        float xv = k ? hi : lo, gx, gy;
+        cast_grad(e, row, xv, row->b_at0 + e->bx * xv, &gx, &gy);
+        g = maxf(g, sqrtf(gx * gx + gy * gy));
+    }
+    row->d_solid = 0.5f * g;
+}
+
+/* Coverage at xv on the row; *b and *D return the ray's b and discriminant. */
+static inline float cast_cover(const cast *e, const cast_row *row, float xv, float *b, float *D)
+{
+    float bb = row->b_at0 + e->bx * xv;
+    float cc = row->c_at0 + xv * (row->c_x + e->cxx * xv);
+    float d = bb * bb - 4 * e->qa * cc;
+    *b = bb;
+    *D = d;
+    if (d >= row->d_solid) return 1.0f;
+    float gx, gy;
+    cast_grad(e, row, xv, bb, &gx, &gy);
+    float g2 = gx * gx + gy * gy;
+    if (g2 < 1e-12f) return d > 0 ? 1.0f : 0.0f;
+    return clampf(0.5f + d / sqrtf(g2), 0, 1);
 }
 
 /* ---------------------------------------------------------------- the face */
@@ -486,12 +600,12 @@ static void draw_background(canvas *c, const nuisance *n, fkd_rng *r)
         float col[3];
         rng_colour(r, col, 0.05f, 0.95f);
         if (fkd_rng_uniform(r) < 0.5) {
-            ellipse e = {rng_range(r, 0, S), rng_range(r, 0, S), rng_range(r, 4, 30), rng_range(r, 4, 30),
+            ellipse e = {rng_range(r, 0, S), rng_range(r, 0, S), rng_range(r, 3, 22), rng_range(r, 3, 22),
                          rng_range(r, 0, 3.14f), 0, rng_range(r, -0.3f, 0.3f)};
             draw_ellipse(c, &e, col, rng_range(r, 0.4f, 1));
         } else {
-            stroke s = {rng_range(r, 0, S), rng_range(r, 0, S), rng_range(r, 0, 3.14f), rng_range(r, 8, 60), 0,
-                        rng_range(r, 1, 10), 0};
+            stroke s = {rng_range(r, 0, S), rng_range(r, 0, S), rng_range(r, 0, 3.14f), rng_range(r, 6, 40), 0,
+                        rng_range(r, 1, 7), 0};
             draw_stroke(c, &s, col, rng_range(r, 0.4f, 1));
         }
     }
@@ -507,24 +621,27 @@ static void draw_hair_volume(canvas *c, const head *h, const float *z, const loo
         /* long hair: a tall mass behind the head, towards the back in profile */
         float P[3] = {0, h->B * (0.1f + 0.5f * (len - 0.55f)), -0.35f * h->C}, nrm[3] = {0, 0, -1};
         proj p = project_point(h, P, nrm);
-        float vis = 1.0f;
         ellipse e = {p.x, p.y, h->A * (1.15f + vol), h->B * (0.8f + 0.9f * (len - 0.55f)), 0, 0, 0.15f};
         float col[3] = {k->hair[0] * 0.8f, k->hair[1] * 0.8f, k->hair[2] * 0.8f};
-        draw_ellipse(c, &e, col, vis);
+        draw_ellipse(c, &e, col, 1.0f);
     }
     if (vol < 0.02f && hairline > 0.8f) return; /* near-bald: no mass above the skull */
     cast e;
     float o[3] = {0, -h->B * (0.12f + 0.3f * vol), -0.08f * h->C};
     float ax[3] = {h->A * (1.02f + vol), h->B * (0.85f + vol), h->C * (1.02f + vol)};
     cast_init(&e, h, o, ax);
-    float reach = fmaxf(fmaxf(ax[0], ax[1]), ax[2]) * 1.3f;
-    int x0 = lo_pix(h->cx - reach), x1 = hi_pix(h->cx + reach);
+    float reach = maxf(maxf(ax[0], ax[1]), ax[2]) * 1.3f;
     int y0 = lo_pix(h->cy - reach), y1 = hi_pix(h->cy + 0.3f * h->B);
     for (int y = y0; y < y1; y++) {
-        float yv = y + 0.5f - h->cy;
+        float yv = y + 0.5f - h->cy, lo, hi;
+        cast_row row;
+        cast_row_init(&e, yv, &row);
+        if (!cast_row_span(&row, 2.0f, &lo, &hi)) continue;
+        cast_row_solid(&e, &row, lo, hi);
+        int x0 = lo_pix(h->cx + lo), x1 = hi_pix(h->cx + hi);
         for (int x = x0; x < x1; x++) {
             float xv = x + 0.5f - h->cx, b, D;
-            float cov = cast_cover(&e, h->R, xv, yv, &b, &D);
+            float cov = cast_cover(&e, &row, xv, &b, &D);
             if (cov <= 0) continue;
             /* strands: a streak pattern along x, shaded darker towards the bottom */
             float streak = 0.85f + 0.15f * cell_noise(x / 2, 0, 77);
@@ -573,13 +690,15 @@ static void draw_head(canvas *c, const head *h, const float *z, const looks *k, 
     float recede = clampf((k->wrinkle - 0.3f) * 0.3f * ageing, 0, 0.3f);
     float beard = pmap(z, FKD_SYNTH_BEARD, -0.8f, 1.0f);
     float beard_ext = pmap(z, FKD_SYNTH_BEARD_EXTENT, 0, 1);
-    float freckles = pmap(z, FKD_SYNTH_FRECKLES, -0.25f, 0.35f);
+    float freckles = pmap(z, FKD_SYNTH_FRECKLES, -0.9f, 0.35f);
     float texture = pmap(z, FKD_SYNTH_SKIN_TEXTURE, 0.0f, 0.08f);
     float cheek = pmap(z, FKD_SYNTH_CHEEK_WIDTH, -0.08f, 0.08f);
     float bald = pmap(z, FKD_SYNTH_HAIR_VOLUME, 0, 1) < 0.12f && pmap(z, FKD_SYNTH_HAIRLINE, 0, 1) > 0.8f;
-    float reach = fmaxf(h->A, fmaxf(h->B, h->C)) * 1.05f;
-    int x0 = lo_pix(h->cx - reach), x1 = hi_pix(h->cx + reach);
+    float iA = 1.0f / h->A, iB = 1.0f / h->B, iC = 1.0f / h->C;
+    float reach = maxf(h->A, maxf(h->B, h->C)) * 1.05f;
     int y0 = lo_pix(h->cy - reach), y1 = hi_pix(h->cy + reach * h->chin);
+    uint32_t salt_tex = salt + 1, salt_beard = salt + 2, salt_hair = salt + 3;
+    float sh = 1, freckle = 1, hair_w = 0, beard_w = 0;
     for (int y = y0; y < y1; y++) {
         /* undo the jaw warp for this row */
         float yy = y + 0.5f - h->cy;
@@ -591,54 +710,62 @@ static void draw_head(canvas *c, const head *h, const float *z, const looks *k, 
             /* cheekbones: wider just below the eyes */
             squeeze += cheek * expf(-(t - 0.25f) * (t - 0.25f) * 30.0f);
         }
-        float inv_sq = 1.0f / squeeze;
+        float inv_sq = 1.0f / squeeze, lo, hi;
+        cast_row row;
+        cast_row_init(&e, yv, &row);
+        if (!cast_row_span(&row, 2.0f, &lo, &hi)) continue;
+        cast_row_solid(&e, &row, lo, hi);
+        int x0 = lo_pix(h->cx + lo * squeeze), x1 = hi_pix(h->cx + hi * squeeze);
         for (int x = x0; x < x1; x++) {
             float xv = (x + 0.5f - h->cx) * inv_sq;
             float b, D;
-            float cov = cast_cover(&e, h->R, xv, yv, &b, &D);
+            float cov = cast_cover(&e, &row, xv, &b, &D);
             if (cov <= 0) continue;
-            /* front intersection along the view ray */
-            float zr = (-b + sqrtf(fmaxf(D, 0))) / (2 * e.qa);
-            float q[3];
-            for (int i = 0; i < 3; i++) q[i] = xv * h->R[i] + yv * h->R[3 + i] + zr * e.r[i];
-            float u[3] = {q[0] / h->A, q[1] / h->B, q[2] / h->C};
-            float nh[3] = {u[0] / h->A, u[1] / h->B, u[2] / h->C}, nv[3];
-            rotate(h->R, nh, nv);
-            float nl = 1.0f / sqrtf(nv[0] * nv[0] + nv[1] * nv[1] + nv[2] * nv[2]);
-            float sh = shade_normal(h, nv[0] * nl, nv[1] * nl, nv[2] * nl);
-            float col[3] = {k->skin[0], k->skin[1], k->skin[2]};
-            /* freckles across nose and cheeks, and fine skin texture */
-            if (freckles > 0 && u[1] > -0.2f && u[1] < 0.45f && u[2] > 0.3f) {
-                int fx = (int)floorf(u[0] * 28.0f + 100), fy = (int)floorf(u[1] * 28.0f + 100);
-                if (cell_noise(fx, fy, salt) < freckles * 0.5f) {
-                    col[0] *= 0.8f, col[1] *= 0.72f, col[2] *= 0.7f;
+            /* The surface point, its shading and the hair / beard / freckle weights vary
+             * slowly: computed on even columns (and the first), reused on odd ones. */
+            if ((x & 1) == 0 || x == x0) {
+                float zr = (-b + sqrtf(maxf(D, 0))) / (2 * e.qa);
+                float q[3];
+                for (int i = 0; i < 3; i++) q[i] = xv * h->R[i] + yv * h->R[3 + i] + zr * e.r[i];
+                float u[3] = {q[0] * iA, q[1] * iB, q[2] * iC};
+                float nh[3] = {u[0] * iA, u[1] * iB, u[2] * iC}, nv[3];
+                rotate(h->R, nh, nv);
+                float nl = 1.0f / sqrtf(nv[0] * nv[0] + nv[1] * nv[1] + nv[2] * nv[2]);
+                sh = shade_normal(h, nv[0] * nl, nv[1] * nl, nv[2] * nl);
+                /* freckles across nose and cheeks */
+                freckle = 1.0f;
+                if (freckles > 0 && u[1] > -0.2f && u[1] < 0.45f && u[2] > 0.3f) {
+                    int fx = (int)(u[0] * 28.0f + 100), fy = (int)(u[1] * 28.0f + 100);
+                    if (cell_noise(fx, fy, salt) < freckles * 0.5f) freckle = 0.88f;
+                }
+                /* hair cap above the hairline (a parting and corner shape), on the sides
+                 * above the ears, and over the back of the head */
+                hair_w = 0;
+                if (!bald && u[1] < 0.4f) {
+                    float hl = hairline - recede + hl_shape * u[0] * u[0] +
+                               0.08f * fabsf(u[0] - part) * (u[1] < -0.5f);
+                    hair_w = smooth01((hl - u[1]) * 12.0f);
+                    float side = smooth01((fabsf(u[0]) - 0.88f) * 10.0f) * smooth01((0.05f - u[1]) * 8.0f);
+                    float back = smooth01((-u[2] + 0.05f) * 6.0f) * smooth01((0.35f - u[1]) * 6.0f);
+                    hair_w = maxf(hair_w, maxf(side, back));
+                }
+                /* beard: moustache first, then chin and jaw as the extent grows */
+                beard_w = 0;
+                if (beard > 0 && u[2] > -0.1f && u[1] > 0.3f) {
+                    float mous = smooth01((u[1] - 0.38f) * 20.0f) * smooth01((0.5f - u[1]) * 20.0f) *
+                                 smooth01((0.3f - fabsf(u[0])) * 10.0f);
+                    float chin = smooth01((u[1] - 0.55f + 0.25f * beard_ext) * 10.0f) *
+                                 smooth01((0.35f + 0.6f * beard_ext - fabsf(u[0])) * 8.0f);
+                    beard_w = minf(beard, 1.0f) * maxf(mous, chin * beard_ext * 1.3f);
                 }
             }
-            float tex = 1.0f + texture * (cell_noise(x, y, salt + 1) - 0.5f);
-            /* hair cap above the hairline (a parting and corner shape), on the sides above
-             * the ears, and over the back of the head */
-            float hl = hairline - recede + hl_shape * u[0] * u[0] + 0.08f * fabsf(u[0] - part) * (u[1] < -0.5f);
-            float hair_w = 0;
-            if (!bald) {
-                hair_w = smooth01((hl - u[1]) * 12.0f);
-                float side = smooth01((fabsf(u[0]) - 0.88f) * 10.0f) * smooth01((0.05f - u[1]) * 8.0f);
-                float back = smooth01((-u[2] + 0.05f) * 6.0f) * smooth01((0.35f - u[1]) * 6.0f);
-                hair_w = fmaxf(hair_w, fmaxf(side, back));
-            }
-            /* beard: moustache first, then chin and jaw as the extent grows */
-            float beard_w = 0;
-            if (beard > 0 && u[2] > -0.1f) {
-                float mous = smooth01((u[1] - 0.38f) * 20.0f) * smooth01((0.5f - u[1]) * 20.0f) *
-                             smooth01((0.3f - fabsf(u[0])) * 10.0f);
-                float chin = smooth01((u[1] - 0.55f + 0.25f * beard_ext) * 10.0f) *
-                             smooth01((0.35f + 0.6f * beard_ext - fabsf(u[0])) * 8.0f);
-                beard_w = fminf(beard, 1.0f) * fmaxf(mous, chin * beard_ext * 1.3f);
-                beard_w *= 0.6f + 0.4f * cell_noise(x, y, salt + 2);
-            }
+            float tex = freckle * (1.0f + texture * (cell_noise(x, y, salt_tex) - 0.5f));
+            float bw = beard_w > 0 ? clampf(beard_w * (0.6f + 0.4f * cell_noise(x, y, salt_beard)), 0, 1) : 0;
+            float strand = 0.9f + 0.2f * cell_noise(x / 2, y, salt_hair);
+            float col[3];
             for (int i = 0; i < 3; i++) {
-                float v = col[i] * tex;
-                v = lerpf(v, k->beard[i], clampf(beard_w, 0, 1));
-                v = lerpf(v, k->hair[i] * (0.9f + 0.2f * cell_noise(x / 2, y, salt + 3)), hair_w);
+                float v = lerpf(k->skin[i] * tex, k->beard[i], bw);
+                v = lerpf(v, k->hair[i] * strand, hair_w);
                 col[i] = v * sh;
             }
             blend(&c->px[(y * S + x) * 3], col, cov);
@@ -656,7 +783,7 @@ static void draw_features(canvas *c, const head *h, const float *z, const looks 
         proj p = surface(h, side * 0.55f, 0.3f, 0);
         float v = visible(p.facing);
         float col[3] = {k->skin[0] * 1.05f, k->skin[1] * 0.75f, k->skin[2] * 0.75f};
-        ellipse e = {p.x, p.y, h->A * 0.2f * fmaxf(p.facing, 0.1f), h->B * 0.12f, 0, 0, 0};
+        ellipse e = {p.x, p.y, h->A * 0.2f * maxf(p.facing, 0.1f), h->B * 0.12f, 0, 0, 0};
         draw_ellipse(c, &e, col, blush * v * shade_at(h, p));
     }
     float moles = pmap(z, FKD_SYNTH_MOLES, -1.0f, 1.0f);
@@ -667,7 +794,7 @@ static void draw_features(canvas *c, const head *h, const float *z, const looks 
         proj p = surface(h, th, ph, 0);
         float col[3] = {k->skin[0] * 0.45f, k->skin[1] * 0.35f, k->skin[2] * 0.3f};
         float r = h->A * 0.035f * (0.8f + moles);
-        ellipse e = {p.x, p.y, r * fmaxf(p.facing, 0.2f), r, 0, 0, 0};
+        ellipse e = {p.x, p.y, r * maxf(p.facing, 0.2f), r, 0, 0, 0};
         draw_ellipse(c, &e, col, visible(p.facing) * 0.9f);
     }
     /* ---- wrinkles with age: forehead lines and nasolabial folds */
@@ -708,7 +835,7 @@ static void draw_features(canvas *c, const head *h, const float *z, const looks 
         float v = visible(p.facing - 0.05f);
         if (v <= 0) continue;
         float sh = shade_at(h, p);
-        float fx = fmaxf(p.facing, 0.05f);
+        float fx = maxf(p.facing, 0.05f);
         float rx = h->A * eye_w * fx, ry = h->B * eye_h;
         float ang = atan2f(surface(h, th + 0.05f, eye_ph, 0).y - p.y, surface(h, th + 0.05f, eye_ph, 0).x - p.x) +
                     side * eye_tilt;
@@ -720,11 +847,11 @@ static void draw_features(canvas *c, const head *h, const float *z, const looks 
         draw_ellipse(c, &sc, wcol, v);
         /* iris and pupil, shifted by gaze and by yaw (eyeballs turn with the head) */
         float ir = h->B * 0.11f * iris_r;
-        float gx = (n->gaze_x + 0.0f) * rx, gy = n->gaze_y * ry;
+        float gx = n->gaze_x * rx, gy = n->gaze_y * ry;
         float icol[3] = {k->iris[0] * sh, k->iris[1] * sh, k->iris[2] * sh};
-        ellipse iris = {p.x + gx, p.y + gy, ir * fx, fminf(ir, ry * 1.1f), ang, 0, 0.3f};
+        ellipse iris = {p.x + gx, p.y + gy, ir * fx, minf(ir, ry * 1.1f), ang, 0, 0.3f};
         draw_ellipse(c, &iris, icol, v);
-        ellipse pupil = {iris.cx, iris.cy, ir * 0.45f * fx, fminf(ir * 0.45f, ry), ang, 0, 0};
+        ellipse pupil = {iris.cx, iris.cy, ir * 0.45f * fx, minf(ir * 0.45f, ry), ang, 0, 0};
         draw_ellipse(c, &pupil, black, v);
         /* eyelids: re-cover what lies outside the opening with skin, then the lash line */
         float lid[3] = {k->skin[0] * 0.85f * sh, k->skin[1] * 0.8f * sh, k->skin[2] * 0.8f * sh};
@@ -773,7 +900,7 @@ static void draw_features(canvas *c, const head *h, const float *z, const looks 
         for (int side = -1; side <= 1; side += 2) {
             proj nos = surface(h, side * nose_w * 0.65f, ph1 + 0.04f, nose_out * 0.35f);
             float v = visible(nos.facing);
-            ellipse ne = {nos.x, nos.y, h->A * nose_w * 0.3f * fmaxf(nos.facing, 0.1f), h->B * 0.025f, 0, 0, 0};
+            ellipse ne = {nos.x, nos.y, h->A * nose_w * 0.3f * maxf(nos.facing, 0.1f), h->B * 0.025f, 0, 0, 0};
             draw_ellipse(c, &ne, dark, 0.8f * v);
         }
     }
@@ -820,12 +947,16 @@ static void draw_occluders(canvas *c, const head *h, const float *z, const nuisa
     float spacing = pmap(z, FKD_SYNTH_EYE_SPACING, 0.42f, 0.62f);
     float eye_ph = pmap(z, FKD_SYNTH_EYE_HEIGHT, -0.22f, -0.02f);
     if (n->mask) {
-        proj m = surface(h, clamp_lon(0, n->yaw), 0.52f, 0);
-        float w = h->A * 0.8f * (0.55f + 0.45f * fabsf(cosf(n->yaw)));
-        ellipse e = {m.x, m.y + h->B * 0.05f, w, h->B * 0.42f, h->R[3] * 0.5f, 0, 0.2f};
+        /* a surgical mask from the bridge of the nose to under the chin */
+        proj m = surface(h, clamp_lon(0, n->yaw), 0.42f, h->C * 0.1f);
+        float w = h->A * 0.85f * (0.55f + 0.45f * fabsf(cosf(n->yaw)));
+        ellipse e = {m.x, m.y, w, h->B * 0.45f, n->roll, 0, 0.15f};
         draw_ellipse(c, &e, n->mask_col, 1.0f);
-        stroke band = {m.x, m.y - h->B * 0.3f, 0, w * 1.15f, 0, 0.8f, 0};
-        draw_stroke(c, &band, n->mask_col, 0.8f);
+        float fold[3] = {n->mask_col[0] * 0.8f, n->mask_col[1] * 0.8f, n->mask_col[2] * 0.8f};
+        for (int i = -1; i <= 1; i++) {
+            stroke pleat = {m.x, m.y + i * h->B * 0.12f, n->roll, w * 0.8f, 0, 0.5f, 0.3f};
+            draw_stroke(c, &pleat, fold, 0.6f);
+        }
     }
     if (n->glasses) {
         proj e[2];
@@ -833,7 +964,7 @@ static void draw_occluders(canvas *c, const head *h, const float *z, const nuisa
         for (int s = 0; s < 2; s++) {
             e[s] = surface(h, (s ? 1 : -1) * spacing, eye_ph, h->C * 0.08f);
             float v = visible(e[s].facing + 0.1f);
-            float rx = h->A * 0.24f * fmaxf(e[s].facing, 0.1f), ry = h->B * 0.12f;
+            float rx = h->A * 0.24f * maxf(e[s].facing, 0.1f), ry = h->B * 0.12f;
             ellipse lens = {e[s].x, e[s].y, rx, ry, 0, 0, 0};
             if (n->glasses == 2) draw_ellipse(c, &lens, tint, 0.88f * v);
             lens.ring = 1.3f;
@@ -869,21 +1000,24 @@ static void draw_occluders(canvas *c, const head *h, const float *z, const nuisa
     }
 }
 
-/* Separable [a, 1-2a, a] blur with a in [0, 1/3]. */
+/* Separable [a, 1-2a, a] blur with a in [0, 1/3], edges clamped. */
 static void blur3(canvas *c, float a, float *tmp)
 {
     float m = 1.0f - 2.0f * a;
-    for (int y = 0; y < S; y++)
-        for (int x = 0; x < S; x++)
-            for (int ch = 0; ch < 3; ch++) {
-                int xl = x > 0 ? x - 1 : 0, xr = x < S - 1 ? x + 1 : S - 1;
-                const float *row = &c->px[y * S * 3];
-                tmp[(y * S + x) * 3 + ch] = a * (row[xl * 3 + ch] + row[xr * 3 + ch]) + m * row[x * 3 + ch];
-            }
+    const int W = S * 3;
     for (int y = 0; y < S; y++) {
-        int yu = y > 0 ? y - 1 : 0, yd = y < S - 1 ? y + 1 : S - 1;
-        for (int i = 0; i < S * 3; i++)
-            c->px[y * S * 3 + i] = a * (tmp[yu * S * 3 + i] + tmp[yd * S * 3 + i]) + m * tmp[y * S * 3 + i];
+        const float *row = &c->px[y * W];
+        float *t = &tmp[y * W];
+        for (int ch = 0; ch < 3; ch++) {
+            t[ch] = a * (row[ch] + row[3 + ch]) + m * row[ch];
+            t[W - 3 + ch] = a * (row[W - 6 + ch] + row[W - 3 + ch]) + m * row[W - 3 + ch];
+        }
+        for (int i = 3; i < W - 3; i++) t[i] = a * (row[i - 3] + row[i + 3]) + m * row[i];
+    }
+    for (int y = 0; y < S; y++) {
+        const float *up = &tmp[(y > 0 ? y - 1 : 0) * W], *mid = &tmp[y * W], *dn = &tmp[(y < S - 1 ? y + 1 : y) * W];
+        float *out = &c->px[y * W];
+        for (int i = 0; i < W; i++) out[i] = a * (up[i] + dn[i]) + m * mid[i];
     }
 }
 
@@ -894,23 +1028,18 @@ static fkd_status finish_image(canvas *c, const nuisance *n, fkd_rng *r, uint8_t
         if (n->blur > 0.7f) blur3(c, 0.25f, tmp);
     }
     float gain[3] = {n->exposure * n->tint[0], n->exposure * n->tint[1], n->exposure * n->tint[2]};
-    uint64_t bits = 0;
-    int left = 0;
-    for (int i = 0; i < S * S * 3; i++) {
-        float v = c->px[i] * gain[i % 3];
-        if (n->noise > 0) {
-            /* triangular noise from two 8-bit uniforms: cheap and close enough to normal */
-            if (left < 2) {
-                bits = fkd_rng_u64(r);
-                left = 8;
-            }
-            float t = (float)(bits & 0xff) + (float)((bits >> 8) & 0xff) - 255.0f;
-            bits >>= 16;
-            left -= 2;
-            v += n->noise * t * (1.0f / 104.0f); /* std of t is 104 */
-        }
-        v = clampf(v, 0, 1) * 255.0f + 0.5f;
-        out[i] = (uint8_t)v;
+    /* Sensor noise: a window of a fixed table of triangular noise (the sum of two 8-bit
+     * uniforms minus 255, std 104) at a random offset, scaled to the image's level. */
+    float amp = n->noise * (1.0f / 104.0f) * 255.0f;
+    const int16_t *tri = tri_noise + fkd_rng_below(r, TRI_NOISE_LEN - S * S * 3);
+    const float g0 = gain[0] * 255.0f, g1 = gain[1] * 255.0f, g2 = gain[2] * 255.0f;
+    for (int i = 0; i < S * S; i++) {
+        const float *p = &c->px[i * 3];
+        const int16_t *t = &tri[i * 3];
+        uint8_t *o = &out[i * 3];
+        o[0] = (uint8_t)clampf(p[0] * g0 + amp * t[0] + 0.5f, 0, 255.0f);
+        o[1] = (uint8_t)clampf(p[1] * g1 + amp * t[1] + 0.5f, 0, 255.0f);
+        o[2] = (uint8_t)clampf(p[2] * g2 + amp * t[2] + 0.5f, 0, 255.0f);
     }
     if (n->jpeg_quality > 0) {
         fkd_image img = {S, S, 3, out};
@@ -985,6 +1114,7 @@ fkd_status fkd_synth_render(const fkd_synth_world *w, int64_t identity, uint32_t
     /* 300 KB of float buffers on the stack: renders allocate nothing and any thread may
      * render (thread stacks are 8 MB by default). */
     render_buffers bufs, *buf = &bufs;
+    pthread_once(&noise_once, noise_table_fill);
     float z[FKD_SYNTH_N_PARAMS];
     fkd_synth_identity(w, identity, z);
     fkd_rng r;
@@ -1003,7 +1133,7 @@ fkd_status fkd_synth_render(const fkd_synth_world *w, int64_t identity, uint32_t
     {
         float sh = 0.75f;
         float neck[3] = {k.skin[0] * sh, k.skin[1] * sh, k.skin[2] * sh};
-        stroke ns = {h.cx + 0.2f * h.C * sinf(n.yaw), h.cy + h.B * 1.1f, (float)M_PI / 2, h.B * 0.5f, 0,
+        stroke ns = {h.cx + 0.2f * h.C * sinf(n.yaw), h.cy + h.B * 1.25f, (float)M_PI / 2, h.B * 0.4f, 0,
                      h.A * 0.55f, 0};
         draw_stroke(c, &ns, neck, 1.0f);
         ellipse cl = {h.cx, h.cy + h.B * 2.0f, h.A * 2.3f, h.B * 0.75f, 0, 0, 0.2f};
