@@ -1,9 +1,11 @@
 /* Dataset table implementations (folder, RecordIO) and the image -> NCHW slot step. */
 #include "data/dataset.h"
 #include "data/synth.h"
+#include "data/synth_export.h"
 
 #include <inttypes.h>
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -163,53 +165,13 @@ fkd_status fkd_dataset_open_recordio(fkd_dataset *ds, const char *rec_path, cons
     return s;
 }
 
-/* ---- the synthetic face world: image i is (identity i / K, index i % K) ---- */
-
-typedef struct {
-    fkd_synth_world world;
-    int64_t images_per_identity; /* K */
-} synth_set;
-
-static int64_t synth_count(const fkd_dataset *ds)
-{
-    const synth_set *s = ds->impl;
-    return s->world.n_train * s->images_per_identity;
-}
-
-static int32_t synth_label(const fkd_dataset *ds, int64_t i)
-{
-    const synth_set *s = ds->impl;
-    return (int32_t)(i / s->images_per_identity);
-}
-
-static int32_t synth_identities(const fkd_dataset *ds)
-{
-    const synth_set *s = ds->impl;
-    return (int32_t)s->world.n_train;
-}
-
-static fkd_status synth_load(const fkd_dataset *ds, int64_t i, fkd_image *out)
-{
-    const synth_set *s = ds->impl;
-    memset(out, 0, sizeof *out);
-    return fkd_synth_render(&s->world, i / s->images_per_identity, (uint32_t)(i % s->images_per_identity), NULL, out);
-}
-
-static const fkd_dataset_ops synth_ops = {"synth", synth_count, synth_label, synth_identities, synth_load, NULL};
-
 fkd_status fkd_dataset_open_synth(fkd_dataset *ds, uint64_t seed, int32_t identities, int64_t images_per_identity)
 {
-    memset(ds, 0, sizeof *ds);
-    if (identities < 2 || images_per_identity < 1)
-        return FKD_FAIL(FKD_ERR_ARG, "synth: need at least 2 identities and 1 image each (got %d x %lld)", identities,
-                        (long long)images_per_identity);
-    FKD_TRY(attach(ds, &synth_ops, sizeof(synth_set), "synth"));
-    synth_set *s = ds->impl;
-    fkd_synth_world_default(&s->world, seed, identities);
-    s->images_per_identity = images_per_identity;
-    fkd_status st = fkd_synth_world_check(&s->world);
-    if (st != FKD_OK) fkd_dataset_free(ds);
-    return st;
+    fkd_synth_world w;
+    fkd_synth_world_default(&w, seed, identities);
+    if (images_per_identity > INT32_MAX)
+        return FKD_FAIL(FKD_ERR_ARG, "synth: %lld images per identity is too many", (long long)images_per_identity);
+    return fkd_synth_dataset_open(ds, &w, (int)images_per_identity);
 }
 
 fkd_status fkd_dataset_open(fkd_dataset *ds, const char *path)
