@@ -3,12 +3,10 @@
 #include "nn/graph.h"
 
 #include <assert.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/rng.h"
 #include "nn/op.h"
 
 static const fkd__op *const ops[] = {
@@ -39,8 +37,7 @@ const char *fkd__op_name(fkd__op_kind op)
     return op >= 0 && op < FKD__OP_COUNT ? op_names[op] : "?";
 }
 
-/* Grows an array of `size`-byte elements to hold at least `need`. */
-static fkd_status grow(void **items, int *cap, int need, size_t size)
+fkd_status fkd__grow(void **items, int *cap, int need, size_t size)
 {
     if (need <= *cap) return FKD_OK;
     int ncap = *cap ? *cap * 2 : 16;
@@ -94,7 +91,9 @@ void fkd_graph_free(fkd_graph *g)
     free(g->params);
     free(g->pimpl);
     free(g->taps);
+    free(g->temps);
     fkd_shim_free(g->shim);
+    free(g->arena);
     free(g);
 }
 
@@ -128,8 +127,8 @@ fkd_value fkd__node_add(fkd_graph *g, fkd__op_kind op, const char *name, const i
                         int n_inputs, void *state, int ndims, const int64_t *dims)
 {
     fkd_status st = fkd__check_inputs(g, op, name, inputs, n_inputs);
-    if (st == FKD_OK) st = grow((void **)&g->nodes, &g->cap_nodes, g->n_nodes + 1, sizeof *g->nodes);
-    if (st == FKD_OK) st = grow((void **)&g->values, &g->cap_values, g->n_values + 1, sizeof *g->values);
+    if (st == FKD_OK) st = fkd__grow((void **)&g->nodes, &g->cap_nodes, g->n_nodes + 1, sizeof *g->nodes);
+    if (st == FKD_OK) st = fkd__grow((void **)&g->values, &g->cap_values, g->n_values + 1, sizeof *g->values);
     char *copy = st == FKD_OK ? strdup(name) : NULL;
     if (st == FKD_OK && !copy) st = FKD_FAIL(FKD_ERR_NOMEM, "graph: out of memory");
     if (st != FKD_OK) {
@@ -149,42 +148,8 @@ fkd_value fkd__node_add(fkd_graph *g, fkd__op_kind op, const char *name, const i
     memset(v, 0, sizeof *v);
     v->ndims = ndims;
     for (int i = 0; i < ndims; i++) v->dims[i] = dims[i];
-    v->producer = g->n_nodes;
     g->n_nodes++;
     return g->n_values++;
-}
-
-fkd_status fkd__param_declare(fkd_graph *g, const char *suffix, int ndims, const int64_t *dims,
-                              fkd__init init, float init_value, bool is_buffer, bool decay)
-{
-    fkd__node *n = &g->nodes[g->n_nodes - 1];
-    FKD_TRY(grow((void **)&g->params, &g->cap_params, g->n_params + 1, sizeof *g->params));
-    void *pi = realloc(g->pimpl, (size_t)g->cap_params * sizeof *g->pimpl);
-    if (!pi) return FKD_FAIL(FKD_ERR_NOMEM, "graph: out of memory");
-    g->pimpl = pi;
-    size_t len = strlen(n->name) + 1 + strlen(suffix) + 1;
-    char *full = malloc(len);
-    if (!full) return FKD_FAIL(FKD_ERR_NOMEM, "graph: out of memory");
-    snprintf(full, len, "%s.%s", n->name, suffix);
-    fkd_param *p = &g->params[g->n_params];
-    memset(p, 0, sizeof *p);
-    p->name = full;
-    p->ndims = ndims;
-    p->numel = 1;
-    for (int i = 0; i < ndims; i++) {
-        p->dims[i] = dims[i];
-        p->numel *= dims[i];
-    }
-    p->is_buffer = is_buffer;
-    p->trainable = !is_buffer;
-    p->decay = decay;
-    fkd__param_impl *im = &g->pimpl[g->n_params];
-    memset(im, 0, sizeof *im);
-    im->init = init;
-    im->init_value = init_value;
-    n->n_params++;
-    g->n_params++;
-    return FKD_OK;
 }
 
 fkd_status fkd_graph_tap(fkd_graph *g, const char *tap_name, fkd_value v)
@@ -198,31 +163,12 @@ fkd_status fkd_graph_tap(fkd_graph *g, const char *tap_name, fkd_value v)
             return FKD_OK;
         }
     }
-    FKD_TRY(grow((void **)&g->taps, &g->cap_taps, g->n_taps + 1, sizeof *g->taps));
+    FKD_TRY(fkd__grow((void **)&g->taps, &g->cap_taps, g->n_taps + 1, sizeof *g->taps));
     char *copy = strdup(tap_name);
     if (!copy) return FKD_FAIL(FKD_ERR_NOMEM, "graph: out of memory");
     g->taps[g->n_taps].name = copy;
     g->taps[g->n_taps].value = v;
     g->n_taps++;
-    return FKD_OK;
-}
-
-static int param_by_name(const fkd_graph *g, const char *name)
-{
-    for (int i = 0; i < g->n_params; i++)
-        if (strcmp(g->params[i].name, name) == 0) return i;
-    return -1;
-}
-
-fkd_status fkd_graph_freeze(fkd_graph *g, const char *param_name)
-{
-    int i = param_by_name(g, param_name ? param_name : "");
-    if (i < 0) return FKD_FAIL(FKD_ERR_NOTFOUND, "graph: freeze: no parameter '%s'", param_name);
-    if (g->params[i].is_buffer)
-        return FKD_FAIL(FKD_ERR_ARG, "graph: freeze: '%s' is a buffer, not a parameter", param_name);
-    g->params[i].trainable = false;
-    if (g->params[i].grad)
-        memset(g->params[i].grad, 0, fkd_shim_mem_bytes(g->pimpl[i].grad));
     return FKD_OK;
 }
 
@@ -261,24 +207,9 @@ fkd_status fkd__value_alloc(fkd_graph *g, int value, const fkd_md *md)
     return FKD_OK;
 }
 
-fkd_status fkd__param_alloc(fkd_graph *g, int param, const fkd_md *md, const fkd_md *plain)
-{
-    fkd_param *p = &g->params[param];
-    fkd__param_impl *im = &g->pimpl[param];
-    im->plain = plain;
-    FKD_TRY(fkd_shim_mem(g->shim, &im->data, md));
-    p->data = fkd_shim_mem_data(im->data);
-    p->storage = fkd_shim_mem_bytes(im->data) / sizeof(float);
-    if (!p->is_buffer && g->cfg.mode == FKD_GRAPH_TRAIN) {
-        FKD_TRY(fkd_shim_mem(g->shim, &im->grad, md));
-        p->grad = fkd_shim_mem_data(im->grad);
-    }
-    return FKD_OK;
-}
-
 static fkd_status steps_push(fkd__steps *steps, fkd__step step)
 {
-    FKD_TRY(grow((void **)&steps->items, &steps->cap, steps->count + 1, sizeof *steps->items));
+    FKD_TRY(fkd__grow((void **)&steps->items, &steps->cap, steps->count + 1, sizeof *steps->items));
     steps->items[steps->count++] = step;
     return FKD_OK;
 }
@@ -288,34 +219,58 @@ fkd_status fkd__steps_add(fkd__steps *steps, fkd_prim *p)
     return steps_push(steps, (fkd__step){.prim = p});
 }
 
-fkd_status fkd__mem_as(fkd_graph *g, fkd__steps *steps, fkd_mem *have, const fkd_md *want,
-                       fkd_mem **out)
+/* `have` in layout `want`: itself, or `tmp` (made by the caller) filled by a reorder. */
+static fkd_status reorder_into(fkd_graph *g, fkd__steps *steps, fkd_mem *have, fkd_mem *tmp,
+                               fkd_mem **out)
 {
-    if (fkd_shim_md_equal(fkd_shim_mem_md(have), want)) {
-        *out = have;
-        return FKD_OK;
-    }
-    fkd_mem *tmp;
     fkd_prim *r;
-    FKD_TRY(fkd_shim_mem(g->shim, &tmp, want));
     FKD_TRY(fkd_shim_reorder(g->shim, &r, have, tmp, false));
     FKD_TRY(fkd__steps_add(steps, r));
     *out = tmp;
     return FKD_OK;
 }
 
-fkd_status fkd__value_as(fkd_graph *g, fkd__steps *steps, int v, bool grad, const fkd_md *want,
+fkd_status fkd__value_as(fkd_graph *g, fkd__steps *steps, int v, const fkd_md *want,
                          fkd_mem **out)
 {
-    return fkd__mem_as(g, steps, grad ? g->values[v].grad : g->values[v].data, want, out);
+    fkd_mem *have = g->values[v].data, *tmp;
+    *out = have;
+    if (fkd_shim_md_equal(fkd_shim_mem_md(have), want)) return FKD_OK;
+    FKD_TRY(fkd_shim_mem(g->shim, &tmp, want));
+    return reorder_into(g, steps, have, tmp, out);
+}
+
+fkd_status fkd__bwd_temp(fkd_graph *g, fkd__node *n, const fkd_md *md, fkd_mem **out)
+{
+    size_t bytes = (fkd_shim_md_bytes(md) + 63) / 64 * 64;
+    FKD_TRY(fkd__grow((void **)&g->temps, &g->cap_temps, g->n_temps + 1, sizeof *g->temps));
+    FKD_TRY(fkd_shim_mem_edge(g->shim, out, md));
+    g->temps[g->n_temps++] = (struct fkd__temp){*out, n->bwd_temp_bytes};
+    n->bwd_temp_bytes += bytes;
+    if (n->bwd_temp_bytes > g->arena_bytes) g->arena_bytes = n->bwd_temp_bytes;
+    return FKD_OK;
+}
+
+fkd_status fkd__bwd_as(fkd_graph *g, fkd__node *n, fkd__steps *steps, fkd_mem *have,
+                       const fkd_md *want, fkd_mem **out)
+{
+    fkd_mem *tmp;
+    *out = have;
+    if (fkd_shim_md_equal(fkd_shim_mem_md(have), want)) return FKD_OK;
+    FKD_TRY(fkd__bwd_temp(g, n, want, &tmp));
+    return reorder_into(g, steps, have, tmp, out);
+}
+
+fkd_status fkd__grad_as(fkd_graph *g, fkd__node *n, fkd__steps *steps, int v, const fkd_md *want,
+                        fkd_mem **out)
+{
+    return fkd__bwd_as(g, n, steps, g->values[v].grad, want, out);
 }
 
 fkd_status fkd__accumulate(fkd_graph *g, fkd__steps *steps, fkd_mem *src, fkd_mem *dst)
 {
     if (fkd_shim_md_equal(fkd_shim_mem_md(src), fkd_shim_mem_md(dst)) && g->dtype == FKD_DT_F32)
-        return steps_push(steps, (fkd__step){.dst = fkd_shim_mem_data(dst),
-                                             .src = fkd_shim_mem_data(src),
-                                             .count = (int64_t)(fkd_shim_mem_bytes(dst) / sizeof(float))});
+        return steps_push(steps, (fkd__step){.dst = dst, .src = src});
     fkd_prim *r;
     FKD_TRY(fkd_shim_reorder(g->shim, &r, src, dst, true));
     return fkd__steps_add(steps, r);
@@ -330,9 +285,9 @@ fkd_status fkd__steps_run(fkd_graph *g, const fkd__steps *steps)
             continue;
         }
         FKD_TRY(fkd_shim_wait(g->shim));
-        float *dst = st->dst;
-        const float *src = st->src;
-        int64_t n = st->count;
+        float *dst = fkd_shim_mem_data(st->dst);
+        const float *src = fkd_shim_mem_data(st->src);
+        int64_t n = (int64_t)(fkd_shim_mem_bytes(st->dst) / sizeof(float));
 #pragma omp parallel for simd schedule(static)
         for (int64_t k = 0; k < n; k++) dst[k] += src[k];
     }
@@ -351,7 +306,7 @@ fkd_status fkd__build_weighted(fkd_graph *g, fkd__node *n, const fkd_pd *fwd,
 
     fkd_mem *src;
     fkd_prim *p;
-    FKD_TRY(fkd__value_as(g, &n->fwd, x, false, fkd_shim_pd_md(fwd, FKD_ARG_SRC), &src));
+    FKD_TRY(fkd__value_as(g, &n->fwd, x, fkd_shim_pd_md(fwd, FKD_ARG_SRC), &src));
     FKD_TRY(fkd_shim_prim(g->shim, &p, fwd));
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_SRC, src));
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_WEIGHTS, pw->data));
@@ -364,14 +319,14 @@ fkd_status fkd__build_weighted(fkd_graph *g, fkd__node *n, const fkd_pd *fwd,
      * do: forcing the forward layout on it selects ref:any), and dy in the layouts the two
      * backward primitives want (one reorder when they agree). */
     fkd_mem *w_bwd, *x_bwd, *dy_d, *dy_w, *dx, *dw, *db = NULL;
-    FKD_TRY(fkd__mem_as(g, &n->bwd, pw->data, fkd_shim_pd_md(bwd_data, FKD_ARG_WEIGHTS), &w_bwd));
-    FKD_TRY(fkd__mem_as(g, &n->bwd, src, fkd_shim_pd_md(bwd_weights, FKD_ARG_SRC), &x_bwd));
-    FKD_TRY(fkd__value_as(g, &n->bwd, y, true, fkd_shim_pd_md(bwd_data, FKD_ARG_DIFF_DST), &dy_d));
+    FKD_TRY(fkd__bwd_as(g, n, &n->bwd, pw->data, fkd_shim_pd_md(bwd_data, FKD_ARG_WEIGHTS), &w_bwd));
+    FKD_TRY(fkd__bwd_as(g, n, &n->bwd, src, fkd_shim_pd_md(bwd_weights, FKD_ARG_SRC), &x_bwd));
+    FKD_TRY(fkd__grad_as(g, n, &n->bwd, y, fkd_shim_pd_md(bwd_data, FKD_ARG_DIFF_DST), &dy_d));
     const fkd_md *want_w = fkd_shim_pd_md(bwd_weights, FKD_ARG_DIFF_DST);
     if (fkd_shim_md_equal(want_w, fkd_shim_mem_md(dy_d))) dy_w = dy_d;
-    else FKD_TRY(fkd__value_as(g, &n->bwd, y, true, want_w, &dy_w));
+    else FKD_TRY(fkd__grad_as(g, n, &n->bwd, y, want_w, &dy_w));
 
-    FKD_TRY(fkd_shim_mem(g->shim, &dx, fkd_shim_pd_md(bwd_data, FKD_ARG_DIFF_SRC)));
+    FKD_TRY(fkd__bwd_temp(g, n, fkd_shim_pd_md(bwd_data, FKD_ARG_DIFF_SRC), &dx));
     FKD_TRY(fkd_shim_prim(g->shim, &p, bwd_data));
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_DIFF_DST, dy_d));
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_WEIGHTS, w_bwd));
@@ -379,8 +334,8 @@ fkd_status fkd__build_weighted(fkd_graph *g, fkd__node *n, const fkd_pd *fwd,
     FKD_TRY(fkd__steps_add(&n->bwd, p));
     FKD_TRY(fkd__accumulate(g, &n->bwd, dx, g->values[x].grad));
 
-    FKD_TRY(fkd_shim_mem(g->shim, &dw, fkd_shim_pd_md(bwd_weights, FKD_ARG_DIFF_WEIGHTS)));
-    if (pb) FKD_TRY(fkd_shim_mem(g->shim, &db, fkd_shim_pd_md(bwd_weights, FKD_ARG_DIFF_BIAS)));
+    FKD_TRY(fkd__bwd_temp(g, n, fkd_shim_pd_md(bwd_weights, FKD_ARG_DIFF_WEIGHTS), &dw));
+    if (pb) FKD_TRY(fkd__bwd_temp(g, n, fkd_shim_pd_md(bwd_weights, FKD_ARG_DIFF_BIAS), &db));
     FKD_TRY(fkd_shim_prim(g->shim, &p, bwd_weights));
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_SRC, x_bwd));
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_DIFF_DST, dy_w));
@@ -406,72 +361,45 @@ static fkd_status build_value_edges(fkd_graph *g, fkd__value *v)
     return FKD_OK;
 }
 
-static fkd_status build_param_edges(fkd_graph *g, int i)
+static fkd_status finalize(fkd_graph *g)
 {
-    fkd_param *p = &g->params[i];
-    fkd__param_impl *im = &g->pimpl[i];
-    if (!im->data)
-        return FKD_FAIL(FKD_ERR_ARG, "graph: parameter '%s' got no storage", p->name);
-    if (!im->plain) FKD_TRY(fkd_shim_md_plain(g->shim, &im->plain, p->ndims, p->dims, FKD_DT_F32));
-    if (fkd_shim_md_equal(im->plain, fkd_shim_mem_md(im->data))) return FKD_OK;
-    FKD_TRY(fkd_shim_mem_edge(g->shim, &im->edge, im->plain));
-    FKD_TRY(fkd_shim_reorder(g->shim, &im->to_plain, im->data, im->edge, false));
-    FKD_TRY(fkd_shim_reorder(g->shim, &im->from_plain, im->edge, im->data, false));
-    if (im->grad) FKD_TRY(fkd_shim_reorder(g->shim, &im->grad_to_plain, im->grad, im->edge, false));
-    return FKD_OK;
-}
-
-/* PyTorch's defaults, deterministic from the seed: one random stream per parameter. */
-static fkd_status init_params(fkd_graph *g)
-{
-    int64_t most = 0;
-    for (int i = 0; i < g->n_params; i++)
-        if (g->params[i].numel > most) most = g->params[i].numel;
-    float *plain = malloc((size_t)(most ? most : 1) * sizeof *plain);
-    if (!plain) return FKD_FAIL(FKD_ERR_NOMEM, "graph: out of memory");
-    fkd_status st = FKD_OK;
-    for (int i = 0; i < g->n_params && st == FKD_OK; i++) {
-        const fkd__param_impl *im = &g->pimpl[i];
-        fkd_rng rng;
-        fkd_rng_seed(&rng, g->cfg.seed, fkd_hash_mix(0x9a7a3e7e5ULL, (uint64_t)i));
-        for (int64_t k = 0; k < g->params[i].numel; k++) {
-            switch (im->init) {
-            case FKD__INIT_ZERO: plain[k] = 0.0f; break;
-            case FKD__INIT_ONE: plain[k] = 1.0f; break;
-            case FKD__INIT_CONST: plain[k] = im->init_value; break;
-            case FKD__INIT_UNIFORM:
-                plain[k] = (float)((2.0 * fkd_rng_uniform(&rng) - 1.0) * im->init_value);
-                break;
-            }
-        }
-        st = fkd_graph_param_write(g, i, plain);
-    }
-    free(plain);
-    return st;
-}
-
-fkd_status fkd_graph_finalize(fkd_graph *g)
-{
-    if (!g) return FKD_FAIL(FKD_ERR_ARG, "graph: NULL graph");
-    if (g->finalized) return FKD_FAIL(FKD_ERR_ARG, "graph: finalize called twice");
-    if (g->n_nodes == 0) return FKD_FAIL(FKD_ERR_ARG, "graph: finalize: the graph has no nodes");
     for (int i = 0; i < g->n_nodes; i++) {
         fkd__node *n = &g->nodes[i];
         fkd_status st = ops[n->op]->build(g, n);
         if (st != FKD_OK) return FKD_WRAP(st, "graph: %s '%s': ", fkd__op_name(n->op), n->name);
     }
+    if (g->arena_bytes) {
+        g->arena = aligned_alloc(64, g->arena_bytes);
+        if (!g->arena)
+            return FKD_FAIL(FKD_ERR_NOMEM, "graph: cannot allocate a %zu-byte backward arena", g->arena_bytes);
+        memset(g->arena, 0, g->arena_bytes);
+        for (int i = 0; i < g->n_temps; i++)
+            FKD_TRY(fkd_shim_mem_set_handle(g->temps[i].mem, (char *)g->arena + g->temps[i].offset));
+    }
     for (int i = 0; i < g->n_values; i++) FKD_TRY(build_value_edges(g, &g->values[i]));
-    for (int i = 0; i < g->n_params; i++) FKD_TRY(build_param_edges(g, i));
+    FKD_TRY(fkd__params_build_edges(g));
     FKD_TRY(fkd_shim_finalize(g->shim));
     g->finalized = true;
-    fkd_status st = init_params(g);
-    if (st != FKD_OK) g->finalized = false;
+    return fkd__params_init(g);
+}
+
+fkd_status fkd_graph_finalize(fkd_graph *g)
+{
+    if (!g) return FKD_FAIL(FKD_ERR_ARG, "graph: NULL graph");
+    if (g->broken) return FKD_FAIL(FKD_ERR_ARG, "graph: finalize: an earlier finalize failed");
+    if (g->finalized) return FKD_FAIL(FKD_ERR_ARG, "graph: finalize called twice");
+    if (g->n_nodes == 0) return FKD_FAIL(FKD_ERR_ARG, "graph: finalize: the graph has no nodes");
+    fkd_status st = finalize(g);
+    if (st != FKD_OK) {
+        g->broken = true;
+        g->finalized = false;
+    }
     return st;
 }
 
 /* ---- running --------------------------------------------------------------------------- */
 
-static fkd_status need_finalized(const fkd_graph *g, const char *what)
+fkd_status fkd__need_finalized(const fkd_graph *g, const char *what)
 {
     if (!g) return FKD_FAIL(FKD_ERR_ARG, "graph: %s: NULL graph", what);
     if (!g->finalized) return FKD_FAIL(FKD_ERR_ARG, "graph: %s before fkd_graph_finalize", what);
@@ -480,7 +408,7 @@ static fkd_status need_finalized(const fkd_graph *g, const char *what)
 
 static fkd_status need_value(const fkd_graph *g, fkd_value v, const char *what)
 {
-    FKD_TRY(need_finalized(g, what));
+    FKD_TRY(fkd__need_finalized(g, what));
     if (v < 0 || v >= g->n_values)
         return FKD_FAIL(FKD_ERR_ARG, "graph: %s: value %d does not exist", what, v);
     return FKD_OK;
@@ -488,7 +416,7 @@ static fkd_status need_value(const fkd_graph *g, fkd_value v, const char *what)
 
 fkd_status fkd_graph_set_training(fkd_graph *g, bool training)
 {
-    FKD_TRY(need_finalized(g, "set_training"));
+    FKD_TRY(fkd__need_finalized(g, "set_training"));
     if (training && g->cfg.mode != FKD_GRAPH_TRAIN)
         return FKD_FAIL(FKD_ERR_ARG, "graph: set_training: an inference graph has no training mode");
     g->training = training;
@@ -511,7 +439,7 @@ static int64_t value_numel(const fkd__value *v)
 
 static fkd_status find_input(fkd_graph *g, const char *name, const char *what, fkd__value **out)
 {
-    FKD_TRY(need_finalized(g, what));
+    FKD_TRY(fkd__need_finalized(g, what));
     int n = node_by_name(g, name ? name : "");
     if (n < 0 || g->nodes[n].op != FKD__OP_INPUT)
         return FKD_FAIL(FKD_ERR_NOTFOUND, "graph: %s: no input named '%s'", what, name ? name : "(null)");
@@ -540,7 +468,7 @@ fkd_status fkd_graph_read_input_grad(fkd_graph *g, const char *name, float *out)
 
 fkd_status fkd_graph_forward(fkd_graph *g)
 {
-    FKD_TRY(need_finalized(g, "forward"));
+    FKD_TRY(fkd__need_finalized(g, "forward"));
     for (int i = 0; i < g->n_nodes; i++) {
         fkd__node *n = &g->nodes[i];
         fkd_status st = ops[n->op]->forward ? ops[n->op]->forward(g, n) : fkd__steps_run(g, &n->fwd);
@@ -554,7 +482,7 @@ fkd_status fkd_graph_forward(fkd_graph *g)
 
 fkd_status fkd_graph_backward(fkd_graph *g)
 {
-    FKD_TRY(need_finalized(g, "backward"));
+    FKD_TRY(fkd__need_finalized(g, "backward"));
     if (g->cfg.mode != FKD_GRAPH_TRAIN)
         return FKD_FAIL(FKD_ERR_ARG, "graph: backward on an inference graph");
     for (int i = g->n_nodes - 1; i >= 0; i--) {
@@ -593,7 +521,7 @@ fkd_status fkd_graph_read(fkd_graph *g, fkd_value v, float *out)
 
 fkd_status fkd_graph_zero_grad(fkd_graph *g)
 {
-    FKD_TRY(need_finalized(g, "zero_grad"));
+    FKD_TRY(fkd__need_finalized(g, "zero_grad"));
     for (int i = 0; i < g->n_values; i++)
         if (g->values[i].grad)
             memset(fkd_shim_mem_data(g->values[i].grad), 0, fkd_shim_mem_bytes(g->values[i].grad));
@@ -633,7 +561,7 @@ static void append_kernels(char *buf, size_t cap, size_t *used, const char *labe
 
 fkd_status fkd_graph_kernels(fkd_graph *g, const char *node_name, char *buf, size_t cap)
 {
-    FKD_TRY(need_finalized(g, "kernels"));
+    FKD_TRY(fkd__need_finalized(g, "kernels"));
     int i = node_by_name(g, node_name ? node_name : "");
     if (i < 0) return FKD_FAIL(FKD_ERR_NOTFOUND, "graph: kernels: no node named '%s'", node_name);
     if (cap == 0) return FKD_FAIL(FKD_ERR_ARG, "graph: kernels: empty buffer");
@@ -642,75 +570,5 @@ fkd_status fkd_graph_kernels(fkd_graph *g, const char *node_name, char *buf, siz
     append_kernels(buf, cap, &used, "forward: ", &g->nodes[i].fwd);
     if (used < cap && g->nodes[i].bwd.count)
         append_kernels(buf, cap, &used, used ? "; backward: " : "backward: ", &g->nodes[i].bwd);
-    return FKD_OK;
-}
-
-/* ---- parameters ------------------------------------------------------------------------ */
-
-fkd_status fkd_graph_params(fkd_graph *g, fkd_param **params, int *count)
-{
-    FKD_TRY(need_finalized(g, "params"));
-    *params = g->params;
-    *count = g->n_params;
-    return FKD_OK;
-}
-
-static fkd_status need_param(fkd_graph *g, int index, const char *what)
-{
-    FKD_TRY(need_finalized(g, what));
-    if (index < 0 || index >= g->n_params)
-        return FKD_FAIL(FKD_ERR_ARG, "graph: %s: parameter %d does not exist", what, index);
-    return FKD_OK;
-}
-
-/* Plain copy of a parameter's data or gradient (engine memory `m`, reorder `to_plain`). */
-static fkd_status param_to_plain(fkd_graph *g, int index, fkd_mem *m, fkd_prim *to_plain,
-                                 float *plain)
-{
-    fkd__param_impl *im = &g->pimpl[index];
-    if (!im->edge) {
-        memcpy(plain, fkd_shim_mem_data(m), (size_t)g->params[index].numel * sizeof(float));
-        return FKD_OK;
-    }
-    FKD_TRY(fkd_shim_mem_set_handle(im->edge, plain));
-    FKD_TRY(fkd_shim_run(g->shim, to_plain));
-    return fkd_shim_wait(g->shim);
-}
-
-fkd_status fkd_graph_param_read(fkd_graph *g, int index, float *plain)
-{
-    FKD_TRY(need_param(g, index, "param_read"));
-    return param_to_plain(g, index, g->pimpl[index].data, g->pimpl[index].to_plain, plain);
-}
-
-fkd_status fkd_graph_param_read_grad(fkd_graph *g, int index, float *plain)
-{
-    FKD_TRY(need_param(g, index, "param_read_grad"));
-    if (!g->pimpl[index].grad)
-        return FKD_FAIL(FKD_ERR_ARG, "graph: param_read_grad: '%s' has no gradient", g->params[index].name);
-    return param_to_plain(g, index, g->pimpl[index].grad, g->pimpl[index].grad_to_plain, plain);
-}
-
-fkd_status fkd_graph_param_write(fkd_graph *g, int index, const float *plain)
-{
-    FKD_TRY(need_param(g, index, "param_write"));
-    fkd__param_impl *im = &g->pimpl[index];
-    if (!im->edge) {
-        memcpy(g->params[index].data, plain, (size_t)g->params[index].numel * sizeof(float));
-        return FKD_OK;
-    }
-    FKD_TRY(fkd_shim_mem_set_handle(im->edge, (void *)plain));
-    FKD_TRY(fkd_shim_run(g->shim, im->from_plain));
-    return fkd_shim_wait(g->shim);
-}
-
-fkd_status fkd_graph_count(const fkd_graph *g, int64_t *parameters, int64_t *macs)
-{
-    if (!g) return FKD_FAIL(FKD_ERR_ARG, "graph: count: NULL graph");
-    int64_t n = 0;
-    for (int i = 0; i < g->n_params; i++)
-        if (!g->params[i].is_buffer) n += g->params[i].numel;
-    if (parameters) *parameters = n;
-    if (macs) *macs = g->macs;
     return FKD_OK;
 }

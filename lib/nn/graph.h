@@ -74,7 +74,8 @@ fkd_status fkd_graph_tap(fkd_graph *g, const char *tap_name, fkd_value v);
 fkd_status fkd_graph_freeze(fkd_graph *g, const char *param_name);
 
 /* Creates primitives and buffers; initialises parameters (kaiming-uniform like PyTorch's
- * defaults for conv/linear, BN weight 1 / bias 0, PReLU 0.25) from config->seed. */
+ * defaults for conv/linear, BN weight 1 / bias 0, PReLU 0.25) from config->seed.
+ * After a failure the graph can only be freed. */
 fkd_status fkd_graph_finalize(fkd_graph *g);
 
 /* ---- running (after finalize) ------------------------------------------------------ */
@@ -97,8 +98,10 @@ fkd_status fkd_graph_read(fkd_graph *g, fkd_value v, float *out);
 fkd_status fkd_graph_zero_grad(fkd_graph *g);
 /* Accumulates a plain-layout gradient dL/dv into value v (several taps may receive one). */
 fkd_status fkd_graph_add_grad(fkd_graph *g, fkd_value v, const float *grad);
-/* Backpropagates from all gradients added since zero_grad; parameter gradients
- * accumulate. TRAIN graphs only. */
+/* Backpropagates from all gradients added since zero_grad (or since the previous
+ * backward: each backward consumes the value gradients it starts from); parameter and
+ * input gradients accumulate across backward calls until zero_grad, so micro-batches
+ * can be summed. TRAIN graphs only. */
 fkd_status fkd_graph_backward(fkd_graph *g);
 /* dL/d(input) in plain NCHW (for gradient checks and input-gradient taps). */
 fkd_status fkd_graph_read_input_grad(fkd_graph *g, const char *name, float *out);

@@ -29,13 +29,12 @@ typedef enum {
     FKD__OP_COUNT
 } fkd__op_kind;
 
-/* One step of a node: a oneDNN primitive, or (prim == NULL) dst[i] += src[i] over
- * `count` floats of two buffers in the same layout (gradient accumulation, OpenMP). */
+/* One step of a node: a oneDNN primitive, or (prim == NULL) dst += src over two fp32
+ * memories of the same layout (gradient accumulation, OpenMP). Memories, not pointers:
+ * backward temporaries get their buffer only at the end of finalize. */
 typedef struct {
     fkd_prim *prim;
-    float *dst;
-    const float *src;
-    int64_t count;
+    fkd_mem *dst, *src;
 } fkd__step;
 
 /* Steps run in order. */
@@ -47,7 +46,6 @@ typedef struct {
 typedef struct {
     int ndims;
     int64_t dims[4];  /* plain shape: (N, C, H, W) or (N, F) */
-    int producer;     /* node index */
     fkd_mem *data;    /* in the producer's layout */
     fkd_mem *grad;    /* same layout as data; TRAIN graphs only */
     /* Edges: a buffer-less plain memory pointed at the caller's array, with reorders
@@ -65,6 +63,7 @@ typedef struct fkd__node {
     int first_param;  /* index into g->params, n_params of them */
     int n_params;
     void *state;      /* op-private: attributes and what build() made; freed with free() */
+    size_t bwd_temp_bytes; /* this node's share of the backward arena */
     fkd__steps fwd, bwd;
 } fkd__node;
 
@@ -93,7 +92,13 @@ struct fkd_graph {
     int n_params, cap_params;
     struct fkd__tap { char *name; int value; } *taps;
     int n_taps, cap_taps;
+    /* Backward temporaries: buffer-less memories pointed into one arena at finalize. */
+    struct fkd__temp { fkd_mem *mem; size_t offset; } *temps;
+    int n_temps, cap_temps;
+    size_t arena_bytes;
+    void *arena;
     bool finalized, training;
+    bool broken;      /* finalize failed half-way: only fkd_graph_free is allowed */
     uint64_t step;    /* dropout mask stream for the next training forward */
     int64_t macs;     /* per image, conv + linear */
 };
@@ -115,6 +120,16 @@ extern const fkd__op fkd__op_input, fkd__op_conv, fkd__op_batchnorm, fkd__op_pre
 
 const char *fkd__op_name(fkd__op_kind op);
 
+/* ---- shared inside lib/nn -------------------------------------------------------------- */
+/* Grows an array of `size`-byte elements to hold at least `need` (new slots zeroed). */
+fkd_status fkd__grow(void **items, int *cap, int need, size_t size);
+/* FKD_ERR_ARG naming `what` unless the graph is finalized. */
+fkd_status fkd__need_finalized(const fkd_graph *g, const char *what);
+/* params.c, called by finalize: plain-layout edges of every parameter (after the builds),
+ * then the initial values (after the shim is finalized). */
+fkd_status fkd__params_build_edges(fkd_graph *g);
+fkd_status fkd__params_init(fkd_graph *g);
+
 /* ---- used by builders (before finalize) ------------------------------------------------ */
 /* Checks that the graph is still open and the inputs exist; adds a node with `state`
  * (taken over, also on failure) and its output value of the given plain shape.
@@ -135,13 +150,22 @@ fkd_status fkd__value_alloc(fkd_graph *g, int value, const fkd_md *md);
  * (NULL: plain PyTorch dims; grouped conv weights and PReLU weights have more dims inside
  * the engine than in the state_dict). param_read/param_write convert with reorders. */
 fkd_status fkd__param_alloc(fkd_graph *g, int param, const fkd_md *md, const fkd_md *plain);
-/* A memory holding value `v` in layout `want`: the value itself, or a buffer filled by a
- * reorder appended to `steps`. `grad` selects the value's gradient instead of its data.
- * fkd__mem_as does the same for any memory (parameters). */
-fkd_status fkd__mem_as(fkd_graph *g, fkd__steps *steps, fkd_mem *have, const fkd_md *want,
-                       fkd_mem **out);
-fkd_status fkd__value_as(fkd_graph *g, fkd__steps *steps, int v, bool grad, const fkd_md *want,
+/* A memory holding value `v`'s data in layout `want`: the value itself, or a persistent
+ * buffer (backward may read it) filled by a reorder appended to `steps`. */
+fkd_status fkd__value_as(fkd_graph *g, fkd__steps *steps, int v, const fkd_md *want,
                          fkd_mem **out);
+/* Backward-only buffers: they live while node `n`'s backward runs and share one arena
+ * with every other node's (allocated at finalize, sized for the largest node). Outputs
+ * of primitives only: oneDNN writes every element, layout padding included.
+ *   fkd__bwd_temp   a buffer of layout `md`;
+ *   fkd__grad_as    value v's gradient in layout `want` (the gradient itself, or a temp
+ *                   filled by a reorder appended to `steps`);
+ *   fkd__bwd_as     the same for any memory (weights, saved inputs). */
+fkd_status fkd__bwd_temp(fkd_graph *g, fkd__node *n, const fkd_md *md, fkd_mem **out);
+fkd_status fkd__grad_as(fkd_graph *g, fkd__node *n, fkd__steps *steps, int v, const fkd_md *want,
+                        fkd_mem **out);
+fkd_status fkd__bwd_as(fkd_graph *g, fkd__node *n, fkd__steps *steps, fkd_mem *have,
+                       const fkd_md *want, fkd_mem **out);
 fkd_status fkd__steps_add(fkd__steps *steps, fkd_prim *p);
 /* Appends dst += src: a host loop when the layouts agree, a reorder with a sum post-op
  * otherwise. */

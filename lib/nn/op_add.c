@@ -38,7 +38,7 @@ static fkd_status add_build(fkd_graph *g, fkd__node *n)
     fkd_mem *bm;
     fkd_pd *pd;
     fkd_prim *p;
-    FKD_TRY(fkd__value_as(g, &n->fwd, b, false, md, &bm));
+    FKD_TRY(fkd__value_as(g, &n->fwd, b, md, &bm));
     FKD_TRY(fkd_shim_add_pd(g->shim, &pd, md, md, md));
     FKD_TRY(fkd__value_alloc(g, y, md));
     FKD_TRY(fkd_shim_prim(g->shim, &p, pd));

@@ -69,10 +69,10 @@ static fkd_status build_mode(fkd_graph *g, fkd__node *n, bool global_stats, fkd_
 
     fkd_mem *dy, *dx, *dgamma, *dbeta;
     FKD_TRY(fkd_shim_bnorm_bwd_pd(g->shim, &bwd, data, data, s->eps, global_stats, fwd));
-    FKD_TRY(fkd__value_as(g, bwd_steps, y, true, fkd_shim_pd_md(bwd, FKD_ARG_DIFF_DST), &dy));
-    FKD_TRY(fkd_shim_mem(g->shim, &dx, fkd_shim_pd_md(bwd, FKD_ARG_DIFF_SRC)));
-    FKD_TRY(fkd_shim_mem(g->shim, &dgamma, fkd_shim_pd_md(bwd, FKD_ARG_DIFF_SCALE)));
-    FKD_TRY(fkd_shim_mem(g->shim, &dbeta, fkd_shim_pd_md(bwd, FKD_ARG_DIFF_SHIFT)));
+    FKD_TRY(fkd__grad_as(g, n, bwd_steps, y, fkd_shim_pd_md(bwd, FKD_ARG_DIFF_DST), &dy));
+    FKD_TRY(fkd__bwd_temp(g, n, fkd_shim_pd_md(bwd, FKD_ARG_DIFF_SRC), &dx));
+    FKD_TRY(fkd__bwd_temp(g, n, fkd_shim_pd_md(bwd, FKD_ARG_DIFF_SCALE), &dgamma));
+    FKD_TRY(fkd__bwd_temp(g, n, fkd_shim_pd_md(bwd, FKD_ARG_DIFF_SHIFT), &dbeta));
     FKD_TRY(fkd_shim_prim(g->shim, &p, bwd));
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_SRC, g->values[x].data));
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_MEAN, mean));

@@ -47,9 +47,9 @@ static fkd_status prelu_build(fkd_graph *g, fkd__node *n)
     const fkd_md *w = fkd_shim_pd_md(fwd, FKD_ARG_WEIGHTS);
     fkd_mem *dy, *dx, *da;
     FKD_TRY(fkd_shim_prelu_bwd_pd(g->shim, &bwd, data, w, data, w, fwd));
-    FKD_TRY(fkd__value_as(g, &n->bwd, n->output, true, fkd_shim_pd_md(bwd, FKD_ARG_DIFF_DST), &dy));
-    FKD_TRY(fkd_shim_mem(g->shim, &dx, fkd_shim_pd_md(bwd, FKD_ARG_DIFF_SRC)));
-    FKD_TRY(fkd_shim_mem(g->shim, &da, fkd_shim_pd_md(bwd, FKD_ARG_DIFF_WEIGHTS)));
+    FKD_TRY(fkd__grad_as(g, n, &n->bwd, n->output, fkd_shim_pd_md(bwd, FKD_ARG_DIFF_DST), &dy));
+    FKD_TRY(fkd__bwd_temp(g, n, fkd_shim_pd_md(bwd, FKD_ARG_DIFF_SRC), &dx));
+    FKD_TRY(fkd__bwd_temp(g, n, fkd_shim_pd_md(bwd, FKD_ARG_DIFF_WEIGHTS), &da));
     FKD_TRY(fkd_shim_prim(g->shim, &p, bwd));
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_SRC, x->data));
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_WEIGHTS, a->data));
