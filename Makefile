@@ -20,7 +20,7 @@ endif
 CFLAGS ?= -O2 -g
 CFLAGS += -std=c11 -Wall -Wextra -Werror -fopenmp -D_GNU_SOURCE $(SANFLAGS)
 CPPFLAGS += -Ilib -I.
-LDLIBS += -ldnnl -lyaml -ljpeg -lpng -lz -lm -lpthread
+LDLIBS += -ldnnl -lyaml -ljpeg -lpng -lz -lprotobuf-c -lm -lpthread
 LDFLAGS += -fopenmp $(SANFLAGS)
 
 LIB_SRC := $(sort $(filter-out lib/cli/%,$(wildcard lib/*/*.c)) $(wildcard teachers/*.c) $(wildcard students/*.c))
