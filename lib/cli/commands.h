@@ -6,7 +6,8 @@
 /* X(name, one-line summary). Add a line here and a lib/cli/cmd_<name>.c file. */
 #define FKD_COMMAND_LIST(X) \
     X(version, "print the version and the oneDNN build facekd runs on") \
-    X(info, "describe an architecture or a model file (parameters, MACs, tensors, check)")
+    X(info, "describe an architecture or a model file (parameters, MACs, tensors, check)") \
+    X(export, "write a student checkpoint as ONNX (dynamic batch, BN folded) and check it")
 
 #define FKD__COMMAND_DECL(name, summary) int fkd_cmd_##name(int argc, char **argv);
 FKD_COMMAND_LIST(FKD__COMMAND_DECL)
