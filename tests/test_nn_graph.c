@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
+#include <malloc.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,13 @@ static fkd_graph *new_graph(int batch, fkd_graph_mode mode, uint64_t seed)
     fkd_graph_config cfg = {.batch = batch, .mode = mode, .seed = seed};
     OK(fkd_graph_create(&g, &cfg));
     return g;
+}
+
+static void expect_error(fkd_status got, fkd_status want, const char *needle)
+{
+    assert_int_equal(got, want);
+    if (!strstr(fkd_last_error(), needle))
+        fail_msg("error '%s' does not mention '%s'", fkd_last_error(), needle);
 }
 
 static float *random_array(int64_t n, uint64_t seed)
@@ -402,9 +410,95 @@ static void test_infer_graph_matches_eval(void **state)
     OK(fkd_graph_read(t, et, a));
     OK(fkd_graph_read(inf, ei, b));
     for (int k = 0; k < 20; k++) assert_float_equal(a[k], b[k], 1e-5 * (1 + fabs(a[k])));
+    /* Taps stay readable; intermediate values share buffers in an INFER graph. */
+    float *s1 = malloc(sizeof(float) * 2 * 20 * 64);
+    OK(fkd_graph_read(inf, fkd_graph_find(inf, "stage1"), s1));
+    expect_error(fkd_graph_read(inf, fkd_graph_find(inf, "conv2"), s1), FKD_ERR_ARG, "not kept");
+    assert_non_null(strstr(fkd_last_error(), "conv2"));
+    free(s1);
     assert_int_equal(fkd_graph_backward(inf), FKD_ERR_ARG);
     assert_int_equal(fkd_graph_add_grad(inf, ei, a), FKD_ERR_ARG);
     assert_int_equal(fkd_graph_set_training(inf, true), FKD_ERR_ARG);
+    free(in);
+    fkd_graph_free(t);
+    fkd_graph_free(inf);
+}
+
+/* Build once, run many: after a warm-up step (oneDNN and OpenMP set up thread-local state
+ * on first use), a training step allocates nothing (glibc's heap and mmap counters stay
+ * put). */
+static void test_steps_do_not_allocate(void **state)
+{
+    (void)state;
+    fkd_value e;
+    fkd_graph *g = small_net(FKD_GRAPH_TRAIN, 3, &e);
+    OK(fkd_graph_freeze(g, "features.weight"));
+    float *in = random_array(2 * 3 * 64, 8), *r = random_array(20, 9), out[20];
+    size_t before = 0, after = 0;
+    fkd_status st = FKD_OK;
+    for (int it = 0; it < 4 && st == FKD_OK; it++) {
+        if (it == 1) {
+            struct mallinfo2 m = mallinfo2();
+            before = m.uordblks + m.hblkhd;
+        }
+        st = fkd_graph_set_input(g, "x", in);
+        if (st == FKD_OK) st = fkd_graph_forward(g);
+        if (st == FKD_OK) st = fkd_graph_read(g, e, out);
+        if (st == FKD_OK) st = fkd_graph_zero_grad(g);
+        if (st == FKD_OK) st = fkd_graph_add_grad(g, e, r);
+        if (st == FKD_OK) st = fkd_graph_backward(g);
+        if (st == FKD_OK) st = fkd_graph_set_training(g, it % 2 == 0); /* eval steps too */
+    }
+    struct mallinfo2 m = mallinfo2();
+    after = m.uordblks + m.hblkhd;
+    OK(st);
+    assert_int_equal(after, before);
+    free(in);
+    free(r);
+    fkd_graph_free(g);
+}
+
+/* INFER graphs share activation buffers between values whose lifetimes do not overlap;
+ * an IResNet block (a residual read twice, downsample branch) + head must still give the
+ * TRAIN graph's eval output. */
+static fkd_value block_net(fkd_graph *g)
+{
+    fkd_value x = fkd_graph_input(g, "x", 8, 8, 8);
+    fkd_value f = fkd_graph_flatten(g, "flat", fkd_test_iresnet_block(g, x, 16));
+    f = fkd_graph_prelu(g, "head_prelu", fkd_graph_dropout(g, "drop", f, 0.3f));
+    fkd_value e = fkd_graph_batchnorm(g, "features", fkd_graph_linear(g, "fc", f, 12, false), 1e-5f, 0.1f);
+    OK(fkd_graph_tap(g, "embedding", e));
+    OK(fkd_graph_finalize(g));
+    return e;
+}
+
+static void test_infer_shares_buffers_correctly(void **state)
+{
+    (void)state;
+    fkd_graph *t = new_graph(3, FKD_GRAPH_TRAIN, 9), *inf = new_graph(3, FKD_GRAPH_INFER, 9);
+    fkd_value et = block_net(t), ei = block_net(inf);
+    fkd_param *p;
+    int n;
+    OK(fkd_graph_params(t, &p, &n));
+    for (int i = 0; i < n; i++) {
+        float *v = random_array(p[i].numel, 70 + i);
+        for (int64_t k = 0; k < p[i].numel; k++) v[k] = strstr(p[i].name, "var") ? 1.0f + 0.5f * v[k] : v[k];
+        OK(fkd_graph_param_write(t, i, v));
+        OK(fkd_graph_param_write(inf, i, v));
+        free(v);
+    }
+    float *in = random_array(3 * 8 * 64, 6), a[36], b[36];
+    OK(fkd_graph_set_training(t, false));
+    for (int round = 0; round < 2; round++) {
+        OK(fkd_graph_set_input(t, "x", in));
+        OK(fkd_graph_set_input(inf, "x", in));
+        OK(fkd_graph_forward(t));
+        OK(fkd_graph_forward(inf));
+        OK(fkd_graph_read(t, et, a));
+        OK(fkd_graph_read(inf, ei, b));
+        for (int k = 0; k < 36; k++) assert_float_equal(a[k], b[k], 1e-5 * (1 + fabs(a[k])));
+        for (int k = 0; k < 3 * 8 * 64; k++) in[k] = -in[k];
+    }
     free(in);
     fkd_graph_free(t);
     fkd_graph_free(inf);
@@ -430,12 +524,6 @@ static void test_find_and_shape(void **state)
     fkd_graph_free(g);
 }
 
-static void expect_error(fkd_status got, fkd_status want, const char *needle)
-{
-    assert_int_equal(got, want);
-    if (!strstr(fkd_last_error(), needle))
-        fail_msg("error '%s' does not mention '%s'", fkd_last_error(), needle);
-}
 
 static void test_errors(void **state)
 {
@@ -467,6 +555,8 @@ static void test_errors(void **state)
     expect_error(fkd_graph_finalize(g), FKD_ERR_ARG, "twice");
     expect_error(fkd_graph_prelu(g, "late", c), FKD_ERR_ARG, "late");
     expect_error(fkd_graph_set_input(g, "c1", NULL), FKD_ERR_NOTFOUND, "c1");
+    expect_error(fkd_graph_set_input(g, "x", NULL), FKD_ERR_ARG, "NULL");
+    expect_error(fkd_graph_param_write(g, 0, NULL), FKD_ERR_ARG, "NULL");
     float buf[4];
     expect_error(fkd_graph_read(g, 99, buf), FKD_ERR_ARG, "99");
     expect_error(fkd_graph_param_read(g, 12, buf), FKD_ERR_ARG, "12");
@@ -509,6 +599,8 @@ int main(void)
         cmocka_unit_test(test_zero_grad_accumulate_freeze),
         cmocka_unit_test(test_two_taps_add_up),
         cmocka_unit_test(test_infer_graph_matches_eval),
+        cmocka_unit_test(test_infer_shares_buffers_correctly),
+        cmocka_unit_test(test_steps_do_not_allocate),
         cmocka_unit_test(test_find_and_shape),
         cmocka_unit_test(test_errors),
         cmocka_unit_test(test_no_reference_kernels),

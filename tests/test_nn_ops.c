@@ -226,6 +226,10 @@ static fkd_value b_prelu4(fkd_graph *g, fkd_value x)
 {
     return fkd_graph_prelu(g, "prelu", x);
 }
+static fkd_value b_prelu2(fkd_graph *g, fkd_value x)
+{
+    return fkd_graph_prelu(g, "prelu", fkd_graph_flatten(g, "flat", x));
+}
 static fkd_value b_prelu_after_conv(fkd_graph *g, fkd_value x)
 {
     /* PReLU on a blocked (nChw16c) value. */
@@ -281,6 +285,7 @@ CASE(test_grad_batchnorm_4d_train, {"batchnorm2d train", 4, 3, 3, 3, b_bn4, 1e-2
 CASE(test_grad_batchnorm_4d_eval, {"batchnorm2d eval", 4, 3, 3, 3, b_bn4, 1e-2, 1e-2, 0, true})
 CASE(test_grad_batchnorm_2d_train, {"batchnorm1d train", 6, 5, 1, 1, b_bn2, 1e-2, 1e-2, 0, false})
 CASE(test_grad_prelu_negative_inputs, {"prelu plain", 2, 3, 4, 4, b_prelu4, 1e-2, 1e-2, 0.05, false})
+CASE(test_grad_prelu_2d, {"prelu 2-D (N, F)", 3, 7, 1, 1, b_prelu2, 1e-2, 1e-2, 0.05, false})
 CASE(test_grad_prelu_blocked, {"prelu after conv", 2, 3, 4, 4, b_prelu_after_conv, 1e-3, 1e-2, 0, false})
 CASE(test_grad_add_value_used_twice, {"add, value used twice", 2, 4, 5, 5, b_add_twice, 1e-2, 1e-2, 0, false})
 CASE(test_grad_linear_bias, {"flatten + linear +bias", 3, 2, 3, 3, b_linear_bias, 1e-2, 1e-2, 0, false})
@@ -439,6 +444,7 @@ int main(void)
         cmocka_unit_test(test_grad_batchnorm_4d_eval),
         cmocka_unit_test(test_grad_batchnorm_2d_train),
         cmocka_unit_test(test_grad_prelu_negative_inputs),
+        cmocka_unit_test(test_grad_prelu_2d),
         cmocka_unit_test(test_grad_prelu_blocked),
         cmocka_unit_test(test_grad_add_value_used_twice),
         cmocka_unit_test(test_grad_linear_bias),

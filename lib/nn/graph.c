@@ -3,6 +3,7 @@
 #include "nn/graph.h"
 
 #include <assert.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,6 +93,9 @@ void fkd_graph_free(fkd_graph *g)
     free(g->pimpl);
     free(g->taps);
     free(g->temps);
+    for (int i = 0; i < g->n_blocks; i++) free(g->blocks[i].buf);
+    free(g->blocks);
+    free(g->last_use);
     fkd_shim_free(g->shim);
     free(g->arena);
     free(g);
@@ -147,6 +151,7 @@ fkd_value fkd__node_add(fkd_graph *g, fkd__op_kind op, const char *name, const i
     fkd__value *v = &g->values[g->n_values];
     memset(v, 0, sizeof *v);
     v->ndims = ndims;
+    v->producer = g->n_nodes;
     for (int i = 0; i < ndims; i++) v->dims[i] = dims[i];
     g->n_nodes++;
     return g->n_values++;
@@ -154,6 +159,7 @@ fkd_value fkd__node_add(fkd_graph *g, fkd__op_kind op, const char *name, const i
 
 fkd_status fkd_graph_tap(fkd_graph *g, const char *tap_name, fkd_value v)
 {
+    if (!g) return FKD_FAIL(FKD_ERR_ARG, "graph: tap: NULL graph");
     if (!tap_name || !*tap_name) return FKD_FAIL(FKD_ERR_ARG, "graph: tap without a name");
     if (v < 0 || v >= g->n_values)
         return FKD_FAIL(FKD_ERR_ARG, "graph: tap '%s': value %d does not exist", tap_name, v);
@@ -174,7 +180,7 @@ fkd_status fkd_graph_tap(fkd_graph *g, const char *tap_name, fkd_value v)
 
 fkd_value fkd_graph_find(fkd_graph *g, const char *name)
 {
-    if (!name) return FKD_FAIL(FKD_ERR_ARG, "graph: find: NULL name");
+    if (!g || !name) return FKD_FAIL(FKD_ERR_ARG, "graph: find: NULL graph or name");
     for (int i = 0; i < g->n_taps; i++)
         if (strcmp(g->taps[i].name, name) == 0) return g->taps[i].value;
     int n = node_by_name(g, name);
@@ -184,6 +190,7 @@ fkd_value fkd_graph_find(fkd_graph *g, const char *name)
 
 fkd_status fkd_graph_shape(const fkd_graph *g, fkd_value v, int *ndims, int dims[4])
 {
+    if (!g) return FKD_FAIL(FKD_ERR_ARG, "graph: shape: NULL graph");
     if (v < 0 || v >= g->n_values)
         return FKD_FAIL(FKD_ERR_ARG, "graph: shape: value %d does not exist", v);
     const fkd__value *x = &g->values[v];
@@ -199,9 +206,38 @@ fkd_status fkd__value_plain_md(fkd_graph *g, int v, const fkd_md **out)
     return fkd_shim_md_plain(g->shim, out, g->values[v].ndims, g->values[v].dims, g->dtype);
 }
 
+/* INFER graphs: the smallest free block that fits, or a new one; busy until the value's
+ * last consumer has run. */
+static fkd_status shared_block(fkd_graph *g, int value, size_t bytes, void **out)
+{
+    int best = -1;
+    for (int i = 0; i < g->n_blocks; i++) {
+        const struct fkd__block *b = &g->blocks[i];
+        if (b->busy_until < g->building && b->bytes >= bytes &&
+            (best < 0 || b->bytes < g->blocks[best].bytes))
+            best = i;
+    }
+    if (best < 0) {
+        FKD_TRY(fkd__grow((void **)&g->blocks, &g->cap_blocks, g->n_blocks + 1, sizeof *g->blocks));
+        void *buf = aligned_alloc(64, bytes);
+        if (!buf) return FKD_FAIL(FKD_ERR_NOMEM, "graph: cannot allocate %zu bytes of activations", bytes);
+        memset(buf, 0, bytes);
+        best = g->n_blocks++;
+        g->blocks[best] = (struct fkd__block){buf, bytes, 0};
+    }
+    g->blocks[best].busy_until = g->last_use[value];
+    *out = g->blocks[best].buf;
+    return FKD_OK;
+}
+
 fkd_status fkd__value_alloc(fkd_graph *g, int value, const fkd_md *md)
 {
     fkd__value *v = &g->values[value];
+    if (!v->kept) {
+        void *buf = NULL;
+        FKD_TRY(shared_block(g, value, (fkd_shim_md_bytes(md) + 63) / 64 * 64, &buf));
+        return fkd_shim_mem_wrap(g->shim, &v->data, md, buf);
+    }
     FKD_TRY(fkd_shim_mem(g->shim, &v->data, md));
     if (g->cfg.mode == FKD_GRAPH_TRAIN) FKD_TRY(fkd_shim_mem(g->shim, &v->grad, md));
     return FKD_OK;
@@ -361,10 +397,31 @@ static fkd_status build_value_edges(fkd_graph *g, fkd__value *v)
     return FKD_OK;
 }
 
+/* Which values keep their own buffer: all in TRAIN graphs (backward reads them); inputs,
+ * taps and values nobody consumes in INFER graphs. */
+static fkd_status plan_lifetimes(fkd_graph *g)
+{
+    g->last_use = malloc((size_t)g->n_values * sizeof *g->last_use);
+    if (!g->last_use) return FKD_FAIL(FKD_ERR_NOMEM, "graph: out of memory");
+    for (int v = 0; v < g->n_values; v++) g->last_use[v] = -1;
+    for (int i = 0; i < g->n_nodes; i++)
+        for (int k = 0; k < g->nodes[i].n_inputs; k++) g->last_use[g->nodes[i].inputs[k]] = i;
+    for (int t = 0; t < g->n_taps; t++) g->last_use[g->taps[t].value] = INT_MAX;
+    for (int v = 0; v < g->n_values; v++) {
+        fkd__value *x = &g->values[v];
+        bool input = g->nodes[x->producer].op == FKD__OP_INPUT;
+        if (g->cfg.mode == FKD_GRAPH_TRAIN || input || g->last_use[v] < 0) g->last_use[v] = INT_MAX;
+        x->kept = g->last_use[v] == INT_MAX;
+    }
+    return FKD_OK;
+}
+
 static fkd_status finalize(fkd_graph *g)
 {
+    FKD_TRY(plan_lifetimes(g));
     for (int i = 0; i < g->n_nodes; i++) {
         fkd__node *n = &g->nodes[i];
+        g->building = i;
         fkd_status st = ops[n->op]->build(g, n);
         if (st != FKD_OK) return FKD_WRAP(st, "graph: %s '%s': ", fkd__op_name(n->op), n->name);
     }
@@ -376,7 +433,8 @@ static fkd_status finalize(fkd_graph *g)
         for (int i = 0; i < g->n_temps; i++)
             FKD_TRY(fkd_shim_mem_set_handle(g->temps[i].mem, (char *)g->arena + g->temps[i].offset));
     }
-    for (int i = 0; i < g->n_values; i++) FKD_TRY(build_value_edges(g, &g->values[i]));
+    for (int i = 0; i < g->n_values; i++)
+        if (g->values[i].kept) FKD_TRY(build_value_edges(g, &g->values[i]));
     FKD_TRY(fkd__params_build_edges(g));
     FKD_TRY(fkd_shim_finalize(g->shim));
     g->finalized = true;
@@ -451,6 +509,7 @@ fkd_status fkd_graph_set_input(fkd_graph *g, const char *name, const float *nchw
 {
     fkd__value *v;
     FKD_TRY(find_input(g, name, "set_input", &v));
+    if (!nchw) return FKD_FAIL(FKD_ERR_ARG, "graph: set_input: '%s': NULL data", name);
     /* Inputs are kept plain (see op_input.c). */
     memcpy(fkd_shim_mem_data(v->data), nchw, (size_t)value_numel(v) * sizeof(float));
     return FKD_OK;
@@ -460,6 +519,7 @@ fkd_status fkd_graph_read_input_grad(fkd_graph *g, const char *name, float *out)
 {
     fkd__value *v;
     FKD_TRY(find_input(g, name, "read_input_grad", &v));
+    if (!out) return FKD_FAIL(FKD_ERR_ARG, "graph: read_input_grad: '%s': NULL output", name);
     if (!v->grad)
         return FKD_FAIL(FKD_ERR_ARG, "graph: read_input_grad: '%s': an inference graph has no gradients", name);
     memcpy(out, fkd_shim_mem_data(v->grad), (size_t)value_numel(v) * sizeof(float));
@@ -509,7 +569,12 @@ fkd_status fkd_graph_backward(fkd_graph *g)
 fkd_status fkd_graph_read(fkd_graph *g, fkd_value v, float *out)
 {
     FKD_TRY(need_value(g, v, "read"));
+    if (!out) return FKD_FAIL(FKD_ERR_ARG, "graph: read: NULL output");
     fkd__value *x = &g->values[v];
+    if (!x->kept)
+        return FKD_FAIL(FKD_ERR_ARG,
+                        "graph: read: %s '%s' is not kept in an inference graph (tap it before finalize)",
+                        fkd__op_name(g->nodes[x->producer].op), g->nodes[x->producer].name);
     if (!x->edge) {
         memcpy(out, fkd_shim_mem_data(x->data), (size_t)value_numel(x) * sizeof(float));
         return FKD_OK;
@@ -533,6 +598,7 @@ fkd_status fkd_graph_zero_grad(fkd_graph *g)
 fkd_status fkd_graph_add_grad(fkd_graph *g, fkd_value v, const float *grad)
 {
     FKD_TRY(need_value(g, v, "add_grad"));
+    if (!grad) return FKD_FAIL(FKD_ERR_ARG, "graph: add_grad: NULL gradient");
     fkd__value *x = &g->values[v];
     if (!x->grad) return FKD_FAIL(FKD_ERR_ARG, "graph: add_grad: an inference graph has no gradients");
     if (!x->edge) {

@@ -92,7 +92,9 @@ fkd_status fkd_graph_forward(fkd_graph *g);
 fkd_value fkd_graph_find(fkd_graph *g, const char *name);
 /* Plain shape of a value: ndims 2 (N, F) or 4 (N, C, H, W). */
 fkd_status fkd_graph_shape(const fkd_graph *g, fkd_value v, int *ndims, int dims[4]);
-/* Copies a value out in plain layout (NCHW or (N, F)). */
+/* Copies a value out in plain layout (NCHW or (N, F)). INFER graphs keep only inputs,
+ * taps and outputs (values nothing consumes): other values share activation buffers and
+ * reading them fails — tap them before finalize. */
 fkd_status fkd_graph_read(fkd_graph *g, fkd_value v, float *out);
 /* Zeroes every parameter gradient and every value gradient. */
 fkd_status fkd_graph_zero_grad(fkd_graph *g);

@@ -46,7 +46,11 @@ typedef struct {
 typedef struct {
     int ndims;
     int64_t dims[4];  /* plain shape: (N, C, H, W) or (N, F) */
+    int producer;     /* node index */
     fkd_mem *data;    /* in the producer's layout */
+    /* INFER graphs: false when the buffer is shared with other values once this one's last
+     * consumer has run (not readable after forward). Inputs, taps and outputs are kept. */
+    bool kept;
     fkd_mem *grad;    /* same layout as data; TRAIN graphs only */
     /* Edges: a buffer-less plain memory pointed at the caller's array, with reorders
      * (NULL when data is already plain: plain copies are memcpy). */
@@ -92,6 +96,12 @@ struct fkd_graph {
     int n_params, cap_params;
     struct fkd__tap { char *name; int value; } *taps;
     int n_taps, cap_taps;
+    /* INFER graphs: activation buffers shared by values whose lifetimes do not overlap.
+     * A block is free for the output of node i when busy_until < i. */
+    struct fkd__block { void *buf; size_t bytes; int busy_until; } *blocks;
+    int n_blocks, cap_blocks;
+    int *last_use;    /* per value: index of the last consuming node (INT_MAX: kept) */
+    int building;     /* node being built */
     /* Backward temporaries: buffer-less memories pointed into one arena at finalize. */
     struct fkd__temp { fkd_mem *mem; size_t offset; } *temps;
     int n_temps, cap_temps;
@@ -147,7 +157,8 @@ fkd_status fkd__param_declare(fkd_graph *g, const char *suffix, int ndims, const
                               fkd__init init, float init_value, bool is_buffer, bool decay);
 
 /* ---- used by build() ------------------------------------------------------------------- */
-/* Gives the node's output value its layout: allocates data (and grad in TRAIN graphs). */
+/* Gives the node's output value its layout: allocates data (and grad in TRAIN graphs);
+ * in INFER graphs a value that is not kept gets a shared activation block. */
 fkd_status fkd__value_alloc(fkd_graph *g, int value, const fkd_md *md);
 /* Gives a parameter its engine layout `md`; `plain` is the same dims in plain layout
  * (NULL: plain PyTorch dims; grouped conv weights and PReLU weights have more dims inside

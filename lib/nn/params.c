@@ -50,6 +50,7 @@ static int param_by_name(const fkd_graph *g, const char *name)
 
 fkd_status fkd_graph_freeze(fkd_graph *g, const char *param_name)
 {
+    if (!g) return FKD_FAIL(FKD_ERR_ARG, "graph: freeze: NULL graph");
     int i = param_by_name(g, param_name ? param_name : "");
     if (i < 0) return FKD_FAIL(FKD_ERR_NOTFOUND, "graph: freeze: no parameter '%s'", param_name);
     if (g->params[i].is_buffer)
@@ -127,9 +128,10 @@ fkd_status fkd_graph_params(fkd_graph *g, fkd_param **params, int *count)
     return FKD_OK;
 }
 
-static fkd_status need_param(fkd_graph *g, int index, const char *what)
+static fkd_status need_param(fkd_graph *g, int index, const void *plain, const char *what)
 {
     FKD_TRY(fkd__need_finalized(g, what));
+    if (!plain) return FKD_FAIL(FKD_ERR_ARG, "graph: %s: NULL array", what);
     if (index < 0 || index >= g->n_params)
         return FKD_FAIL(FKD_ERR_ARG, "graph: %s: parameter %d does not exist", what, index);
     return FKD_OK;
@@ -151,13 +153,13 @@ static fkd_status param_to_plain(fkd_graph *g, int index, fkd_mem *m, fkd_prim *
 
 fkd_status fkd_graph_param_read(fkd_graph *g, int index, float *plain)
 {
-    FKD_TRY(need_param(g, index, "param_read"));
+    FKD_TRY(need_param(g, index, plain, "param_read"));
     return param_to_plain(g, index, g->pimpl[index].data, g->pimpl[index].to_plain, plain);
 }
 
 fkd_status fkd_graph_param_read_grad(fkd_graph *g, int index, float *plain)
 {
-    FKD_TRY(need_param(g, index, "param_read_grad"));
+    FKD_TRY(need_param(g, index, plain, "param_read_grad"));
     if (!g->pimpl[index].grad)
         return FKD_FAIL(FKD_ERR_ARG, "graph: param_read_grad: '%s' has no gradient", g->params[index].name);
     return param_to_plain(g, index, g->pimpl[index].grad, g->pimpl[index].grad_to_plain, plain);
@@ -165,7 +167,7 @@ fkd_status fkd_graph_param_read_grad(fkd_graph *g, int index, float *plain)
 
 fkd_status fkd_graph_param_write(fkd_graph *g, int index, const float *plain)
 {
-    FKD_TRY(need_param(g, index, "param_write"));
+    FKD_TRY(need_param(g, index, plain, "param_write"));
     fkd__param_impl *im = &g->pimpl[index];
     if (!im->edge) {
         memcpy(g->params[index].data, plain, (size_t)g->params[index].numel * sizeof(float));

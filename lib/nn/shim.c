@@ -263,6 +263,12 @@ fkd_status fkd_shim_mem_view(fkd_shim *s, fkd_mem **out, const fkd_md *md, fkd_m
     return mem_new(s, out, md, data, false);
 }
 
+fkd_status fkd_shim_mem_wrap(fkd_shim *s, fkd_mem **out, const fkd_md *md, void *data)
+{
+    if (!data) return FKD_FAIL(FKD_ERR_ARG, "oneDNN shim: wrapping a NULL buffer");
+    return mem_new(s, out, md, data, false);
+}
+
 fkd_status fkd_shim_mem_edge(fkd_shim *s, fkd_mem **out, const fkd_md *md)
 {
     return mem_new(s, out, md, NULL, false);

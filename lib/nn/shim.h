@@ -95,6 +95,8 @@ size_t fkd_shim_md_bytes(const fkd_md *md);
 /* ---- memory ---------------------------------------------------------------------------- */
 /* A zero-filled, 64-byte aligned buffer owned by the shim. */
 fkd_status fkd_shim_mem(fkd_shim *s, fkd_mem **out, const fkd_md *md);
+/* A memory over a buffer the caller owns and keeps alive (≥ fkd_shim_md_bytes(md)). */
+fkd_status fkd_shim_mem_wrap(fkd_shim *s, fkd_mem **out, const fkd_md *md, void *data);
 /* Another descriptor over `base`'s buffer (md must fit in it). */
 fkd_status fkd_shim_mem_view(fkd_shim *s, fkd_mem **out, const fkd_md *md, fkd_mem *base);
 /* A memory without a buffer: the caller points it at its own array with
