@@ -173,8 +173,8 @@ static const char *meta_value(const Onnx__ModelProto *m, const char *key)
 /* Exports `student`, checks the layout, imports it back and compares. */
 static void export_case(const char *student, const char *arch, int opset, int expect_bn)
 {
-    char path[128];
-    snprintf(path, sizeof path, "%s/out.onnx", temp_dir());
+    char path[128], *dir = temp_dir();
+    snprintf(path, sizeof path, "%s/out.onnx", dir);
     fkd_value emb;
     fkd_graph *g = open_student(student, BATCH, &emb);
     fkd_onnx_export_opts opts = {.opset = opset, .architecture = arch};
@@ -217,6 +217,7 @@ static void export_case(const char *student, const char *arch, int opset, int ex
     onnx__model_proto__free_unpacked(m, NULL);
     free(buf);
     unlink(path);
+    rmdir(dir);
 }
 
 static void test_export_roundtrip(void **state)
@@ -301,8 +302,8 @@ static void test_model_any(void **state)
     assert_string_equal(info.architecture, "mbf");
     assert_int_equal(info.embedding_size, 16);
     /* an exported file carries its architecture: a different --arch is refused */
-    char path[128];
-    snprintf(path, sizeof path, "%s/m.onnx", temp_dir());
+    char path[128], *dir = temp_dir();
+    snprintf(path, sizeof path, "%s/m.onnx", dir);
     fkd_onnx_export_opts opts = {.architecture = "mbf"};
     assert_int_equal(fkd_onnx_export(g, emb, path, &opts), FKD_OK);
     fkd_graph_free(g);
@@ -316,6 +317,7 @@ static void test_model_any(void **state)
     assert_int_not_equal(fkd_model_open_any(path, NULL, &cfg, &g, &emb), FKD_OK);
     assert_null(g);
     unlink(path);
+    rmdir(dir);
 }
 
 /* ---- bad files ------------------------------------------------------------------------------- */
@@ -485,6 +487,36 @@ static void test_mutations(void **state)
     free(orig);
 }
 
+/* facekd export end to end: exit codes and the round-trip line. */
+static void test_cli_export(void **state)
+{
+    (void)state;
+    const char *build = getenv("BUILD") ? getenv("BUILD") : "build";
+    char *dir = temp_dir(), cmd[1024], out[512] = "";
+    snprintf(cmd, sizeof cmd, "%s/facekd export --model " STUDENTS "mbf_narrow.safetensors --onnx %s/s.onnx --opset 12", build,
+             dir);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    size_t n = fread(out, 1, sizeof out - 1, p);
+    out[n] = 0;
+    assert_int_equal(WEXITSTATUS(pclose(p)), 0);
+    print_message("  %s", out);
+    assert_non_null(strstr(out, "opset 12"));
+    assert_non_null(strstr(out, "round trip: max |embedding difference|"));
+    assert_non_null(strstr(out, " ok"));
+    snprintf(cmd, sizeof cmd, "%s/facekd export --model x.safetensors >/dev/null 2>&1", build);
+    assert_int_equal(WEXITSTATUS(system(cmd)), 2); /* no --onnx */
+    snprintf(cmd, sizeof cmd, "%s/facekd export --model a --onnx b --opset 8 >/dev/null 2>&1", build);
+    assert_int_equal(WEXITSTATUS(system(cmd)), 2);
+    snprintf(cmd, sizeof cmd, "%s/facekd export --model %s/none.safetensors --onnx %s/n.onnx >/dev/null 2>&1", build, dir, dir);
+    assert_int_equal(WEXITSTATUS(system(cmd)), 1);
+    snprintf(cmd, sizeof cmd, "%s/facekd export --help | grep -q dynamic", build);
+    assert_int_equal(WEXITSTATUS(system(cmd)), 0);
+    snprintf(cmd, sizeof cmd, "%s/s.onnx", dir);
+    unlink(cmd);
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -493,7 +525,7 @@ int main(void)
         cmocka_unit_test(test_typed_fields),     cmocka_unit_test(test_export_roundtrip),
         cmocka_unit_test(test_onnxruntime),      cmocka_unit_test(test_model_any),
         cmocka_unit_test(test_bad_files),        cmocka_unit_test(test_missing_initializer),
-        cmocka_unit_test(test_mutations),
+        cmocka_unit_test(test_mutations),        cmocka_unit_test(test_cli_export),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
