@@ -79,15 +79,23 @@ static int resolve(const exporter *e, int v)
 
 /* ---- message builders (pool-owned) ------------------------------------------------------ */
 
-static Onnx__AttributeProto *attr_ints(exporter *e, const char *name, const int64_t *v, size_t n)
+/* An attribute of `type` named `name`; the caller sets its value. */
+static Onnx__AttributeProto *attr_new(exporter *e, const char *name, Onnx__AttributeProto__AttributeType type)
 {
     Onnx__AttributeProto *a = pool_alloc(&e->pool, sizeof *a);
-    int64_t *ints = pool_alloc(&e->pool, n * sizeof *ints);
-    if (!a || !ints) return NULL;
+    if (!a) return NULL;
     onnx__attribute_proto__init(a);
     a->name = pool_str(&e->pool, name);
     a->has_type = 1;
-    a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS;
+    a->type = type;
+    return a;
+}
+
+static Onnx__AttributeProto *attr_ints(exporter *e, const char *name, const int64_t *v, size_t n)
+{
+    Onnx__AttributeProto *a = attr_new(e, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INTS);
+    int64_t *ints = pool_alloc(&e->pool, n * sizeof *ints);
+    if (!a || !ints) return NULL;
     memcpy(ints, v, n * sizeof *ints);
     a->ints = ints;
     a->n_ints = n;
@@ -96,25 +104,15 @@ static Onnx__AttributeProto *attr_ints(exporter *e, const char *name, const int6
 
 static Onnx__AttributeProto *attr_int(exporter *e, const char *name, int64_t v)
 {
-    Onnx__AttributeProto *a = pool_alloc(&e->pool, sizeof *a);
-    if (!a) return NULL;
-    onnx__attribute_proto__init(a);
-    a->name = pool_str(&e->pool, name);
-    a->has_type = a->has_i = 1;
-    a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT;
-    a->i = v;
+    Onnx__AttributeProto *a = attr_new(e, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__INT);
+    if (a) a->has_i = 1, a->i = v;
     return a;
 }
 
 static Onnx__AttributeProto *attr_float(exporter *e, const char *name, float v)
 {
-    Onnx__AttributeProto *a = pool_alloc(&e->pool, sizeof *a);
-    if (!a) return NULL;
-    onnx__attribute_proto__init(a);
-    a->name = pool_str(&e->pool, name);
-    a->has_type = a->has_f = 1;
-    a->type = ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT;
-    a->f = v;
+    Onnx__AttributeProto *a = attr_new(e, name, ONNX__ATTRIBUTE_PROTO__ATTRIBUTE_TYPE__FLOAT);
+    if (a) a->has_f = 1, a->f = v;
     return a;
 }
 
