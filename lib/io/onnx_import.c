@@ -1090,11 +1090,15 @@ static fkd_status input_shape(ctx *c, const Onnx__ValueInfoProto *in, int64_t ch
     if (t->tensor_type->has_elem_type && t->tensor_type->elem_type != ONNX__TENSOR_PROTO__DATA_TYPE__FLOAT)
         return FKD_FAIL(FKD_ERR_UNSUPPORTED, "%s: input '%s' has element type %d (float only)", c->path, str(in->name),
                         t->tensor_type->elem_type);
+    /* Face models take small images; the limits keep a corrupt shape from asking for
+     * gigabytes of activations. */
+    const int64_t most[3] = {64, 1024, 1024};
     for (int i = 0; i < 3; i++) {
         const Onnx__TensorShapeProto__Dimension *d = sh->dim[i + 1];
         chw[i] = d->value_case == ONNX__TENSOR_SHAPE_PROTO__DIMENSION__VALUE_DIM_VALUE ? d->dim_value : 0;
-        if (chw[i] < 1 || chw[i] > 65536)
-            return FKD_FAIL(FKD_ERR_UNSUPPORTED, "%s: input '%s': dimension %d is not a fixed size", c->path, str(in->name), i + 1);
+        if (chw[i] < 1 || chw[i] > most[i])
+            return FKD_FAIL(FKD_ERR_UNSUPPORTED, "%s: input '%s': dimension %d is not a fixed size from 1 to %lld", c->path,
+                            str(in->name), i + 1, (long long)most[i]);
     }
     return FKD_OK;
 }
