@@ -26,6 +26,13 @@ Models
                  failure), ops_op17 with a dynamic batch.
   typed_op11     mbf_op11 with every initializer rewritten from raw_data to the typed
                  float_data / int64_data fields (needs the onnx Python package).
+  handmade_op12  built node by node with onnx.helper for what PyTorch does not emit:
+                 Identity, Dropout with a ratio input, Constant value_float, a float16
+                 and a double initializer, Conv auto_pad SAME_UPPER, constant − value,
+                 Shape/Gather/Unsqueeze(attribute axes)/Concat/Cast feeding Reshape,
+                 Squeeze of a constant, a per-feature Mul on 2-D values, Gemm with
+                 transB 0, alpha and beta, an unfoldable 2-D BatchNormalization, PRelu
+                 on 2-D values, Div. Reference computed with torch.nn.functional.
 """
 import os
 import sys
@@ -124,6 +131,77 @@ def typed_copy(src, dst):
     onnx.save(m, dst)
 
 
+def handmade(x):
+    from onnx import TensorProto, helper, numpy_helper
+    rng = np.random.default_rng(12)
+    w1 = (rng.standard_normal((4, 3, 3, 3)) / 5).astype(np.float16)
+    b1 = rng.standard_normal(4) * 0.1
+    w2 = (rng.standard_normal((8, 4, 3, 3)) / 6).astype(np.float32)
+    sq = (rng.random((1, 8)) + 0.5).astype(np.float32)
+    gb = (rng.standard_normal((8, 6)) / 3).astype(np.float32)
+    gc = (rng.standard_normal(6) * 0.1).astype(np.float32)
+    bn = [(rng.random(6) + 0.5), rng.standard_normal(6) * 0.1, rng.standard_normal(6) * 0.1, rng.random(6) + 0.5]
+    bn = [a.astype(np.float32) for a in bn]
+    slope = (rng.random(6) * 0.3).astype(np.float32)
+
+    w2_t = helper.make_tensor("w2", TensorProto.FLOAT, w2.shape, w2.ravel().tolist())  # typed float_data
+    inits = [numpy_helper.from_array(w1, "w1"), numpy_helper.from_array(b1.astype(np.float64), "b1"), w2_t,
+             numpy_helper.from_array(np.array(0.5, np.float32), "ratio"), numpy_helper.from_array(sq, "sq"),
+             numpy_helper.from_array(gb, "gb"), numpy_helper.from_array(gc, "gc"),
+             numpy_helper.from_array(np.array([-1], np.int64), "minus1"),
+             numpy_helper.from_array(np.array(0, np.int64), "zero"),
+             numpy_helper.from_array(np.array(4.0, np.float32), "four"), numpy_helper.from_array(slope, "slope")]
+    inits += [numpy_helper.from_array(a, n) for a, n in zip(bn, ["bn_s", "bn_b", "bn_m", "bn_v"])]
+    N = helper.make_node
+    nodes = [
+        N("Identity", ["x"], ["x1"]),
+        N("Conv", ["x1", "w1", "b1"], ["c1"], auto_pad="SAME_UPPER", kernel_shape=[3, 3]),
+        N("Dropout", ["c1", "ratio"], ["d1"]),
+        N("LeakyRelu", ["d1"], ["l1"], alpha=0.2),
+        N("Conv", ["l1", "w2"], ["c2"], strides=[2, 2], pads=[1, 1, 1, 1]),
+        N("Constant", [], ["half"], value_float=0.5),
+        N("Sub", ["half", "c2"], ["s1"]),
+        N("GlobalAveragePool", ["s1"], ["g"]),
+        N("Shape", ["g"], ["gs"]),
+        N("Gather", ["gs", "zero"], ["n0"]),
+        N("Unsqueeze", ["n0"], ["n1"], axes=[0]),
+        N("Concat", ["n1", "minus1"], ["shape_i"], axis=0),
+        N("Cast", ["shape_i"], ["shape"], to=TensorProto.INT64),
+        N("Reshape", ["g", "shape"], ["r"]),
+        N("Squeeze", ["sq"], ["sq1"], axes=[0]),
+        N("Mul", ["r", "sq1"], ["m"]),
+        N("Gemm", ["m", "gb", "gc"], ["gm"], alpha=0.5, beta=2.0, transB=0),
+        N("BatchNormalization", ["gm", "bn_s", "bn_b", "bn_m", "bn_v"], ["b"], epsilon=1e-3),
+        N("Add", ["gm", "b"], ["a"]),
+        N("Div", ["a", "four"], ["dv"]),
+        N("PRelu", ["dv", "slope"], ["output"]),
+    ]
+    graph = helper.make_graph(nodes, "handmade",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 3, 112, 112])],
+                              [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", 6])], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 12)], producer_name="gen_onnx_fixtures")
+    model.ir_version = 7
+    import onnx
+    onnx.checker.check_model(model)
+    onnx.save(model, os.path.join(OUT, "handmade_op12.onnx"))
+
+    F = torch.nn.functional
+    t = lambda a: torch.from_numpy(np.asarray(a, np.float64))  # noqa: E731
+    xx = x.double()
+    c1 = F.conv2d(xx, t(w1.astype(np.float32)), t(b1.astype(np.float32)), padding=1)
+    l1 = F.leaky_relu(c1, 0.2)
+    c2 = F.conv2d(l1, t(w2), stride=2, padding=1)
+    g = (0.5 - c2).mean(dim=(2, 3))
+    m = g * t(sq[0])
+    gm = 0.5 * m @ t(gb) + 2.0 * t(gc)
+    b = (gm - t(bn[2])) / torch.sqrt(t(bn[3]) + 1e-3) * t(bn[0]) + t(bn[1])
+    dv = (gm + b) / 4.0
+    out = torch.where(dv > 0, dv, dv * t(slope))
+    safetensors_py.write(os.path.join(OUT, "handmade_op12.ref.safetensors"), [("output", out.numpy().astype(np.float32))],
+                         {"input": "x", "opset": "12", "producer": "scripts/gen_onnx_fixtures.py (torch float64)"})
+    print("handmade_op12: output %s, |out| %.3g" % (tuple(out.shape), out.abs().max()))
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     gen = torch.Generator().manual_seed(20261124)
@@ -165,6 +243,7 @@ def main():
     typed_copy(os.path.join(OUT, "mbf_op11.onnx"), os.path.join(OUT, "typed_op11.onnx"))
     print("typed_op11: %d bytes (reference: mbf_op11.ref.safetensors)" %
           os.path.getsize(os.path.join(OUT, "typed_op11.onnx")))
+    handmade(x)
 
 
 if __name__ == "__main__":

@@ -134,6 +134,15 @@ static void test_typed_fields(void **state)
     check_fixture("typed_op11", "mbf_op11", "data", 11, false);
 }
 
+/* Identity, Dropout(ratio input), Constant value_float, float16 and double initializers,
+ * auto_pad SAME_UPPER, constant − value, Unsqueeze with attribute axes, Cast, Squeeze,
+ * 2-D Mul, Gemm transB 0 with alpha/beta, 2-D BatchNormalization, 2-D PRelu. */
+static void test_handmade(void **state)
+{
+    (void)state;
+    check_fixture("handmade_op12", "handmade_op12", "x", 12, false);
+}
+
 /* ---- export ---------------------------------------------------------------------------- */
 
 #define STUDENTS "tests/fixtures/models/"
@@ -522,7 +531,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_iresnet_op11),     cmocka_unit_test(test_iresnet_zoo13),
         cmocka_unit_test(test_mbf),              cmocka_unit_test(test_ops),
-        cmocka_unit_test(test_typed_fields),     cmocka_unit_test(test_export_roundtrip),
+        cmocka_unit_test(test_typed_fields),     cmocka_unit_test(test_handmade),
+        cmocka_unit_test(test_export_roundtrip),
         cmocka_unit_test(test_onnxruntime),      cmocka_unit_test(test_model_any),
         cmocka_unit_test(test_bad_files),        cmocka_unit_test(test_missing_initializer),
         cmocka_unit_test(test_mutations),        cmocka_unit_test(test_cli_export),
