@@ -1331,6 +1331,37 @@ static fkd_status convert(ctx *c, fkd_onnx_info *info, int *emb_layer)
     return FKD_OK;
 }
 
+static fkd_status check_config(const char *path, const fkd_graph_config *config)
+{
+    if (!config || config->mode != FKD_GRAPH_INFER)
+        return FKD_FAIL(FKD_ERR_ARG, "%s: ONNX models are imported into inference graphs only", path);
+    if (config->batch < 1) return FKD_FAIL(FKD_ERR_ARG, "%s: batch must be at least 1", path);
+    return FKD_OK;
+}
+
+static fkd_status parse(const char *path, const uint8_t *data, size_t size, Onnx__ModelProto **m)
+{
+    *m = onnx__model_proto__unpack(NULL, size, data);
+    if (!*m) return FKD_FAIL(FKD_ERR_FORMAT, "%s: not an ONNX model (protobuf parsing failed on %zu bytes)", path, size);
+    return FKD_OK;
+}
+
+/* Takes `m`; frees it once the layers hold their own copies of the weights, before the
+ * engine allocates its own (a ResNet-50 is 174 MB in each of these). */
+static fkd_status import_parsed(fkd_graph **out, const char *path, Onnx__ModelProto *m, const fkd_graph_config *config,
+                                fkd_value *embedding, fkd_onnx_info *info)
+{
+    ctx c = {.path = path, .model = m, .batch = config->batch};
+    fkd_status st = check_model(&c, info);
+    int emb = -1;
+    if (st == FKD_OK) st = convert(&c, info, &emb);
+    onnx__model_proto__free_unpacked(m, NULL);
+    for (int i = 0; i < c.n_syms; i++) sym_drop_data(&c.syms[i]);
+    if (st == FKD_OK) st = build_graph(&c, config, out, embedding, emb, &info->engine_nodes);
+    ctx_free(&c);
+    return st;
+}
+
 fkd_status fkd_onnx_import_bytes(fkd_graph **out, const char *path, const uint8_t *data, size_t size,
                                  const fkd_graph_config *config, fkd_value *embedding, fkd_onnx_info *info)
 {
@@ -1338,30 +1369,26 @@ fkd_status fkd_onnx_import_bytes(fkd_graph **out, const char *path, const uint8_
     fkd_onnx_info local;
     if (!info) info = &local;
     memset(info, 0, sizeof *info);
-    if (!config || config->mode != FKD_GRAPH_INFER)
-        return FKD_FAIL(FKD_ERR_ARG, "%s: ONNX models are imported into inference graphs only", path);
-    if (config->batch < 1) return FKD_FAIL(FKD_ERR_ARG, "%s: batch must be at least 1", path);
-    Onnx__ModelProto *m = onnx__model_proto__unpack(NULL, size, data);
-    if (!m)
-        return FKD_FAIL(FKD_ERR_FORMAT, "%s: not an ONNX model (protobuf parsing failed on %zu bytes)", path, size);
-    ctx c = {.path = path, .model = m, .batch = config->batch};
-    fkd_status st = check_model(&c, info);
-    int emb = -1;
-    if (st == FKD_OK) st = convert(&c, info, &emb);
-    if (st == FKD_OK) st = build_graph(&c, config, out, embedding, emb, &info->engine_nodes);
-    ctx_free(&c);
-    onnx__model_proto__free_unpacked(m, NULL);
-    return st;
+    Onnx__ModelProto *m;
+    FKD_TRY(check_config(path, config));
+    FKD_TRY(parse(path, data, size, &m));
+    return import_parsed(out, path, m, config, embedding, info);
 }
 
 fkd_status fkd_onnx_import(fkd_graph **out, const char *path, const fkd_graph_config *config, fkd_value *embedding,
                            fkd_onnx_info *info)
 {
+    *out = NULL;
+    fkd_onnx_info local;
+    if (!info) info = &local;
+    memset(info, 0, sizeof *info);
     uint8_t *data;
     size_t size;
-    *out = NULL;
+    Onnx__ModelProto *m;
+    FKD_TRY(check_config(path, config));
     FKD_TRY(fkd_file_read_all(path, &data, &size));
-    fkd_status st = fkd_onnx_import_bytes(out, path, data, size, config, embedding, info);
-    free(data);
-    return st;
+    fkd_status st = parse(path, data, size, &m);
+    free(data); /* the parsed model holds its own copy */
+    if (st != FKD_OK) return st;
+    return import_parsed(out, path, m, config, embedding, info);
 }
