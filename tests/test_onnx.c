@@ -321,6 +321,13 @@ static void test_model_any(void **state)
     assert_int_not_equal(fkd_model_open_any(path, "iresnet50", &cfg, &g, &emb), FKD_OK);
     assert_null(g);
     assert_non_null(strstr(fkd_last_error(), "architecture is 'mbf'"));
+    /* an unwritable destination is an error naming it, and nothing is left behind */
+    assert_int_equal(fkd_model_open_any(STUDENTS "mbf_narrow.safetensors", NULL, &cfg, &g, &emb), FKD_OK);
+    assert_int_not_equal(fkd_onnx_export(g, emb, "/nonexistent_dir/x.onnx", &opts), FKD_OK);
+    assert_non_null(strstr(fkd_last_error(), "/nonexistent_dir/x.onnx"));
+    opts.opset = 8;
+    assert_int_equal(fkd_onnx_export(g, emb, path, &opts), FKD_ERR_ARG);
+    fkd_graph_free(g);
     /* ONNX files are inference graphs only */
     cfg.mode = FKD_GRAPH_TRAIN;
     assert_int_not_equal(fkd_model_open_any(path, NULL, &cfg, &g, &emb), FKD_OK);
