@@ -20,7 +20,7 @@ endif
 CFLAGS ?= -O2 -g
 CFLAGS += -std=c11 -Wall -Wextra -Werror -fopenmp -D_GNU_SOURCE $(SANFLAGS)
 CPPFLAGS += -Ilib -I.
-LDLIBS += -ldnnl -lyaml -ljpeg -lpng -lz -lm -lpthread
+LDLIBS += -ldnnl -lyaml -ljpeg -lpng -lz -lprotobuf-c -lm -lpthread
 LDFLAGS += -fopenmp $(SANFLAGS)
 
 LIB_SRC := $(sort $(filter-out lib/cli/%,$(wildcard lib/*/*.c)) $(wildcard teachers/*.c) $(wildcard students/*.c))
@@ -33,7 +33,7 @@ CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_SUPPORT_OBJ := $(TEST_SUPPORT:%.c=$(BUILD)/obj/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps test demo install clean check-deps
+.PHONY: all deps test demo install clean proto ort-check
 all: $(BUILD)/facekd $(BUILD)/libfacekd.a
 
 deps:
@@ -72,6 +72,14 @@ install: all
 	cd teachers && for h in *.h; do [ -e "$$h" ] && install -D -m 644 $$h $(DESTDIR)$(PREFIX)/include/facekd/teachers/$$h; done; true
 	cd students && for h in *.h; do [ -e "$$h" ] && install -D -m 644 $$h $(DESTDIR)$(PREFIX)/include/facekd/students/$$h; done; true
 	sed -e 's|@PREFIX@|$(PREFIX)|' scripts/facekd.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/facekd.pc
+
+# The protobuf-c code for lib/io/onnx.proto is committed; regenerate it after editing the schema.
+proto:
+	protoc-c --proto_path=lib --c_out=lib lib/io/onnx.proto
+
+# Installs onnxruntime-node into build/ort (npm) and checks an exported student there.
+ort-check: all
+	bash scripts/check_onnxruntime.sh
 
 clean:
 	rm -rf build build-san

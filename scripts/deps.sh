@@ -2,7 +2,7 @@
 # Installs the Debian packages facekd needs, only those that are missing.
 set -euo pipefail
 packages=(gcc make libc6-dev libdnnl-dev libyaml-dev libcmocka-dev libjpeg62-turbo-dev libpng-dev
-          zlib1g-dev)
+          zlib1g-dev libprotobuf-c-dev protobuf-c-compiler)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -11,7 +11,7 @@
 #include "data/dataset.h"
 #include "data/image.h"
 #include "eval/embed.h"
-#include "io/model.h"
+#include "io/model_any.h"
 #include "io/npy.h"
 
 #define FACE_FLOATS (3 * 112 * 112)
@@ -164,12 +164,10 @@ int fkd_cmd_embed(int argc, char **argv)
     } else {
         s = add_path(&in, input);
     }
-    fkd_safetensors model_file = {0};
     fkd_graph *g = NULL;
     fkd_value emb = -1;
-    if (s == FKD_OK) s = fkd_safetensors_read(&model_file, model);
     fkd_graph_config gc = {.batch = batch, .mode = FKD_GRAPH_INFER, .precision = FKD_PREC_F32};
-    if (s == FKD_OK) s = fkd_model_open(&g, &model_file, arch, &gc, &emb);
+    if (s == FKD_OK) s = fkd_model_open_any(model, arch, &gc, &g, &emb);
     fkd_progress progress;
     fkd_progress_start(&progress, "embed", flip ? 2 * in.n : in.n, 1);
     fkd_embed_config ec = {.graph = g, .embedding = emb, .input = "input", .progress = in.n > 256 ? &progress : NULL};
@@ -191,7 +189,6 @@ int fkd_cmd_embed(int argc, char **argv)
     free(result);
     free(mirrored);
     fkd_graph_free(g);
-    fkd_safetensors_free(&model_file);
     fkd_npy_free(&tensor);
     for (int64_t i = 0; i < in.n && in.paths; i++) free(in.paths[i]);
     free(in.paths);

@@ -9,7 +9,7 @@
 #include "core/log.h"
 #include "eval/bench.h"
 #include "eval/report.h"
-#include "io/model.h"
+#include "io/model_any.h"
 #include "train/runlog.h"
 
 #define MAX_BENCHES 32
@@ -21,7 +21,7 @@ static void usage(FILE *out)
             "Verification accuracy with insightface's protocol (flip test, squared L2 distance,\n"
             "thresholds 0..4 step 0.01, 10 contiguous folds), plus TAR at FAR 1e-1..1e-6 where\n"
             "there are enough negative pairs, EER, AUC and XNorm.\n\n"
-            "  --model M         model file (.safetensors)\n"
+            "  --model M         model file (.safetensors, or .onnx such as insightface's w600k_r50.onnx)\n"
             "  --arch A          architecture when the file has no metadata (iresnet50, mbf, ...)\n"
             "  --bench F.bin     insightface verification set (lfw.bin, cfp_fp.bin, ...)\n"
             "  --pairs F --root D  LFW-style pairs.txt over an image folder\n"
@@ -124,12 +124,10 @@ int fkd_cmd_eval(int argc, char **argv)
     if (s == FKD_OK && !model) s = FKD_FAIL(FKD_ERR_ARG, "--model is required (see --help)");
     if (s == FKD_OK && n == 0) s = FKD_FAIL(FKD_ERR_ARG, "give at least one --bench, --pairs or --synth");
 
-    fkd_safetensors st = {0};
     fkd_graph *g = NULL;
     fkd_value emb = -1;
-    if (s == FKD_OK) s = fkd_safetensors_read(&st, model);
     fkd_graph_config gc = {.batch = batch, .mode = FKD_GRAPH_INFER, .precision = FKD_PREC_F32};
-    if (s == FKD_OK) s = fkd_model_open(&g, &st, arch, &gc, &emb);
+    if (s == FKD_OK) s = fkd_model_open_any(model, arch, &gc, &g, &emb);
     fkd_verify_result res[MAX_BENCHES];
     float *embeddings[MAX_BENCHES] = {0};
     int dim = 0;
@@ -185,6 +183,5 @@ int fkd_cmd_eval(int argc, char **argv)
         fkd_bench_free(&benches[b]);
     }
     fkd_graph_free(g);
-    fkd_safetensors_free(&st);
     return s == FKD_OK ? 0 : fkd_cli_fail();
 }

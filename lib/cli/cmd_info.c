@@ -6,6 +6,7 @@
 
 #include "cli/commands.h"
 #include "io/model.h"
+#include "io/model_any.h"
 #include "nn/arch.h"
 
 static const char usage_text[] =
@@ -179,8 +180,45 @@ static int count_ignored(fkd_graph *g, const fkd_safetensors *st)
     return ignored;
 }
 
+/* An ONNX file: what the importer read and built. */
+static int info_onnx(const char *path, const char *arch, int json)
+{
+    fkd_graph_config cfg = {.batch = 1, .mode = FKD_GRAPH_INFER, .precision = FKD_PREC_F32};
+    fkd_graph *g = NULL;
+    fkd_value emb;
+    fkd_model_any_info info;
+    int64_t params = 0;
+    fkd_status s = fkd_model_open_any_info(path, arch, &cfg, &g, &emb, &info);
+    if (s == FKD_OK) s = fkd_graph_count(g, &params, NULL);
+    fkd_graph_free(g);
+    if (s != FKD_OK) return fkd_cli_fail();
+    const fkd_onnx_info *o = &info.onnx;
+    if (json) {
+        printf("{\"file\": ");
+        json_string(path);
+        printf(", \"format\": \"onnx\", \"input\": ");
+        json_string(o->input_name);
+        printf(", \"opset\": %" PRId64 ", \"producer\": ", o->opset);
+        json_string(o->producer);
+        printf(", \"embedding_size\": %d, \"parameters\": %" PRId64 ", \"onnx_nodes\": %d, \"engine_nodes\": %d"
+               ", \"self_normalising\": %s, \"check\": \"ok\"}\n",
+               o->embedding_size, params, o->onnx_nodes, o->engine_nodes, o->self_normalising ? "true" : "false");
+        return 0;
+    }
+    char b[32];
+    printf("file          %s (ONNX, opset %" PRId64 ", produced by %s)\n", path, o->opset,
+           o->producer[0] ? o->producer : "?");
+    printf("input         %s, %dx%dx%d%s\n", o->input_name, o->channels, o->height, o->width,
+           o->self_normalising ? " (the graph normalises its input itself)" : ", (x - 127.5) / 127.5 RGB");
+    if (o->architecture[0]) printf("architecture  %s\n", o->architecture);
+    printf("nodes         %d in the file, %d in the engine graph (%d folded)\n", o->onnx_nodes, o->engine_nodes, o->folded);
+    printf("check         ok: embedding %d, %s parameters after folding\n", o->embedding_size, grouped(params, b));
+    return 0;
+}
+
 static int info_model(const char *path, const char *arch, int json)
 {
+    if (fkd_model_format_of(path) == FKD_MODEL_ONNX) return info_onnx(path, arch, json);
     fkd_safetensors st;
     if (fkd_safetensors_read(&st, path) != FKD_OK) return fkd_cli_fail();
     list_model(&st, json);

@@ -10,6 +10,7 @@
     X(compare, "train and evaluate a teacher and student recipes into one comparison table")    \
     X(eval, "verification accuracy (insightface protocol), TAR@FAR, ROC of a model")          \
     X(embed, "embeddings of images, a folder or a .npy batch, written as .npy")               \
+    X(export, "export a model to ONNX (batch norm folded, dynamic batch) and check it")       \
     X(info, "describe an architecture or a model file (parameters, MACs, tensors, check)")    \
     X(synth, "render synthetic face benchmarks, training sets and previews")                  \
     X(bench, "measure data decoding and synthetic rendering speed (images/s)")                \

@@ -130,6 +130,11 @@ fkd_status fkd__check_inputs(fkd_graph *g, fkd__op_kind op, const char *name, co
 fkd_value fkd__node_add(fkd_graph *g, fkd__op_kind op, const char *name, const int *inputs,
                         int n_inputs, void *state, int ndims, const int64_t *dims)
 {
+    /* Builders pass their input value's dims (g->values[x].dims), which the grow below
+     * may move: copy them first. */
+    int64_t d[4] = {0};
+    for (int i = 0; i < ndims && i < 4; i++) d[i] = dims[i];
+    dims = d;
     fkd_status st = fkd__check_inputs(g, op, name, inputs, n_inputs);
     if (st == FKD_OK) st = fkd__grow((void **)&g->nodes, &g->cap_nodes, g->n_nodes + 1, sizeof *g->nodes);
     if (st == FKD_OK) st = fkd__grow((void **)&g->values, &g->cap_values, g->n_values + 1, sizeof *g->values);

@@ -129,6 +129,9 @@ extern const fkd__op fkd__op_input, fkd__op_conv, fkd__op_batchnorm, fkd__op_pre
     fkd__op_add, fkd__op_flatten, fkd__op_linear, fkd__op_dropout;
 
 const char *fkd__op_name(fkd__op_kind op);
+/* Attributes kept in op-private state, for graph_walk.c. */
+void fkd__conv_attrs(const fkd__node *n, int *kernel, int *stride, int *padding, int *groups);
+float fkd__batchnorm_eps(const fkd__node *n);
 
 /* ---- shared inside lib/nn -------------------------------------------------------------- */
 /* Grows an array of `size`-byte elements to hold at least `need` (new slots zeroed). */

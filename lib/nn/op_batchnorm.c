@@ -141,3 +141,8 @@ static void bn_free(fkd__node *n)
 
 const fkd__op fkd__op_batchnorm = {.build = bn_build, .forward = bn_forward, .backward = bn_backward,
                                    .free = bn_free};
+
+float fkd__batchnorm_eps(const fkd__node *n)
+{
+    return ((const bn_state *)n->state)->eps;
+}

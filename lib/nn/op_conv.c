@@ -93,3 +93,12 @@ static fkd_status conv_build(fkd_graph *g, fkd__node *n)
 }
 
 const fkd__op fkd__op_conv = {.build = conv_build};
+
+void fkd__conv_attrs(const fkd__node *n, int *kernel, int *stride, int *padding, int *groups)
+{
+    const conv_state *s = n->state;
+    *kernel = s->kernel;
+    *stride = s->stride;
+    *padding = s->padding;
+    *groups = s->groups;
+}

@@ -11,7 +11,7 @@
 #include "core/log.h"
 #include "eval/bench.h"
 #include "eval/report.h"
-#include "io/model.h"
+#include "io/model_any.h"
 #include "io/recipe.h"
 #include "io/yamltree.h"
 #include "train/distill.h"
@@ -177,12 +177,10 @@ typedef struct {
 
 static fkd_status evaluate_row(compare_set *c, int row, cell *cells)
 {
-    fkd_safetensors st = {0};
     fkd_graph *g = NULL;
     fkd_value emb;
     fkd_graph_config gc = {.batch = 64, .mode = FKD_GRAPH_INFER, .precision = FKD_PREC_F32};
-    fkd_status s = fkd_safetensors_read(&st, c->rows[row].model);
-    if (s == FKD_OK) s = fkd_model_open(&g, &st, NULL, &gc, &emb);
+    fkd_status s = fkd_model_open_any(c->rows[row].model, NULL, &gc, &g, &emb);
     fkd_progress progress;
     fkd_embed_config ec = {.graph = g, .embedding = emb, .input = "input", .progress = &progress};
     for (int b = 0; s == FKD_OK && b < c->n_benches; b++) {
@@ -200,7 +198,6 @@ static fkd_status evaluate_row(compare_set *c, int row, cell *cells)
         free(e);
     }
     fkd_graph_free(g);
-    fkd_safetensors_free(&st);
     return s;
 }
 

@@ -9,6 +9,7 @@
 #include "distill/distiller.h"
 #include "heads/margin.h"
 #include "io/model.h"
+#include "io/model_any.h"
 #include "io/safetensors.h"
 
 #define MAX_METHODS FKD_TRAIN_MAX_TERMS
@@ -30,7 +31,8 @@ typedef struct {
 
 struct fkd_distill_run {
     const fkd_recipe *r;
-    fkd_safetensors teacher_file;
+    fkd_safetensors teacher_file; /* .safetensors teachers */
+    bool onnx;                    /* an .onnx teacher (no class centres) */
     fkd_graph *teacher;
     fkd_value teacher_emb;
     int d_t, d_s, classes, batch;
@@ -130,7 +132,8 @@ static fkd_status build_teacher(fkd_distill_run *d, int batch)
         return FKD_FAIL(FKD_ERR_UNSUPPORTED, "%s: teacher.precision: only fp32 is available in this version", r->path);
     const char *arch = r->teacher.arch == FKD_RECIPE_ARCH_UNSET ? NULL : fkd_recipe_enum_name("teacher.arch", r->teacher.arch);
     fkd_graph_config gc = {.batch = batch, .mode = FKD_GRAPH_INFER, .precision = FKD_PREC_F32};
-    fkd_status s = fkd_model_open(&d->teacher, &d->teacher_file, arch, &gc, &d->teacher_emb);
+    fkd_status s = d->onnx ? fkd_model_open_any(r->teacher.model, arch, &gc, &d->teacher, &d->teacher_emb)
+                           : fkd_model_open(&d->teacher, &d->teacher_file, arch, &gc, &d->teacher_emb);
     if (s != FKD_OK) return FKD_WRAP(s, "teacher: ");
     int ndims, dims[4];
     FKD_TRY(fkd_graph_shape(d->teacher, d->teacher_emb, &ndims, dims));
@@ -138,7 +141,8 @@ static fkd_status build_teacher(fkd_distill_run *d, int batch)
     d->teacher_out = malloc(sizeof(float) * (size_t)batch * d->d_t);
     d->labels = malloc(sizeof(int64_t) * (size_t)batch);
     if (!d->teacher_out || !d->labels) return FKD_FAIL(FKD_ERR_NOMEM, "teacher: out of memory");
-    const fkd_st_tensor *w = fkd_safetensors_find(&d->teacher_file, "head.weight");
+    /* An ONNX teacher has no class centres: methods that need them say so at create. */
+    const fkd_st_tensor *w = d->onnx ? NULL : fkd_safetensors_find(&d->teacher_file, "head.weight");
     if (w) {
         if (w->ndims != 2 || w->dims[1] != d->d_t || w->dims[0] != d->classes)
             return FKD_FAIL(FKD_ERR_FORMAT,
@@ -172,7 +176,7 @@ static fkd_status create_method(fkd_distill_run *d, size_t index, fkd_margin_hea
     unsigned needs = m->d->needs.flags;
     if ((needs & (FKD_DISTILL_NEED_TEACHER_CENTRES | FKD_DISTILL_GIVES_MARGINS)) && !d->teacher_centres)
         return FKD_FAIL(FKD_ERR_FORMAT, "%s: distill[%zu] (%s) needs the teacher's class centres, and %s has no head.weight",
-                        r->path, index, m->d->method->name, d->teacher_file.path);
+                        r->path, index, m->d->method->name, r->teacher.model);
     if ((needs & (FKD_DISTILL_NEED_STUDENT_CENTRES | FKD_DISTILL_GIVES_MARGINS)) && !head)
         return FKD_FAIL(FKD_ERR_ARG, "%s: distill[%zu] (%s) needs a margin head (class centres), not head.loss %s",
                         r->path, index, m->d->method->name, fkd_recipe_enum_name("head.loss", r->head.loss));
@@ -233,7 +237,7 @@ static fkd_status hook_init(fkd_train_hook *hook, fkd_trainer *t, fkd_param **ex
     for (int i = 0; i < d->n_methods; i++) hook->names[i] = d->methods[i].term_name;
     *extra = d->params;
     *n_extra = d->n_params;
-    FKD_INFO("distilling from %s (%d-d teacher) with %d method(s)", d->teacher_file.path, d->d_t, d->n_methods);
+    FKD_INFO("distilling from %s (%d-d teacher) with %d method(s)", d->r->teacher.model, d->d_t, d->n_methods);
     return FKD_OK;
 }
 
@@ -289,10 +293,6 @@ fkd_status fkd_distill_run_create(fkd_distill_run **out, const fkd_recipe *r, fk
     if (!r->teacher.model) return FKD_FAIL(FKD_ERR_ARG, "%s: teacher.model: a distillation recipe needs a teacher", r->path);
     if (r->n_distill == 0) return FKD_FAIL(FKD_ERR_ARG, "%s: distill: no methods (add e.g. {method: kd})", r->path);
     if (r->n_distill > MAX_METHODS) return FKD_FAIL(FKD_ERR_ARG, "%s: distill: at most %d methods", r->path, MAX_METHODS);
-    size_t len = strlen(r->teacher.model);
-    if (len < 12 || strcmp(r->teacher.model + len - 12, ".safetensors") != 0)
-        return FKD_FAIL(FKD_ERR_UNSUPPORTED, "%s: teacher.model: %s: only .safetensors teachers in this version", r->path,
-                        r->teacher.model);
     for (size_t i = 0; i < r->n_distill; i++) {
         const fkd_distill_method *method;
         fkd_status s = fkd_distill_method_find(r->distill[i].method, &method);
@@ -301,7 +301,8 @@ fkd_status fkd_distill_run_create(fkd_distill_run **out, const fkd_recipe *r, fk
     fkd_distill_run *d = calloc(1, sizeof *d);
     if (!d) return FKD_FAIL(FKD_ERR_NOMEM, "distillation: out of memory");
     d->r = r;
-    fkd_status s = fkd_safetensors_read(&d->teacher_file, r->teacher.model);
+    d->onnx = fkd_model_format_of(r->teacher.model) == FKD_MODEL_ONNX;
+    fkd_status s = d->onnx ? FKD_OK : fkd_safetensors_read(&d->teacher_file, r->teacher.model);
     if (s != FKD_OK) {
         fkd_distill_run_free(d);
         return FKD_WRAP(s, "teacher: ");
