@@ -310,7 +310,7 @@ static void test_set_overrides(void **state)
     expect_error_sets("steps: 10\n", bad_value, 1, "--set head.s=abc: head.s: expected a number, got \"abc\"");
     const char *bad_key[] = {"head.scale=30"};
     expect_error_sets("steps: 10\n", bad_key, 1,
-                      "--set head.scale=30: head.scale: unknown key (expected one of: loss, s, m1, m2, m3, margin)");
+                      "--set head.scale=30: head.scale: unknown key (expected one of: loss, s, m1, m2, m3, margin, easy_margin, straight_through, intra, inter, triplet, center)");
     const char *past_end[] = {"distill.3.method=kd"};
     expect_error_sets("steps: 10\ndistill: []\n", past_end, 1,
                       "--set distill.3.method=kd: distill has 0 items; index 3 is past its end");
@@ -468,7 +468,7 @@ static void test_resolved_round_trip(void **state)
     load_ok(&r, "run/saved/recipe.yaml", NULL, 0);
     int64_t v;
     assert_int_equal(fkd_recipe_param_int(&r.distill[0], "label", 0, 0, 100, &v), FKD_ERR_FORMAT);
-    assert_string_equal(fkd_last_error(), "run/saved/recipe.yaml:60:10: distill[0].label: expected an integer, got \"42\"");
+    assert_string_equal(fkd_last_error(), "run/saved/recipe.yaml:67:10: distill[0].label: expected an integer, got \"42\"");
     assert_string_equal(r.name, "null");
     assert_true(r.optim.lr == 0.1234567890123456789 && r.optim.eps == 1e-300);
     fkd_recipe_free(&r);
