@@ -211,8 +211,8 @@ static const field schema[] = {
      "compute precision"},
     {"teacher.cache", T_BOOL, "true", 0, 0, NULL, R(teacher.cache), 0, 0, NULL, 0,
      "cache teacher outputs on disk when the methods only read its embedding and logits"},
-    {"teacher.cache_dir", T_PATH, "cache", 0, 0, NULL, R(teacher.cache_dir), 0, 0, NULL, 0,
-     "folder of the teacher cache, shared between runs"},
+    {"teacher.cache_dir", T_PATH, NULL, 0, 0, NULL, R(teacher.cache_dir), 0, 0, NULL, 0,
+     "folder of the teacher cache, shared between runs (default: $FACEKD_CACHE or ~/.cache/facekd)"},
 
     {"distill", T_LIST, "[]", 0, 0, NULL, R(distill), sizeof(fkd_recipe_method), R(n_distill), NULL, F_OPEN,
      "distillation methods, summed with their weights; each item's other keys are the method's "

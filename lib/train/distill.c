@@ -11,6 +11,8 @@
 #include "io/model.h"
 #include "io/model_any.h"
 #include "io/safetensors.h"
+#include "train/teacher_cache.h"
+#include "core/fileio.h"
 
 #define MAX_METHODS FKD_TRAIN_MAX_TERMS
 #define MAX_OPTIONS 32
@@ -44,6 +46,7 @@ struct fkd_distill_run {
     fkd_param *params;       /* every method's trainable parameters, concatenated */
     int n_params;
     fkd_graph *student;      /* borrowed from the trainer (for tap callbacks) */
+    fkd_teacher_cache *cache; /* the teacher's embeddings by image and flip, or NULL */
 };
 
 void fkd_distill_run_free(fkd_distill_run *d)
@@ -56,6 +59,7 @@ void fkd_distill_run_free(fkd_distill_run *d)
         free(m->d_student_tap);
         free(m->teacher_tap_buf);
     }
+    fkd_teacher_cache_close(d->cache);
     fkd_graph_free(d->teacher);
     fkd_safetensors_free(&d->teacher_file);
     free(d->teacher_centres);
@@ -220,6 +224,27 @@ static fkd_status collect_params(fkd_distill_run *d)
     return FKD_OK;
 }
 
+/* The teacher cache, when the recipe allows it and no method reads a teacher tap: the
+ * teacher's output is then a function of (image, flip) alone. */
+static fkd_status open_cache(fkd_distill_run *d, fkd_trainer *t)
+{
+    if (!d->r->teacher.cache) return FKD_OK;
+    for (int i = 0; i < d->n_methods; i++)
+        if (d->methods[i].teacher_tap >= 0) {
+            FKD_INFO("teacher cache: not used (%s reads the teacher's %s)", d->methods[i].term_name,
+                     d->methods[i].d->needs.teacher_tap);
+            return FKD_OK;
+        }
+    char dir[4096];
+    if (d->r->teacher.cache_dir)
+        snprintf(dir, sizeof dir, "%s", d->r->teacher.cache_dir);
+    else
+        snprintf(dir, sizeof dir, "%s/teacher", fkd_cache_dir());
+    bool hit;
+    return fkd_teacher_cache_open(&d->cache, dir, d->r->teacher.model, fkd_trainer_dataset(t), d->r->data.resize,
+                                  d->teacher, d->teacher_emb, &hit);
+}
+
 static fkd_status hook_init(fkd_train_hook *hook, fkd_trainer *t, fkd_param **extra, int *n_extra)
 {
     fkd_distill_run *d = hook->ctx;
@@ -233,6 +258,7 @@ static fkd_status hook_init(fkd_train_hook *hook, fkd_trainer *t, fkd_param **ex
     FKD_TRY(build_teacher(d, d->batch));
     for (size_t i = 0; i < d->r->n_distill; i++) FKD_TRY(create_method(d, i, fkd_trainer_head(t)));
     FKD_TRY(collect_params(d));
+    FKD_TRY(open_cache(d, t));
     hook->n_terms = d->n_methods;
     for (int i = 0; i < d->n_methods; i++) hook->names[i] = d->methods[i].term_name;
     *extra = d->params;
@@ -245,9 +271,13 @@ static fkd_status hook_step(void *ctx, fkd_trainer *t, const fkd_batch *batch, c
                             float *d_embedding, float *margins, bool *use_margins, double *terms)
 {
     fkd_distill_run *d = ctx;
-    FKD_TRY(fkd_graph_set_input(d->teacher, "input", batch->images));
-    FKD_TRY(fkd_graph_forward(d->teacher));
-    FKD_TRY(fkd_graph_read(d->teacher, d->teacher_emb, d->teacher_out));
+    if (d->cache) {
+        FKD_TRY(fkd_teacher_cache_read(d->cache, batch->indices, batch->flipped, batch->n, d->teacher_out));
+    } else {
+        FKD_TRY(fkd_graph_set_input(d->teacher, "input", batch->images));
+        FKD_TRY(fkd_graph_forward(d->teacher));
+        FKD_TRY(fkd_graph_read(d->teacher, d->teacher_emb, d->teacher_out));
+    }
     for (int i = 0; i < batch->n; i++) d->labels[i] = batch->labels[i];
     fkd_param *head_params = NULL;
     int n_head = 0;

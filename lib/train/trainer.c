@@ -70,6 +70,7 @@ fkd_graph *fkd_trainer_graph(fkd_trainer *t, fkd_value *embedding)
 
 fkd_margin_head *fkd_trainer_head(fkd_trainer *t) { return fkd_label_loss_margin_head(t->loss); }
 int fkd_trainer_classes(const fkd_trainer *t) { return t->ds.ops->identities(&t->ds); }
+const fkd_dataset *fkd_trainer_dataset(const fkd_trainer *t) { return &t->ds; }
 int fkd_trainer_batch(const fkd_trainer *t) { return t->batch; }
 int64_t fkd_trainer_step(const fkd_trainer *t) { return t->step; }
 

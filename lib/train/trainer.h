@@ -65,6 +65,7 @@ const char *fkd_trainer_run_dir(const fkd_trainer *t);
 fkd_graph *fkd_trainer_graph(fkd_trainer *t, fkd_value *embedding);
 struct fkd_margin_head *fkd_trainer_head(fkd_trainer *t);
 int fkd_trainer_classes(const fkd_trainer *t);
+const struct fkd_dataset *fkd_trainer_dataset(const fkd_trainer *t);
 int fkd_trainer_batch(const fkd_trainer *t);
 int64_t fkd_trainer_step(const fkd_trainer *t);
 
