@@ -54,6 +54,7 @@
 #include <stdint.h>
 
 #include "core/status.h"
+#include "nn/graph.h" /* fkd_param: trainable parameters a method owns (adapters) */
 
 /* ---- options: a method's parameters as (key, value text, place) ---------------------- */
 
@@ -229,6 +230,18 @@ typedef struct fkd_distill_method {
     /* Optional (NULL when the method has no running state): fills up to `max` tensors
      * and returns how many the state has. */
     int (*state_tensors)(void *state, fkd_distill_tensor *tensors, int max);
+
+    /* Optional (0 = 1): the weight the trainer uses when the recipe gives none (FitNets'
+     * feature-map regression, 100, say). */
+    double default_weight;
+
+    /* Optional (NULL when the method owns no trainable parameters): points *params at the
+     * instance's parameters (a learned adapter's weight and bias) and returns how many.
+     * Their `grad` buffers receive out->scale·∂loss/∂w (+=) in every forward with a
+     * non-NULL `out`. The trainer adds them to the optimizer as one more parameter list,
+     * zeroes their gradients where it zeroes the student's, and saves them in checkpoints
+     * under their names ("distill[2].adapter.weight"). */
+    int (*params)(void *state, fkd_param **params);
 } fkd_distill_method;
 
 /* ---- the registry --------------------------------------------------------------------- */
@@ -260,6 +273,14 @@ fkd_status fkd_distiller_forward(fkd_distiller *d, const fkd_distill_inputs *in,
 
 /* The instance's running state (0 tensors when the method has none). */
 int fkd_distiller_state_tensors(fkd_distiller *d, fkd_distill_tensor *tensors, int max);
+
+/* The weight to use when the recipe gives none: the method's default_weight, or 1. */
+double fkd_distiller_default_weight(const fkd_distiller *d);
+
+/* The instance's trainable parameters (see fkd_distill_method.params): *params points at
+ * an array owned by the instance (valid until fkd_distiller_free), the count is returned;
+ * 0 and NULL when it has none. */
+int fkd_distiller_params(fkd_distiller *d, fkd_param **params);
 
 /* Frees the instance; safe on NULL. */
 void fkd_distiller_free(fkd_distiller *d);
