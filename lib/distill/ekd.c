@@ -126,9 +126,10 @@ static void sift_down(scored_pair *x, int64_t root, int64_t n)
     for (;;) {
         int64_t child = 2 * root + 1;
         if (child >= n) return;
-        /* a min-heap in `before` order: the root is the pair that sorts last */
-        if (child + 1 < n && before(x[child + 1], x[child])) child++;
-        if (!before(x[child], x[root])) return;
+        /* heap order: a parent sorts after its children, so the root is the pair that
+         * sorts last, and moving it to the end leaves the front in order */
+        if (child + 1 < n && before(x[child], x[child + 1])) child++;
+        if (!before(x[root], x[child])) return;
         scored_pair t = x[root];
         x[root] = x[child];
         x[child] = t;
