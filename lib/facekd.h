@@ -16,6 +16,7 @@
 #include "core/log.h"
 #include "core/rng.h"
 #include "core/status.h"
+#include "distill/distiller.h"
 #include "io/npy.h"
 #include "nn/graph.h"
 #include "nn/optim.h"

@@ -183,7 +183,7 @@ static double run_forward(fkd_distiller *d, const fkd_distill_inputs *in, float 
     int np = fkd_distiller_params(d, &p);
     for (int k = 0; k < np; k++) memset(p[k].grad, 0, (size_t)p[k].numel * sizeof(float));
     bool tap = d->needs.flags & FKD_DISTILL_NEED_STUDENT_TAP;
-    fkd_distill_outputs out = {.scale = 1.0f, .margins = margins};
+    fkd_distill_outputs out = {.grad_scale = 1.0f, .margins = margins};
     if (tap) out.d_student_tap = grad;
     else out.d_student_emb = grad;
     double loss;
@@ -432,7 +432,7 @@ static void test_margin_range(void **unused)
     fkd_distill_inputs in = {.batch = 4, .student_emb = student, .teacher_emb = teacher,
                              .teacher_centres = centres, .labels = labels};
     float grad[8] = {0}, m[4];
-    fkd_distill_outputs out = {.scale = 1, .d_student_emb = grad, .margins = m};
+    fkd_distill_outputs out = {.grad_scale = 1, .d_student_emb = grad, .margins = m};
     double loss;
     assert_int_equal(fkd_distiller_forward(d, &in, &out, &loss), FKD_OK);
     const double want[4] = {0.45, 0.35, 0.25, 0.25};

@@ -46,9 +46,12 @@ fkd_status fkd__adapter_init(fkd__adapter *a, const char *scope, int64_t c_in, i
     adapter_param(&a->params[0], a->names[0], a->weight, a->d_weight, 4, wdims);
     adapter_param(&a->params[1], a->names[1], a->bias, a->d_bias, 1, &c_out);
     /* torch.nn.Conv2d's reset_parameters: kaiming_uniform(a = √5) gives U(±1/√fan_in) for
-     * the weight, and the bias uses the same bound. */
+     * the weight, and the bias uses the same bound. The stream comes from the parameter
+     * name, so two adapters of one recipe (one seed) start differently. */
+    uint64_t stream = 0x61646170746572ull; /* "adapter" */
+    for (const char *c = a->names[0]; *c; c++) stream = fkd_hash_mix(stream, (uint64_t)*c);
     fkd_rng rng;
-    fkd_rng_seed(&rng, seed, 0x61646170746572ull /* "adapter" */);
+    fkd_rng_seed(&rng, seed, stream);
     double bound = 1.0 / sqrt((double)c_in);
     for (int64_t n = 0; n < nw; n++) a->weight[n] = (float)((2.0 * fkd_rng_uniform(&rng) - 1.0) * bound);
     for (int64_t n = 0; n < c_out; n++) a->bias[n] = (float)((2.0 * fkd_rng_uniform(&rng) - 1.0) * bound);
@@ -177,9 +180,7 @@ fkd_status fkd__mapped_pair_init(fkd__mapped_pair *m, fkd_distill_needs *needs,
     fkd__tap_pair *p = &m->taps;
     FKD_TRY(fkd__tap_pair_resolve(p, needs, opts, ctx));
     bool adapter;
-    int64_t seed;
     FKD_TRY(fkd_distill_opt_bool(opts, "adapter", p->s.c != p->t.c, &adapter));
-    FKD_TRY(fkd_distill_opt_int(opts, "seed", 1, 0, INT64_MAX, &seed));
     char sd[160], td[160];
     describe(sd, sizeof sd, false, p->s_tap, needs->student_tap, p->s);
     describe(td, sizeof td, true, p->t_tap, needs->teacher_tap, p->t);
@@ -197,7 +198,7 @@ fkd_status fkd__mapped_pair_init(fkd__mapped_pair *m, fkd_distill_needs *needs,
     const int64_t sizes[] = {adapter ? B * m->f : 0, B * m->f};
     FKD_TRY(fkd__alloc_buffers(&m->block, ptrs, sizes, 2, who));
     if (adapter)
-        FKD_TRY(fkd__adapter_init(&m->adapter, opts->scope, p->s.c, p->t.c, hw, (uint64_t)seed,
+        FKD_TRY(fkd__adapter_init(&m->adapter, opts->scope, p->s.c, p->t.c, hw, ctx->seed,
                                   who));
     return FKD_OK;
 }
@@ -231,9 +232,9 @@ fkd_status fkd__mapped_pair_backward(fkd__mapped_pair *m, const fkd_distill_inpu
     if (!out) return FKD_OK;
     float *dx = m->taps.s_tap ? out->d_student_tap : out->d_student_emb;
     if (m->adapted)
-        return fkd__adapter_backward(&m->adapter, dx, m->dy, student_input(m, in), b, out->scale);
+        return fkd__adapter_backward(&m->adapter, dx, m->dy, student_input(m, in), b, out->grad_scale);
     if (dx)
-        for (int64_t n = 0; n < b * m->f; n++) dx[n] += out->scale * m->dy[n];
+        for (int64_t n = 0; n < b * m->f; n++) dx[n] += out->grad_scale * m->dy[n];
     return FKD_OK;
 }
 

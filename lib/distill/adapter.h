@@ -36,8 +36,8 @@ typedef struct {
 } fkd__adapter;
 
 /* Allocates the adapter and initialises it like torch's Conv2d default (weight and bias
- * uniform in ±1/sqrt(c_in)), deterministically from `seed`. `scope` prefixes the parameter
- * names; `who` names the method in errors. */
+ * uniform in ±1/sqrt(c_in)), deterministically from `seed` and the parameter names.
+ * `scope` prefixes the parameter names; `who` names the method in errors. */
 fkd_status fkd__adapter_init(fkd__adapter *a, const char *scope, int64_t c_in, int64_t c_out,
                              int64_t hw, uint64_t seed, const char *who);
 
@@ -76,9 +76,9 @@ typedef struct {
 } fkd__mapped_pair;
 
 /* Resolves the taps; fails (naming both taps and shapes) when the spatial sizes differ,
- * or when the channels differ and `adapter` is false. The option `adapter` (bool, default
- * true when the channel counts differ) and `seed` (adapter initialisation, default 1) are
- * read here. Allocates y and dy for ctx->max_batch. */
+ * or when the channels differ and `adapter` is false. Reads the option `adapter` (bool,
+ * default true when the channel counts differ); the adapter is seeded from ctx->seed.
+ * Allocates y and dy for ctx->max_batch. */
 fkd_status fkd__mapped_pair_init(fkd__mapped_pair *m, fkd_distill_needs *needs,
                                  fkd_distill_options *opts, const fkd_distill_context *ctx,
                                  const char *who);

@@ -10,9 +10,11 @@
  * with S = x̂ x̂ᵀ the cosine matrix, then through the Gram and the normalisation.
  * The teacher side has no gradient.
  *
- * Defaults γ = 0.4, P = 2: the values of torchdistill's CCKD configuration for ImageNet
- * (kernel gaussian, gamma 0.4, max_p 2), following the paper's choice of a second-order
- * expansion of the Gaussian kernel.
+ * Defaults γ = 0.4, P = 2: torchdistill's CCKD sample configuration for ImageNet
+ * (configs/sample/ilsvrc2012/cckd: kernel gaussian, gamma 0.4, max_p 2, recipe weight
+ * 0.003). Unlike torchdistill (the unsquared Frobenius distance over b², on a learned
+ * linear projection) this follows the paper: the squared distance over b², on the
+ * normalised embeddings, as FaceX-Zoo's face-KD CC loss does.
  *
  * Parameters: gamma (> 0, 0.4), order (1..8, 2).
  */
@@ -105,7 +107,7 @@ static fkd_status cckd_forward(void *state, const fkd_distill_inputs *in,
     if (!out || !out->d_student_emb) return FKD_OK;
     for (int64_t n = 0; n < b * p->d_s; n++) p->d_hat[n] = 0.0f;
     FKD_TRY(fkd__gram_backward(p->d_hat, st->d_ss, p->s_hat, b, p->d_s, p->d_s, 1.0f));
-    fkd__emb_pair_backward(p, out->d_student_emb, b, out->scale);
+    fkd__emb_pair_backward(p, out->d_student_emb, b, out->grad_scale);
     return FKD_OK;
 }
 

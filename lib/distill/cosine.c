@@ -57,7 +57,8 @@ static fkd_status cosine_forward(void *state, const fkd_distill_inputs *in,
         sum += 1.0 - c;
     }
     *loss = sum / (double)b;
-    if (out && out->d_student_emb) fkd__emb_pair_backward(p, out->d_student_emb, b, out->scale);
+    if (out && out->d_student_emb)
+        fkd__emb_pair_backward(p, out->d_student_emb, b, out->grad_scale);
     return FKD_OK;
 }
 

@@ -136,7 +136,7 @@ static fkd_status darkrank_forward(void *state, const fkd_distill_inputs *in,
     if (!out || !out->d_student_emb) return FKD_OK;
     for (int64_t n = 0; n < b * p->d_s; n++) p->d_hat[n] = 0.0f;
     FKD_TRY(fkd__pdist_backward(p->d_hat, st->d_dist, st->dist_s, p->s_hat, b, p->d_s, 1.0f));
-    fkd__emb_pair_backward(p, out->d_student_emb, b, out->scale);
+    fkd__emb_pair_backward(p, out->d_student_emb, b, out->grad_scale);
     return FKD_OK;
 }
 

@@ -17,7 +17,7 @@
  *     for (each step) {
  *         fkd_distill_inputs in = {.batch = b, .student_emb = e_s, .teacher_emb = e_t,
  *                                  .student_centres = w_s, .teacher_centres = w_t};
- *         fkd_distill_outputs out = {.scale = weight, .d_student_emb = d_e_s,
+ *         fkd_distill_outputs out = {.grad_scale = weight, .d_student_emb = d_e_s,
  *                                    .d_student_centres = d_w_s};
  *         double loss;
  *         FKD_TRY(fkd_distiller_forward(kd, &in, &out, &loss));  // d_e_s += weight·∂loss/∂e_s
@@ -33,7 +33,7 @@
  *   student_tap (b, c_s, h_s, w_s), teacher_tap (b, c_t, h_t, w_t)  plain NCHW
  *
  * Gradients ACCUMULATE (+=) into the buffers the caller provides, multiplied by
- * out->scale: pass the recipe weight to have the distiller add weight·∂loss/∂x straight
+ * out->grad_scale: pass the recipe weight to have the distiller add weight·∂loss/∂x straight
  * into the student's gradient buffers, or 1 to get the weight-free gradient. The returned
  * loss is always weight-free. Zeroing is the caller's job, in one place.
  *
@@ -54,7 +54,7 @@
 #include <stdint.h>
 
 #include "core/status.h"
-#include "nn/graph.h" /* fkd_param: trainable parameters a method owns (adapters) */
+#include "nn/graph.h" /* fkd_param, for methods with trainable parameters */
 
 /* ---- options: a method's parameters as (key, value text, place) ---------------------- */
 
@@ -122,6 +122,7 @@ fkd_status fkd_distill_options_fail(const fkd_distill_options *o, fkd_status sta
                                     const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* Fails on the first key nobody read:
  *     recipe.yaml:15:7: distill[1].tau: unknown parameter of method kd (known: T, s)
+ *     recipe.yaml:16:7: distill[1].T: given twice (first at recipe.yaml:14:7)
  * fkd_distiller_create() calls it after the method's create. */
 fkd_status fkd_distill_options_done(const fkd_distill_options *o);
 
@@ -166,6 +167,7 @@ typedef struct {
     int64_t d_s, d_t;  /* embedding sizes */
     int64_t classes;   /* C: rows of the centres, columns of the logits (0 = no head) */
     double scale;      /* s of the ArcFace-style heads (the teacher's training s); 0 = unknown */
+    uint64_t seed;     /* for methods that initialise parameters (a regressor), with core/rng */
     fkd_distill_tap_shape_fn tap_shape; /* NULL when the trainer exposes no taps */
     void *tap_user;
 } fkd_distill_context;
@@ -189,7 +191,7 @@ typedef struct {
  * skips that gradient. A NULL fkd_distill_outputs means evaluation: loss only, and the
  * method's running state (if any) is not updated. */
 typedef struct {
-    float scale;              /* gradients added are scale·∂loss/∂x */
+    float grad_scale;         /* gradients added are grad_scale·∂loss/∂x */
     float *d_student_emb;     /* (b, d_s)  += */
     float *d_student_centres; /* (C, d_s)  += */
     float *d_student_logits;  /* (b, C)    += */
@@ -209,7 +211,7 @@ typedef struct {
 
 typedef struct fkd_distill_method {
     const char *name;    /* "kd": the recipe's `method:` value */
-    const char *summary; /* one line for `facekd distill --list` */
+    const char *summary; /* one line for method listings and --help */
     unsigned needs;      /* FKD_DISTILL_NEED_* every instance needs */
 
     /* Reads its parameters from `opts` (every key it knows, even when absent, so the
@@ -231,17 +233,17 @@ typedef struct fkd_distill_method {
      * and returns how many the state has. */
     int (*state_tensors)(void *state, fkd_distill_tensor *tensors, int max);
 
-    /* Optional (0 = 1): the weight the trainer uses when the recipe gives none (FitNets'
-     * feature-map regression, 100, say). */
-    double default_weight;
-
-    /* Optional (NULL when the method owns no trainable parameters): points *params at the
-     * instance's parameters (a learned adapter's weight and bias) and returns how many.
-     * Their `grad` buffers receive out->scale·∂loss/∂w (+=) in every forward with a
-     * non-NULL `out`. The trainer adds them to the optimizer as one more parameter list,
-     * zeroes their gradients where it zeroes the student's, and saves them in checkpoints
-     * under their names ("distill[2].adapter.weight"). */
+    /* Optional (NULL when the method has no trainable parameters; FitNet's regressor has):
+     * points *params at the state's parameter list (owned by the state, valid until free;
+     * names like "regressor.weight", plain PyTorch layout, storage = numel) and returns its
+     * length. forward ACCUMULATES out->grad_scale·∂loss/∂p into each p->grad when `out` is not
+     * NULL; the trainer zeroes those gradients with the student's, gives the list to the
+     * optimizer and saves it in checkpoints. */
     int (*params)(void *state, fkd_param **params);
+
+    /* Optional (0 = 1): the weight the trainer uses when the recipe gives none (FitNets'
+     * feature-map regression: 100). Read it through fkd_distiller_default_weight(). */
+    double default_weight;
 } fkd_distill_method;
 
 /* ---- the registry --------------------------------------------------------------------- */
@@ -277,9 +279,7 @@ int fkd_distiller_state_tensors(fkd_distiller *d, fkd_distill_tensor *tensors, i
 /* The weight to use when the recipe gives none: the method's default_weight, or 1. */
 double fkd_distiller_default_weight(const fkd_distiller *d);
 
-/* The instance's trainable parameters (see fkd_distill_method.params): *params points at
- * an array owned by the instance (valid until fkd_distiller_free), the count is returned;
- * 0 and NULL when it has none. */
+/* The instance's trainable parameters (0 and *params = NULL when the method has none). */
 int fkd_distiller_params(fkd_distiller *d, fkd_param **params);
 
 /* Frees the instance; safe on NULL. */

@@ -225,7 +225,7 @@ static fkd_status ekd_forward(void *state, const fkd_distill_inputs *in,
     if (!grad) return FKD_OK;
     memset(p->d_hat, 0, (size_t)(b * d) * sizeof(float));
     FKD_TRY(fkd__gram_backward(p->d_hat, st->dg, p->s_hat, b, d, d, 1.0f));
-    fkd__emb_pair_backward(p, out->d_student_emb, b, out->scale);
+    fkd__emb_pair_backward(p, out->d_student_emb, b, out->grad_scale);
     return FKD_OK;
 }
 

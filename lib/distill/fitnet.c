@@ -18,10 +18,10 @@
  * Defaults: weight 100 (default_weight) — the FitNet coefficient β = 100 of RepDistiller
  * and the CRD benchmark, for feature maps whose mean squared error is small; the
  * embedding (no tap) works too, usually with a smaller recipe weight. The regressor
- * starts like a fresh torch Conv2d (uniform ±1/√c_s), seeded by `seed`.
+ * starts like a fresh torch Conv2d (uniform ±1/√c_s), seeded by the context's seed.
  *
  * Parameters: tap, student_tap, teacher_tap (names, none = embedding), adapter (bool,
- * true when the channel counts differ), seed (integer ≥ 0, 1).
+ * true when the channel counts differ).
  */
 #include <stdlib.h>
 

@@ -12,8 +12,8 @@
  *   ∂L/∂ŝ = ∂L/∂cos_s · Ŵ_s,   ∂L/∂Ŵ_s = (∂L/∂cos_s)ᵀ · ŝ,  then through both normalisations.
  * The T² factor keeps the gradient's size independent of T (Hinton et al., section 2.1).
  *
- * Defaults: T = 4 (the temperature of torchdistill's and RepDistiller's KD configurations
- * and of FaceX-Zoo's face-KD SoftTarget); s = the context's head scale (the s the teacher
+ * Defaults: T = 4 (RepDistiller's --kd_T default, and the T of FaceX-Zoo's face-KD
+ * SoftTarget configuration); s = the context's head scale (the s the teacher
  * was trained with: 64 for arcface_torch's ArcFace), 64 when the trainer does not know it.
  * With s = 64 and T = 4 the softened logits span ±16, which keeps the teacher's
  * distribution informative beyond its top identity.
@@ -123,14 +123,14 @@ static fkd_status kd_forward(void *state, const fkd_distill_inputs *in,
         /* d_hat (b, d_s) = dcos (b, C) · Ŵ_s (C, d_s) */
         FKD_TRY(fkd_sgemm(false, false, b, ds, C, 1.0f, st->zs, C, st->ws_hat, ds, 0.0f,
                           p->d_hat, ds));
-        fkd__emb_pair_backward(p, out->d_student_emb, b, out->scale);
+        fkd__emb_pair_backward(p, out->d_student_emb, b, out->grad_scale);
     }
     if (out->d_student_centres) {
         /* d_ws_hat (C, d_s) = dcosᵀ (C, b) · ŝ (b, d_s) */
         FKD_TRY(fkd_sgemm(true, false, C, ds, b, 1.0f, st->zs, C, p->s_hat, ds, 0.0f,
                           st->d_ws_hat, ds));
         fkd__rows_normalize_backward(out->d_student_centres, st->d_ws_hat, st->ws_hat,
-                                     st->ws_norm, C, ds, out->scale);
+                                     st->ws_norm, C, ds, out->grad_scale);
     }
     return FKD_OK;
 }

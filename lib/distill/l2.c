@@ -74,9 +74,9 @@ static fkd_status l2_forward(void *state, const fkd_distill_inputs *in,
     *loss = sum / (double)n;
     if (!out || !out->d_student_emb) return FKD_OK;
     if (st->normalize) {
-        fkd__emb_pair_backward(p, out->d_student_emb, b, out->scale);
+        fkd__emb_pair_backward(p, out->d_student_emb, b, out->grad_scale);
     } else {
-        for (int64_t k = 0; k < n; k++) out->d_student_emb[k] += out->scale * p->d_hat[k];
+        for (int64_t k = 0; k < n; k++) out->d_student_emb[k] += out->grad_scale * p->d_hat[k];
     }
     return FKD_OK;
 }

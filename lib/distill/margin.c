@@ -168,7 +168,7 @@ static fkd_status margin_forward(void *state, const fkd_distill_inputs *in,
     if (!out->d_student_emb) return FKD_OK;
     /* d_hat (b, d) = ∂L/∂cos (b, C) Ŵ (C, d) */
     FKD_TRY(fkd_sgemm(false, false, b, d, C, 1.0f, st->cos, C, st->w_hat, d, 0.0f, p->d_hat, d));
-    fkd__emb_pair_backward(p, out->d_student_emb, b, out->scale);
+    fkd__emb_pair_backward(p, out->d_student_emb, b, out->grad_scale);
     return FKD_OK;
 }
 

@@ -81,8 +81,9 @@ static fkd_status range_error(const fkd_distill_options *o, const fkd_distill_op
                               const char *key, double v, fkd_distill_range r)
 {
     char at[256];
-    return FKD_FAIL(FKD_ERR_ARG, "%s: %g is out of range %c%g, %g%c", where(o, it, key, at, sizeof at),
-                    v, r.lo_open ? '(' : '[', r.lo, r.hi, r.hi_open ? ')' : ']');
+    return FKD_FAIL(FKD_ERR_ARG, "%s: %g is out of range %c%g, %g%c",
+                    where(o, it, key, at, sizeof at), v, r.lo_open ? '(' : '[', r.lo, r.hi,
+                    r.hi_open ? ')' : ']');
 }
 
 fkd_status fkd_distill_opt_float(fkd_distill_options *o, const char *key, double def,
@@ -228,6 +229,14 @@ fkd_status fkd_distill_options_done(const fkd_distill_options *o)
         const fkd_distill_option *it = &o->items[i];
         if (it->read) continue;
         char known[512] = "", at[256];
+        /* an unread copy of a key that was read: the first one won, this one is a repeat */
+        for (int j = 0; j < o->count; j++) {
+            const fkd_distill_option *first = &o->items[j];
+            if (j != i && first->read && it->key && first->key && !strcmp(first->key, it->key))
+                return FKD_FAIL(FKD_ERR_ARG, "%s: given twice (first at %s)",
+                                where(o, it, it->key, at, sizeof at),
+                                first->place ? first->place : "an earlier entry");
+        }
         size_t len = 0;
         for (int k = 0; k < o->n_known && len < sizeof known; k++)
             len += (size_t)snprintf(known + len, sizeof known - len, "%s%s", k ? ", " : "",

@@ -9,9 +9,18 @@
  *   L = w_D · L_D + w_A · L_A,   ℓ = smooth L1 (Huber, δ = 1)
  * (means over all b² and b³ entries, the diagonal ones included, as torch's
  * smooth_l1_loss does in the authors' code). The teacher side has no gradient.
- * Gradients: L_D through d/μ (μ depends on every distance) and the pairwise distances;
- * L_A per anchor a through the Gram of e^a, the row normalisation of x_j − x_a, and into
- * x_j (+) and x_a (−).
+ *
+ * Both terms are computed from the Gram matrix G = x xᵀ (one sgemm per side), so the
+ * angle term costs O(b³ + b²·d) rather than the O(b³·d) of forming every difference
+ * vector: with v_j = x_j − x_a,
+ *   u_jk = v_j·v_k = G_jk − G_ja − G_ak + G_aa,   n_j = sqrt(u_jj),   A^a_jk = u_jk/(n_j n_k)
+ * and the gradient flows back the same way: ∂A/∂u_jk = 1/(n_j n_k), ∂A/∂n_j = −A/n_j,
+ * ∂n_j/∂u_jj = 1/(2 n_j), u into G, and ∂L/∂x = (∂L/∂G + ∂L/∂Gᵀ) x. A^a_jj = 1 on both
+ * sides for j ≠ a and contributes neither loss nor gradient. L_D goes through d/μ (μ depends
+ * on every distance) and the pairwise distances. Precision: u comes from fp32 Gram entries
+ * of size ‖x‖², so its relative error is about 1e-7·‖x‖²/‖x_j − x_a‖² — nothing on
+ * normalised embeddings (the default), a few digits for raw ones of large norm whose
+ * samples lie close together.
  *
  * Defaults w_D = 25, w_A = 50: RepDistiller's RKDLoss (w_d = 25, w_a = 50), the weights
  * used for RKD in the CRD benchmark; the paper's metric-learning runs use 1 and 2.
@@ -19,11 +28,10 @@
  * code normalises the teacher's embedding by default and offers the same switch for the
  * student.
  *
- * Cost: the angle term is b sgemm pairs of (b, d) × (d, b): O(b³ d) per step.
- *
  * Parameters: distance_weight (≥ 0, 25), angle_weight (≥ 0, 50), normalize (bool, true).
  */
 #include <math.h>
+#include <omp.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,13 +41,14 @@
 typedef struct {
     double w_d, w_a;
     bool normalize;
+    int threads;        /* OpenMP threads the per-thread buffers were sized for */
     fkd__emb_pair pair; /* pair.d_hat: ∂L/∂x_s (x = ŝ or s) */
     float *block;
-    float *gs, *dist_s, *gt, *dist_t, *d_dist; /* (B, B) */
-    float *es, *es_norm, *et, *et_norm;        /* (B, d_s), (B), (B, d_t), (B) */
-    float *as, *at, *d_as;                     /* (B, B) angle matrices of one anchor */
-    float *d_es, *d_vs;                        /* (B, d_s) */
-    float *diff;                               /* (B, max(d_s, d_t)) x_j − x_a */
+    float *gs, *dist_s, *gt, *dist_t; /* (B, B) */
+    float *d_dist, *d_gs;             /* (B, B) ∂L/∂dist_s, ∂L/∂G_s */
+    float *d_gs_thread;               /* (threads, B, B) angle term's ∂L/∂G_s per thread */
+    double *work;                     /* (threads, 4, B) n_s, n_t, ∂L/∂n_s, column sums */
+    int64_t max_batch;
 } rkd_state;
 
 static void rkd_free(void *state)
@@ -48,6 +57,7 @@ static void rkd_free(void *state)
     if (!st) return;
     fkd__emb_pair_free(&st->pair);
     free(st->block);
+    free(st->work);
     free(st);
 }
 
@@ -65,15 +75,18 @@ static fkd_status rkd_create(void **state, fkd_distill_needs *needs, fkd_distill
     st->w_d = w_d;
     st->w_a = w_a;
     st->normalize = normalize;
-    int64_t B = ctx->max_batch, bb = B * B, bds = B * ctx->d_s, bdt = B * ctx->d_t;
-    float **const ptrs[] = {&st->gs, &st->dist_s, &st->gt,      &st->dist_t,
-                            &st->d_dist, &st->es, &st->es_norm, &st->et,
-                            &st->et_norm, &st->as, &st->at,     &st->d_as,
-                            &st->d_es, &st->d_vs, &st->diff};
-    const int64_t sizes[] = {bb,  bb, bb, bb,  bb,  bds, B,
-                             bdt, B,  bb, bb,  bb,  bds, bds, bds > bdt ? bds : bdt};
+    st->threads = omp_get_max_threads();
+    st->max_batch = ctx->max_batch;
+    int64_t B = ctx->max_batch, bb = B * B, T = st->threads;
+    float **const ptrs[] = {&st->gs,   &st->dist_s, &st->gt,         &st->dist_t,
+                            &st->d_dist, &st->d_gs, &st->d_gs_thread};
+    const int64_t sizes[] = {bb, bb, bb, bb, bb, bb, T * bb};
     fkd_status r = fkd__emb_pair_init(&st->pair, B, ctx->d_s, ctx->d_t, "rkd");
-    if (r == FKD_OK) r = fkd__alloc_buffers(&st->block, ptrs, sizes, 15, "rkd");
+    if (r == FKD_OK) r = fkd__alloc_buffers(&st->block, ptrs, sizes, 7, "rkd");
+    if (r == FKD_OK) {
+        st->work = calloc((size_t)(T * 4 * B), sizeof(double));
+        if (!st->work) r = fkd_distill_options_fail(opts, FKD_ERR_NOMEM, "out of memory");
+    }
     if (r != FKD_OK) {
         rkd_free(st);
         return r;
@@ -90,13 +103,11 @@ static double offdiag_mean(const float *dist, int64_t b)
     return sum / (double)(b * (b - 1));
 }
 
-/* L_D; accumulates w_D·∂L_D/∂x_s into pair.d_hat when `grad`. */
-static fkd_status rkd_distance(rkd_state *st, const float *xs, const float *xt, int64_t b,
-                               bool grad, double *loss)
+/* L_D from the Grams; d_gs += w_D·∂L_D/∂G_s expressed as ∂/∂dist, when `grad`. */
+static fkd_status rkd_distance(rkd_state *st, const float *xs, int64_t b, bool grad,
+                               double *loss)
 {
-    int64_t ds = st->pair.d_s, dt = st->pair.d_t, bb = b * b;
-    FKD_TRY(fkd__gram(st->gs, xs, b, ds, ds));
-    FKD_TRY(fkd__gram(st->gt, xt, b, dt, dt));
+    int64_t bb = b * b;
     fkd__pdist_from_gram(st->dist_s, st->gs, b);
     fkd__pdist_from_gram(st->dist_t, st->gt, b);
     double mu_s = offdiag_mean(st->dist_s, b), mu_t = offdiag_mean(st->dist_t, b);
@@ -113,51 +124,92 @@ static fkd_status rkd_distance(rkd_state *st, const float *xs, const float *xt, 
     /* ∂/∂d_ij of Σ h·d/μ with μ = Σ_{i≠j} d / (b(b−1)): h_ij/μ − (Σ h·d)/(μ² b(b−1)) */
     double shift = hd / (mu_s * mu_s * (double)(b * (b - 1)));
     for (int64_t n = 0; n < bb; n++) st->d_dist[n] = (float)(st->d_dist[n] / mu_s - shift);
-    return fkd__pdist_backward(st->pair.d_hat, st->d_dist, st->dist_s, xs, b, ds, (float)st->w_d);
+    return fkd__pdist_backward(st->pair.d_hat, st->d_dist, st->dist_s, xs, b, st->pair.d_s,
+                               (float)st->w_d);
 }
 
-/* e (b, d): rows x_j − x_a normalised (row a is 0); norms into e_norm. */
-static void anchor_directions(float *e, float *e_norm, float *diff, const float *x, int64_t a,
-                              int64_t b, int64_t d)
+/* ‖x_j − x_a‖ for every j, from the Gram g (b, b). */
+static void anchor_norms(double *n, const float *g, int64_t a, int64_t b)
 {
-    for (int64_t j = 0; j < b; j++)
-        for (int64_t k = 0; k < d; k++) diff[j * d + k] = x[j * d + k] - x[a * d + k];
-    fkd__rows_normalize(e, e_norm, diff, b, d);
+    for (int64_t j = 0; j < b; j++) {
+        double q = (double)g[j * b + j] - 2.0 * g[j * b + a] + g[a * b + a];
+        n[j] = sqrt(q > 0.0 ? q : 0.0);
+    }
 }
 
-/* L_A; accumulates w_A·∂L_A/∂x_s into pair.d_hat when `grad`. */
-static fkd_status rkd_angle(rkd_state *st, const float *xs, const float *xt, int64_t b,
-                            bool grad, double *loss)
+/* Σ_jk ℓ(A^{s,a}_jk − A^{t,a}_jk) for anchor a; when dg is not NULL adds
+ * scale·∂/∂G_s of it into dg (b, b). work: 4·b doubles. */
+static double rkd_anchor(const rkd_state *st, int64_t a, int64_t b, double scale, float *dg,
+                         double *work)
 {
-    int64_t ds = st->pair.d_s, dt = st->pair.d_t, bb = b * b;
-    double sum = 0.0, inv = 1.0 / ((double)bb * (double)b);
-    float *dx = st->pair.d_hat;
-    for (int64_t a = 0; a < b; a++) {
-        anchor_directions(st->es, st->es_norm, st->diff, xs, a, b, ds);
-        anchor_directions(st->et, st->et_norm, st->diff, xt, a, b, dt);
-        FKD_TRY(fkd__gram(st->as, st->es, b, ds, ds));
-        FKD_TRY(fkd__gram(st->at, st->et, b, dt, dt));
-        for (int64_t n = 0; n < bb; n++) {
-            double e = (double)st->as[n] - st->at[n];
+    const float *gs = st->gs, *gt = st->gt;
+    double *ns = work, *nt = work + b, *dn = work + 2 * b, *col = work + 3 * b;
+    const double eps = FKD__NORM_EPS;
+    anchor_norms(ns, gs, a, b);
+    anchor_norms(nt, gt, a, b);
+    for (int64_t j = 0; j < b; j++) dn[j] = col[j] = 0.0;
+    double sum = 0.0, total = 0.0;
+    for (int64_t j = 0; j < b; j++) {
+        if (j == a) continue;
+        double nsj = fmax(ns[j], eps), ntj = fmax(nt[j], eps), row = 0.0;
+        double gsja = gs[j * b + a] - (double)gs[a * b + a];
+        double gtja = gt[j * b + a] - (double)gt[a * b + a];
+        for (int64_t k = 0; k < b; k++) {
+            if (k == a || k == j) continue; /* A_jj = 1 on both sides */
+            double nsk = fmax(ns[k], eps), ntk = fmax(nt[k], eps);
+            double as = (gs[j * b + k] - gsja - gs[a * b + k]) / (nsj * nsk);
+            double at = (gt[j * b + k] - gtja - gt[a * b + k]) / (ntj * ntk);
+            double e = as - at;
             sum += fkd__smooth_l1(e);
-            st->d_as[n] = (float)(fkd__smooth_l1_grad(e) * inv);
+            if (!dg) continue;
+            double h = scale * fkd__smooth_l1_grad(e);
+            double du = h / (nsj * nsk);
+            dg[j * b + k] += (float)du;
+            row += du;
+            col[k] += du;
+            dn[j] -= h * as / nsj;
+            dn[k] -= h * as / nsk;
         }
-        if (!grad) continue;
-        memset(st->d_es, 0, (size_t)(b * ds) * sizeof(float));
-        memset(st->d_vs, 0, (size_t)(b * ds) * sizeof(float));
-        FKD_TRY(fkd__gram_backward(st->d_es, st->d_as, st->es, b, ds, ds, (float)st->w_a));
-        fkd__rows_normalize_backward(st->d_vs, st->d_es, st->es, st->es_norm, b, ds, 1.0f);
-        /* v_j = x_j − x_a: +into x_j, −into x_a; row a (v = 0) cancels exactly: skipped */
-        for (int64_t j = 0; j < b; j++) {
-            if (j == a) continue;
-            for (int64_t k = 0; k < ds; k++) {
-                dx[j * ds + k] += st->d_vs[j * ds + k];
-                dx[a * ds + k] -= st->d_vs[j * ds + k];
-            }
-        }
+        if (!dg) continue;
+        dg[j * b + a] -= (float)row; /* u_jk = G_jk − G_ja − G_ak + G_aa */
+        total += row;
+    }
+    if (!dg) return sum;
+    for (int64_t k = 0; k < b; k++) dg[a * b + k] -= (float)col[k];
+    dg[a * b + a] += (float)total;
+    for (int64_t j = 0; j < b; j++) {
+        if (j == a || ns[j] <= eps) continue; /* a clamped norm passes nothing */
+        double dq = dn[j] / (2.0 * ns[j]);    /* u_jj = G_jj − 2 G_ja + G_aa */
+        dg[j * b + j] += (float)dq;
+        dg[j * b + a] -= (float)(2.0 * dq);
+        dg[a * b + a] += (float)dq;
+    }
+    return sum;
+}
+
+/* L_A from the Grams; pair.d_hat += w_A·∂L_A/∂x_s when `grad`. */
+static fkd_status rkd_angle(rkd_state *st, const float *xs, int64_t b, bool grad, double *loss)
+{
+    int64_t bb = b * b;
+    double inv = 1.0 / ((double)bb * (double)b), sum = 0.0;
+    int threads = st->threads;
+    if (grad) memset(st->d_gs_thread, 0, (size_t)(threads * bb) * sizeof(float));
+#pragma omp parallel num_threads(threads) reduction(+ : sum)
+    {
+        int t = omp_get_thread_num();
+        float *dg = grad ? st->d_gs_thread + t * bb : NULL;
+        double *work = st->work + (int64_t)t * 4 * st->max_batch;
+#pragma omp for schedule(dynamic, 4)
+        for (int64_t a = 0; a < b; a++) sum += rkd_anchor(st, a, b, st->w_a * inv, dg, work);
     }
     *loss = sum * inv;
-    return FKD_OK;
+    if (!grad) return FKD_OK;
+    for (int64_t n = 0; n < bb; n++) {
+        float s = 0.0f;
+        for (int t = 0; t < threads; t++) s += st->d_gs_thread[t * bb + n];
+        st->d_gs[n] = s;
+    }
+    return fkd__gram_backward(st->pair.d_hat, st->d_gs, xs, b, st->pair.d_s, st->pair.d_s, 1.0f);
 }
 
 static fkd_status rkd_forward(void *state, const fkd_distill_inputs *in,
@@ -174,17 +226,20 @@ static fkd_status rkd_forward(void *state, const fkd_distill_inputs *in,
         xs = p->s_hat;
         xt = p->t_hat;
     }
+    FKD_TRY(fkd__gram(st->gs, xs, b, p->d_s, p->d_s));
+    FKD_TRY(fkd__gram(st->gt, xt, b, p->d_t, p->d_t));
     bool grad = out && out->d_student_emb;
     if (grad) memset(p->d_hat, 0, (size_t)(b * p->d_s) * sizeof(float));
     double l_d = 0.0, l_a = 0.0;
-    if (st->w_d > 0) FKD_TRY(rkd_distance(st, xs, xt, b, grad, &l_d));
-    if (st->w_a > 0) FKD_TRY(rkd_angle(st, xs, xt, b, grad, &l_a));
+    if (st->w_d > 0) FKD_TRY(rkd_distance(st, xs, b, grad, &l_d));
+    if (st->w_a > 0) FKD_TRY(rkd_angle(st, xs, b, grad, &l_a));
     *loss = st->w_d * l_d + st->w_a * l_a;
     if (!grad) return FKD_OK;
     if (st->normalize) {
-        fkd__emb_pair_backward(p, out->d_student_emb, b, out->scale);
+        fkd__emb_pair_backward(p, out->d_student_emb, b, out->grad_scale);
     } else {
-        for (int64_t n = 0; n < b * p->d_s; n++) out->d_student_emb[n] += out->scale * p->d_hat[n];
+        for (int64_t n = 0; n < b * p->d_s; n++)
+            out->d_student_emb[n] += out->grad_scale * p->d_hat[n];
     }
     return FKD_OK;
 }

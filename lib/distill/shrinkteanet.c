@@ -18,10 +18,10 @@
  *
  * Defaults: the loss has no hyperparameter of its own (the paper weighs levels equally):
  * without taps it reads the embeddings (an adapter when d_s ≠ d_t). The adapter starts
- * like a fresh torch Conv2d (uniform ±1/√c_s), seeded by `seed`.
+ * like a fresh torch Conv2d (uniform ±1/√c_s), seeded by the context's seed.
  *
  * Parameters: tap, student_tap, teacher_tap (names, none = embedding), adapter (bool,
- * true when the channel counts differ), seed (integer ≥ 0, 1).
+ * true when the channel counts differ).
  */
 #include <stdlib.h>
 

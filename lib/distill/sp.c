@@ -120,7 +120,7 @@ static fkd_status sp_forward(void *state, const fkd_distill_inputs *in,
     float *dx = !out ? NULL : (st->s_tap ? out->d_student_tap : out->d_student_emb);
     if (!dx) return FKD_OK;
     fkd__rows_normalize_backward(st->d_gs, st->d_hat, st->gs_hat, st->gs_norm, b, b, 1.0f);
-    return fkd__gram_backward(dx, st->d_gs, fs, b, st->f_s, st->f_s, out->scale);
+    return fkd__gram_backward(dx, st->d_gs, fs, b, st->f_s, st->f_s, out->grad_scale);
 }
 
 const fkd_distill_method fkd__distill_sp = {

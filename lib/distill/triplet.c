@@ -165,7 +165,7 @@ static fkd_status triplet_forward(void *state, const fkd_distill_inputs *in,
                 gn[k] += c * (sa - sn);
             }
         }
-    fkd__emb_pair_backward(pr, out->d_student_emb, b, out->scale);
+    fkd__emb_pair_backward(pr, out->d_student_emb, b, out->grad_scale);
     return FKD_OK;
 }
 
