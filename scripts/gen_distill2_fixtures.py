@@ -90,7 +90,8 @@ def triplet_loss(x, o):
                 if same[a, n]:
                     continue
                 m = margin[a, p, n].item()
-                if dsv[a, p] < dsv[a, n] < dsv[a, p] + m and (best is None or dsv[a, n] < dsv[a, best]):
+                closer = best is None or dsv[a, n] < dsv[a, best]
+                if dsv[a, p] < dsv[a, n] < dsv[a, p] + m and closer:
                     best = n
             if best is not None:
                 terms.append(ds[a, p] - ds[a, best] + margin[a, p, best])
@@ -150,7 +151,8 @@ class EkdRef:
         def mse(a, b_):
             return ((self.soft_count(a, self.s_thr) - self.soft_count(b_, self.t_thr)) ** 2).mean()
 
-        return o["pos_weight"] * mse(S[pos], T[pos]) + o["neg_weight"] * mse(s_neg[hard], t_neg[hard])
+        return (o["pos_weight"] * mse(S[pos], T[pos]) +
+                o["neg_weight"] * mse(s_neg[hard], t_neg[hard]))
 
 
 # ---- cases --------------------------------------------------------------------------------

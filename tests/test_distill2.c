@@ -84,7 +84,8 @@ static void fixture_load(fixture *f, const char *name)
     for (int k = 0; k < N_ARRAYS; k++) {
         snprintf(path, sizeof path, FIX "%s/%s.npy", name, array_names[k]);
         if (access(path, R_OK) != 0) continue;
-        if (fkd_npy_read(path, array_dtype(k), &f->a[k]) != FKD_OK) fail_msg("%s", fkd_last_error());
+        if (fkd_npy_read(path, array_dtype(k), &f->a[k]) != FKD_OK)
+            fail_msg("%s", fkd_last_error());
     }
     snprintf(path, sizeof path, FIX "%s/options.txt", name);
     FILE *fp = fopen(path, "r");
@@ -449,7 +450,8 @@ static fkd_status two_shapes(void *user, bool teacher, const char *name,
                              fkd_distill_tap_shape *shape)
 {
     (void)user;
-    if (strcmp(name, "stage3") && strcmp(name, "stage2")) return FKD_FAIL(FKD_ERR_NOTFOUND, "no tap %s", name);
+    if (strcmp(name, "stage3") && strcmp(name, "stage2"))
+        return FKD_FAIL(FKD_ERR_NOTFOUND, "no tap %s", name);
     *shape = teacher ? (fkd_distill_tap_shape){256, 7, 7} : (fkd_distill_tap_shape){128, 7, 7};
     if (!teacher && strcmp(name, "stage2") == 0) *shape = (fkd_distill_tap_shape){64, 14, 14};
     return FKD_OK;

@@ -53,8 +53,10 @@ fkd_status fkd__adapter_init(fkd__adapter *a, const char *scope, int64_t c_in, i
     fkd_rng rng;
     fkd_rng_seed(&rng, seed, stream);
     double bound = 1.0 / sqrt((double)c_in);
-    for (int64_t n = 0; n < nw; n++) a->weight[n] = (float)((2.0 * fkd_rng_uniform(&rng) - 1.0) * bound);
-    for (int64_t n = 0; n < c_out; n++) a->bias[n] = (float)((2.0 * fkd_rng_uniform(&rng) - 1.0) * bound);
+    for (int64_t n = 0; n < nw; n++)
+        a->weight[n] = (float)((2.0 * fkd_rng_uniform(&rng) - 1.0) * bound);
+    for (int64_t n = 0; n < c_out; n++)
+        a->bias[n] = (float)((2.0 * fkd_rng_uniform(&rng) - 1.0) * bound);
     return FKD_OK;
 }
 
@@ -91,7 +93,9 @@ fkd_status fkd__adapter_backward(fkd__adapter *a, float *dx, const float *dy, co
     if (hw == 1) {
         /* dW (co, ci) += dyᵀ (co, b) x (b, ci);  dx (b, ci) += dy (b, co) W (co, ci) */
         FKD_TRY(fkd_sgemm(true, false, co, ci, b, scale, dy, co, x, ci, 1.0f, a->d_weight, ci));
-        if (dx) FKD_TRY(fkd_sgemm(false, false, b, ci, co, scale, dy, co, a->weight, ci, 1.0f, dx, ci));
+        if (dx)
+            FKD_TRY(fkd_sgemm(false, false, b, ci, co, scale, dy, co, a->weight, ci, 1.0f, dx,
+                              ci));
         return FKD_OK;
     }
     for (int64_t n = 0; n < b; n++) {
@@ -127,9 +131,9 @@ static fkd_status tap_side(fkd_distill_options *opts, const fkd_distill_context 
                                         "trainer exposes no taps", side, name);
     FKD_TRY(ctx->tap_shape(ctx->tap_user, teacher, name, shape));
     if (shape->c < 1 || shape->h < 1 || shape->w < 1)
-        return fkd_distill_options_fail(opts, FKD_ERR_ARG, "%s tap \"%s\" is empty (%lldx%lldx%lld)",
-                                        side, name, (long long)shape->c, (long long)shape->h,
-                                        (long long)shape->w);
+        return fkd_distill_options_fail(opts, FKD_ERR_ARG, "%s tap \"%s\" is empty "
+                                        "(%lldx%lldx%lld)", side, name, (long long)shape->c,
+                                        (long long)shape->h, (long long)shape->w);
     return FKD_OK;
 }
 
@@ -232,7 +236,8 @@ fkd_status fkd__mapped_pair_backward(fkd__mapped_pair *m, const fkd_distill_inpu
     if (!out) return FKD_OK;
     float *dx = m->taps.s_tap ? out->d_student_tap : out->d_student_emb;
     if (m->adapted)
-        return fkd__adapter_backward(&m->adapter, dx, m->dy, student_input(m, in), b, out->grad_scale);
+        return fkd__adapter_backward(&m->adapter, dx, m->dy, student_input(m, in), b,
+                                     out->grad_scale);
     if (dx)
         for (int64_t n = 0; n < b * m->f; n++) dx[n] += out->grad_scale * m->dy[n];
     return FKD_OK;

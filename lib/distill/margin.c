@@ -68,9 +68,9 @@ static fkd_status margin_create(void **state, fkd_distill_needs *needs,
 {
     (void)needs;
     double m_min, m_max, s;
-    const fkd_distill_range below_right = {0.0, M_PI / 2, false, true};
-    FKD_TRY(fkd_distill_opt_float(opts, "margin_min", 0.2, below_right, &m_min));
-    FKD_TRY(fkd_distill_opt_float(opts, "margin_max", 0.5, below_right, &m_max));
+    const fkd_distill_range acute = {0.0, M_PI / 2, false, true}; /* [0, π/2) */
+    FKD_TRY(fkd_distill_opt_float(opts, "margin_min", 0.2, acute, &m_min));
+    FKD_TRY(fkd_distill_opt_float(opts, "margin_max", 0.5, acute, &m_max));
     FKD_TRY(fkd_distill_opt_float(opts, "s", 64.0, FKD_DISTILL_POSITIVE, &s));
     if (m_max < m_min)
         return fkd_distill_options_fail(opts, FKD_ERR_ARG, "margin_max %g is below margin_min "

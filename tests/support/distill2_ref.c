@@ -28,7 +28,8 @@ double ref2_mapped_loss(bool cos_loss, const ref2_batch *x, const ref2_adapter *
             for (int64_t p = 0; p < a->hw; p++) {
                 double v = a->w ? a->bias[c] : si[c * a->hw + p];
                 if (a->w)
-                    for (int64_t k = 0; k < a->c_s; k++) v += a->w[c * a->c_s + k] * si[k * a->hw + p];
+                    for (int64_t k = 0; k < a->c_s; k++)
+                        v += a->w[c * a->c_s + k] * si[k * a->hw + p];
                 y[c * a->hw + p] = v;
             }
         if (cos_loss) {
@@ -133,7 +134,8 @@ double ref2_margin_loss(const ref2_batch *x, double m_min, double m_max, double 
 static double soft_count(double v, const double *thr, int K, double temp)
 {
     double r = 0.0;
-    for (int k = 0; k < K; k++) r += 1.0 / (1.0 + exp(fmin(fmax(-(v - thr[k]) / temp, -50.0), 50.0)));
+    for (int k = 0; k < K; k++)
+        r += 1.0 / (1.0 + exp(fmin(fmax(-(v - thr[k]) / temp, -50.0), 50.0)));
     return r;
 }
 
@@ -163,7 +165,8 @@ double ref2_ekd_loss(const ref2_batch *x, const double *s_thr, const double *t_t
         int64_t best = -1;
         for (int64_t k = 0; k < n_neg; k++)
             if (!isnan(neg_s[k]) && (best < 0 || neg_s[k] > neg_s[best])) best = k;
-        double e = soft_count(neg_s[best], s_thr, K, temp) - soft_count(neg_t[best], t_thr, K, temp);
+        double e = soft_count(neg_s[best], s_thr, K, temp) -
+                   soft_count(neg_t[best], t_thr, K, temp);
         neg_sum += e * e;
         neg_s[best] = NAN; /* taken */
     }

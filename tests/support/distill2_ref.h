@@ -12,7 +12,7 @@
 /* One batch in double. */
 typedef struct {
     int64_t b, d_s, d_t, classes;
-    const double *s, *t;     /* student (b, c_s·hw) or (b, d_s), teacher (b, c_t·hw) or (b, d_t) */
+    const double *s, *t;     /* student (b, c_s·hw) or (b, d_s); teacher (b, c_t·hw) or (b, d_t) */
     const int64_t *labels;   /* (b) */
     const double *w_t;       /* (C, d_t) teacher centres (margin) */
 } ref2_batch;
