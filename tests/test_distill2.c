@@ -53,8 +53,11 @@ typedef struct {
     fkd_distill_option items[8];
     int n_items;
     fkd_distill_options opts;
-    fkd_distill_context ctx;
+    fkd_distill_context ctx; /* max_batch = b + SPARE: buffers larger than the batch */
+    int64_t b;
 } fixture;
+
+#define SPARE 3
 
 static fkd_npy_dtype array_dtype(int k)
 {
@@ -101,7 +104,8 @@ static void fixture_load(fixture *f, const char *name)
     fkd_distill_options_init(&f->opts, "distill[0]", f->items, f->n_items);
     const fkd_npy_info *s = info_of(f, f->a[S_EMB].data ? S_EMB : S_TAP);
     bool steps = strcmp(f->method, "ekd") == 0; /* (steps, B, d) */
-    f->ctx.max_batch = s->dims[steps ? 1 : 0];
+    f->b = s->dims[steps ? 1 : 0];
+    f->ctx.max_batch = f->b + SPARE;
     f->ctx.d_s = f->a[S_EMB].data ? s->dims[steps ? 2 : 1] : 16;
     f->ctx.d_t = f->a[T_EMB].data ? info_of(f, T_EMB)->dims[steps ? 2 : 1] : 16;
     f->ctx.classes = f->a[W_T].data ? info_of(f, W_T)->dims[0] : 64;
@@ -134,7 +138,7 @@ static fkd_distiller *fixture_create(fixture *f)
 /* Inputs of step `k` (k = 0 for single-batch fixtures). */
 static fkd_distill_inputs fixture_inputs(const fixture *f, int64_t k)
 {
-    int64_t b = f->ctx.max_batch;
+    int64_t b = f->b;
     const float *s = f->a[S_EMB].data, *t = f->a[T_EMB].data;
     const int64_t *y = f->a[LABELS].data;
     return (fkd_distill_inputs){
@@ -194,6 +198,35 @@ static double run_forward(fkd_distiller *d, const fkd_distill_inputs *in, float 
 
 /* ---- PyTorch references ------------------------------------------------------------- */
 
+static bool close_to(float a, float b) { return fabsf(a - b) <= 1e-6f + 1e-5f * fabsf(b); }
+
+/* A second forward with grad_scale 0.5 ADDS half the gradient: the buffers then hold 1.5
+ * times what the first forward (scale 1) left in `grad` and in the adapter's gradients. */
+static void check_accumulation(fkd_distiller *d, const fkd_distill_inputs *in, float *grad,
+                               int64_t n)
+{
+    fkd_param *p;
+    int np = fkd_distiller_params(d, &p);
+    float *want = malloc((size_t)n * sizeof *want), *want_p[2] = {NULL, NULL};
+    for (int64_t i = 0; i < n; i++) want[i] = 1.5f * grad[i];
+    for (int k = 0; k < np; k++) {
+        want_p[k] = malloc((size_t)p[k].numel * sizeof(float));
+        for (int64_t i = 0; i < p[k].numel; i++) want_p[k][i] = 1.5f * p[k].grad[i];
+    }
+    bool tap = d->needs.flags & FKD_DISTILL_NEED_STUDENT_TAP;
+    fkd_distill_outputs out = {.grad_scale = 0.5f};
+    if (tap) out.d_student_tap = grad;
+    else out.d_student_emb = grad;
+    double loss;
+    assert_int_equal(fkd_distiller_forward(d, in, &out, &loss), FKD_OK);
+    for (int64_t i = 0; i < n; i++) assert_true(close_to(grad[i], want[i]));
+    for (int k = 0; k < np; k++) {
+        for (int64_t i = 0; i < p[k].numel; i++) assert_true(close_to(p[k].grad[i], want_p[k][i]));
+        free(want_p[k]);
+    }
+    free(want);
+}
+
 static void check_case(const char *name)
 {
     print_message("  %s\n", name);
@@ -214,6 +247,7 @@ static void check_case(const char *name)
         expect_close("d adapter.bias", p[1].grad, f.a[D_ADAPTER_B].data, p[1].numel, GRAD_TOL);
     }
     if (f.a[MARGINS].data) expect_close("margins", margins, f.a[MARGINS].data, in.batch, 1e-6);
+    check_accumulation(d, &in, grad, n);
     /* evaluation (out NULL) gives the same loss */
     double eval;
     assert_int_equal(fkd_distiller_forward(d, &in, NULL, &eval), FKD_OK);
@@ -361,7 +395,7 @@ static void ekd_steps(const char *name)
     assert_int_equal(fkd_distiller_state_tensors(d, st, 2), 2);
     assert_string_equal(st[0].name, "student_thresholds");
     assert_string_equal(st[1].name, "teacher_thresholds");
-    int64_t K = st[0].numel, b = f.ctx.max_batch, n = b * f.ctx.d_s;
+    int64_t K = st[0].numel, b = f.b, n = b * f.ctx.d_s;
     assert_int_equal(K, f.a[S_THR].info.dims[1]);
     for (int64_t k = 0; k < K; k++) assert_true(st[0].data[k] == 0.0f && st[1].data[k] == 0.0f);
     const double *loss = f.a[LOSS].data, *grads = f.a[D_S_EMB].data;
