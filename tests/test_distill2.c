@@ -478,6 +478,58 @@ static void test_margin_range(void **unused)
     fkd_distiller_free(d);
 }
 
+/* ---- batches without pairs of one kind -------------------------------------------- */
+
+/* Loss and gradient of `method` on 4 samples of 3-d embeddings with `labels`. */
+static double edge_loss(const char *method, const int64_t *labels, float *grad,
+                        fkd_distill_tensor *thr)
+{
+    const float s[12] = {1, 0.2f, 0, 0.3f, 1, 0.1f, 0, 0.4f, 1, 0.6f, 0.5f, 0.2f};
+    const float t[12] = {0.9f, 0.1f, 0.1f, 0.2f, 1, 0, 0.1f, 0.3f, 1, 0.5f, 0.7f, 0.1f};
+    fkd_distill_options opts;
+    fkd_distill_options_init(&opts, "distill[0]", NULL, 0);
+    fkd_distill_context ctx = {.max_batch = 4, .d_s = 3, .d_t = 3, .classes = 4};
+    fkd_distiller *d;
+    assert_int_equal(fkd_distiller_create(&d, method, &opts, &ctx), FKD_OK);
+    fkd_distill_inputs in = {.batch = 4, .student_emb = s, .teacher_emb = t, .labels = labels};
+    fkd_distill_outputs out = {.grad_scale = 1, .d_student_emb = grad};
+    double loss;
+    assert_int_equal(fkd_distiller_forward(d, &in, &out, &loss), FKD_OK);
+    if (thr) {
+        fkd_distill_tensor st[2];
+        assert_int_equal(fkd_distiller_state_tensors(d, st, 2), 2);
+        for (int k = 0; k < 2; k++) thr[k].numel = st[k].numel;
+        for (int64_t k = 0; k < st[0].numel; k++) {
+            thr[0].data[k] = st[0].data[k];
+            thr[1].data[k] = st[1].data[k];
+        }
+    }
+    fkd_distiller_free(d);
+    return loss;
+}
+
+static void test_batches_without_pairs(void **unused)
+{
+    (void)unused;
+    const int64_t distinct[4] = {0, 1, 2, 3}, same[4] = {2, 2, 2, 2};
+    float grad[12] = {0}, s_thr[8] = {0}, t_thr[8] = {0};
+    fkd_distill_tensor thr[2] = {{"s", s_thr, 0}, {"t", t_thr, 0}};
+    /* triplet: no positive pair, or no negative: no triplet, loss 0, no gradient */
+    assert_true(edge_loss("triplet", distinct, grad, NULL) == 0.0);
+    assert_true(edge_loss("triplet", same, grad, NULL) == 0.0);
+    for (int i = 0; i < 12; i++) assert_true(grad[i] == 0.0f);
+    /* ekd without negatives: thresholds stay at 0, the positives still count */
+    double l = edge_loss("ekd", same, grad, thr);
+    assert_true(isfinite(l) && l > 0.0);
+    for (int k = 0; k < 6; k++) assert_true(s_thr[k] == 0.0f && t_thr[k] == 0.0f);
+    /* ekd without positives: the negatives alone, thresholds moved by 1% of a score */
+    memset(grad, 0, sizeof grad);
+    l = edge_loss("ekd", distinct, grad, thr);
+    assert_true(isfinite(l));
+    assert_true(s_thr[0] != 0.0f && fabsf(s_thr[0]) < 0.011f);
+    for (int i = 0; i < 12; i++) assert_true(isfinite(grad[i]));
+}
+
 /* ---- registry, weights, parameters ------------------------------------------------- */
 
 static fkd_status two_shapes(void *user, bool teacher, const char *name,
@@ -644,6 +696,7 @@ int main(void)
         cmocka_unit_test(test_gradients_central_differences),
         cmocka_unit_test(test_ekd_thresholds_over_steps),
         cmocka_unit_test(test_margin_range),
+        cmocka_unit_test(test_batches_without_pairs),
         cmocka_unit_test(test_registry_weights_and_params),
         cmocka_unit_test(test_option_errors),
     };
