@@ -481,13 +481,15 @@ static void test_margin_range(void **unused)
 /* ---- batches without pairs of one kind -------------------------------------------- */
 
 /* Loss and gradient of `method` on 4 samples of 3-d embeddings with `labels`. */
+static const float edge_s[12] = {1, 0.2f, 0, 0.3f, 1, 0.1f, 0, 0.4f, 1, 0.6f, 0.5f, 0.2f};
+
 static double edge_loss(const char *method, const int64_t *labels, float *grad,
-                        fkd_distill_tensor *thr)
+                        fkd_distill_tensor *thr, fkd_distill_option *opt)
 {
-    const float s[12] = {1, 0.2f, 0, 0.3f, 1, 0.1f, 0, 0.4f, 1, 0.6f, 0.5f, 0.2f};
+    const float *s = edge_s;
     const float t[12] = {0.9f, 0.1f, 0.1f, 0.2f, 1, 0, 0.1f, 0.3f, 1, 0.5f, 0.7f, 0.1f};
     fkd_distill_options opts;
-    fkd_distill_options_init(&opts, "distill[0]", NULL, 0);
+    fkd_distill_options_init(&opts, "distill[0]", opt, opt ? 1 : 0);
     fkd_distill_context ctx = {.max_batch = 4, .d_s = 3, .d_t = 3, .classes = 4};
     fkd_distiller *d;
     assert_int_equal(fkd_distiller_create(&d, method, &opts, &ctx), FKD_OK);
@@ -515,19 +517,33 @@ static void test_batches_without_pairs(void **unused)
     float grad[12] = {0}, s_thr[8] = {0}, t_thr[8] = {0};
     fkd_distill_tensor thr[2] = {{"s", s_thr, 0}, {"t", t_thr, 0}};
     /* triplet: no positive pair, or no negative: no triplet, loss 0, no gradient */
-    assert_true(edge_loss("triplet", distinct, grad, NULL) == 0.0);
-    assert_true(edge_loss("triplet", same, grad, NULL) == 0.0);
+    assert_true(edge_loss("triplet", distinct, grad, NULL, NULL) == 0.0);
+    assert_true(edge_loss("triplet", same, grad, NULL, NULL) == 0.0);
     for (int i = 0; i < 12; i++) assert_true(grad[i] == 0.0f);
     /* ekd without negatives: thresholds stay at 0, the positives still count */
-    double l = edge_loss("ekd", same, grad, thr);
+    double l = edge_loss("ekd", same, grad, thr, NULL);
     assert_true(isfinite(l) && l > 0.0);
     for (int k = 0; k < 6; k++) assert_true(s_thr[k] == 0.0f && t_thr[k] == 0.0f);
     /* ekd without positives: the negatives alone, thresholds moved by 1% of a score */
     memset(grad, 0, sizeof grad);
-    l = edge_loss("ekd", distinct, grad, thr);
+    l = edge_loss("ekd", distinct, grad, thr, NULL);
     assert_true(isfinite(l));
     assert_true(s_thr[0] != 0.0f && fabsf(s_thr[0]) < 0.011f);
     for (int i = 0; i < 12; i++) assert_true(isfinite(grad[i]));
+    /* FPR 0.9 rounds to anchor 1: position n clamps to the last (lowest) negative */
+    fkd_distill_option fpr = {"fpr", "[0.9, 0.5]", NULL, false};
+    l = edge_loss("ekd", distinct, grad, thr, &fpr);
+    assert_int_equal(thr[0].numel, 2);
+    double lowest = 1.0;
+    for (int i = 0; i < 4; i++)
+        for (int j = i + 1; j < 4; j++) {
+            const float *a = edge_s + 3 * i, *b = edge_s + 3 * j;
+            double c = (a[0] * b[0] + a[1] * b[1] + a[2] * b[2]) /
+                       sqrt((a[0] * a[0] + a[1] * a[1] + a[2] * a[2]) *
+                            (b[0] * b[0] + b[1] * b[1] + b[2] * b[2]));
+            lowest = fmin(lowest, c);
+        }
+    assert_true(isfinite(l) && fabs(s_thr[0] - 0.01 * lowest) < 1e-7);
 }
 
 /* ---- registry, weights, parameters ------------------------------------------------- */

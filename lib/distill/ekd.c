@@ -6,8 +6,8 @@
  * Within the batch (b samples, labels y): S_ij = ŝ_i·ŝ_j and T_ij = t̂_i·t̂_j for the pairs
  * i < j (normalised embeddings); a pair is positive when y_i = y_j, negative otherwise.
  *   Thresholds: each model sorts its own negatives from high to low (n of them) and reads
- *     the one at position ⌊n / a_k⌋ (0-based) with a_k = 1/FPR_k = 10, 100, …, 10⁶ — the
- *     score that a fraction FPR_k of the negatives exceeds. They are running averages:
+ *     the one at position ⌊n / a_k⌋ (0-based, at most n − 1) with a_k = round(1/FPR_k) =
+ *     10, 100, …, 10⁶ — the score that a fraction FPR_k of the negatives exceeds. They are running averages:
  *     τ_k ← (1 − μ)·τ_k + μ·(this batch's), μ = 0.01, from τ = 0 at the start, updated
  *     BEFORE the loss of the step uses them (as the authors' code does); only in training
  *     steps (out ≠ NULL). τ^s for the student, τ^t for the teacher, each from its own
@@ -185,7 +185,8 @@ static void update_thresholds(float *thr, const ekd_state *st, const scored_pair
                               int64_t n)
 {
     for (int k = 0; k < st->n_thr; k++) {
-        float now = sorted[n / st->anchor[k]].v;
+        int64_t at = n / st->anchor[k]; /* n when FPR > 1/2 rounds the anchor to 1 */
+        float now = sorted[at < n ? at : n - 1].v;
         thr[k] = (float)((1.0 - st->momentum) * thr[k] + st->momentum * now);
     }
 }
