@@ -16,6 +16,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -384,6 +385,37 @@ static void test_gradients_central_differences(void **unused)
     gradcheck_case("ekd", 1e-6); /* temperature 0.01: a smaller step */
 }
 
+/* One thread and several give the same loss and gradient (OpenMP reductions only change
+ * the order of float sums): |Δloss| ≤ 1e-6·(1 + |loss|), gradient normalised error ≤ 1e-6. */
+static void test_threads_agree(void **unused)
+{
+    (void)unused;
+    static const char *const cases[] = {"shrinkteanet_tap", "fitnet_tap", "triplet", "margin"};
+    int threads = omp_get_max_threads();
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        fixture f;
+        fixture_load(&f, cases[c]);
+        fkd_distiller *d = fixture_create(&f);
+        fkd_distill_inputs in = fixture_inputs(&f, 0);
+        int64_t n = f.a[f.a[D_S_TAP].data ? D_S_TAP : D_S_EMB].info.numel;
+        float *g1 = calloc((size_t)n, sizeof *g1), *g2 = calloc((size_t)n, sizeof *g2);
+        double *g1d = malloc((size_t)n * sizeof *g1d);
+        omp_set_num_threads(1);
+        double l1 = run_forward(d, &in, g1, NULL);
+        omp_set_num_threads(threads > 1 ? threads : 2);
+        double l2 = run_forward(d, &in, g2, NULL);
+        omp_set_num_threads(threads);
+        for (int64_t i = 0; i < n; i++) g1d[i] = g1[i];
+        assert_true(fabs(l1 - l2) <= 1e-6 * (1.0 + fabs(l1)));
+        expect_close(cases[c], g2, g1d, n, 1e-6);
+        free(g1);
+        free(g2);
+        free(g1d);
+        fkd_distiller_free(d);
+        fixture_free(&f);
+    }
+}
+
 /* ---- EKD: running thresholds -------------------------------------------------------- */
 
 static void ekd_steps(const char *name)
@@ -747,6 +779,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_matches_torch),
         cmocka_unit_test(test_gradients_central_differences),
+        cmocka_unit_test(test_threads_agree),
         cmocka_unit_test(test_ekd_thresholds_over_steps),
         cmocka_unit_test(test_margin_range),
         cmocka_unit_test(test_batches_without_pairs),
