@@ -91,7 +91,7 @@ const float *fkd__mapped_pair_teacher(const fkd__mapped_pair *m, const fkd_disti
 
 /* Takes dy (= ∂L/∂student as compared) back: into the adapter's gradients and into
  * out->d_student_tap or d_student_emb (whichever the student side reads), times
- * out->scale. Does nothing when out is NULL. */
+ * out->grad_scale. Does nothing when out is NULL. */
 fkd_status fkd__mapped_pair_backward(fkd__mapped_pair *m, const fkd_distill_inputs *in,
                                      const fkd_distill_outputs *out, int64_t b);
 
