@@ -341,9 +341,11 @@ CASE_TEST(cosine)
 static void test_registry_lists_and_finds_methods(void **state)
 {
     (void)state;
-    static const char *const names[] = {"kd", "darkrank", "sp", "cckd", "rkd", "l2", "cosine"};
-    assert_int_equal(fkd_distill_method_count(), 7);
-    for (int i = 0; i < 7; i++) {
+    static const char *const names[] = {"kd", "darkrank", "sp", "cckd", "rkd", "l2",
+                                        "cosine", "shrinkteanet", "triplet", "margin", "ekd",
+                                        "fitnet"};
+    assert_int_equal(fkd_distill_method_count(), 12);
+    for (int i = 0; i < 12; i++) {
         const fkd_distill_method *m = fkd_distill_method_at(i), *found;
         assert_non_null(m);
         assert_string_equal(m->name, names[i]);
@@ -356,7 +358,7 @@ static void test_registry_lists_and_finds_methods(void **state)
         assert_ptr_equal(found, m);
     }
     assert_null(fkd_distill_method_at(-1));
-    assert_null(fkd_distill_method_at(7));
+    assert_null(fkd_distill_method_at(12));
 }
 
 static void test_registry_unknown_method(void **state)
@@ -366,7 +368,8 @@ static void test_registry_unknown_method(void **state)
     assert_int_equal(fkd_distill_method_find("kdd", &m), FKD_ERR_NOTFOUND);
     assert_null(m);
     assert_string_equal(fkd_last_error(), "unknown distillation method \"kdd\" (known: kd, "
-                                          "darkrank, sp, cckd, rkd, l2, cosine)");
+                                          "darkrank, sp, cckd, rkd, l2, cosine, shrinkteanet, "
+                                          "triplet, margin, ekd, fitnet)");
     fkd_distill_options o;
     fkd_distill_options_init(&o, "distill[3]", NULL, 0);
     fkd_distill_context ctx = {.max_batch = 4, .d_s = 8, .d_t = 8};

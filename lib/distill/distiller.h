@@ -240,6 +240,10 @@ typedef struct fkd_distill_method {
      * NULL; the trainer zeroes those gradients with the student's, gives the list to the
      * optimizer and saves it in checkpoints. */
     int (*params)(void *state, fkd_param **params);
+
+    /* Optional (0 = 1): the weight the trainer uses when the recipe gives none (FitNets'
+     * feature-map regression: 100). Read it through fkd_distiller_default_weight(). */
+    double default_weight;
 } fkd_distill_method;
 
 /* ---- the registry --------------------------------------------------------------------- */
@@ -271,6 +275,9 @@ fkd_status fkd_distiller_forward(fkd_distiller *d, const fkd_distill_inputs *in,
 
 /* The instance's running state (0 tensors when the method has none). */
 int fkd_distiller_state_tensors(fkd_distiller *d, fkd_distill_tensor *tensors, int max);
+
+/* The weight to use when the recipe gives none: the method's default_weight, or 1. */
+double fkd_distiller_default_weight(const fkd_distiller *d);
 
 /* The instance's trainable parameters (0 and *params = NULL when the method has none). */
 int fkd_distiller_params(fkd_distiller *d, fkd_param **params);

@@ -15,7 +15,12 @@
     X(cckd)                     \
     X(rkd)                      \
     X(l2)                       \
-    X(cosine)
+    X(cosine)                   \
+    X(shrinkteanet)             \
+    X(triplet)                  \
+    X(margin)                   \
+    X(ekd)                      \
+    X(fitnet)
 
 #define FKD__DISTILL_DECLARE(name) extern const fkd_distill_method fkd__distill_##name;
 FKD__DISTILL_METHODS(FKD__DISTILL_DECLARE)
@@ -151,6 +156,11 @@ int fkd_distiller_state_tensors(fkd_distiller *d, fkd_distill_tensor *tensors, i
 {
     if (!d || !d->method->state_tensors) return 0;
     return d->method->state_tensors(d->state, tensors, max);
+}
+
+double fkd_distiller_default_weight(const fkd_distiller *d)
+{
+    return d->method->default_weight > 0 ? d->method->default_weight : 1.0;
 }
 
 int fkd_distiller_params(fkd_distiller *d, fkd_param **params)

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "distill/adapter.h"
 #include "distill/distiller.h"
 #include "distill/ops.h"
 
@@ -40,50 +41,17 @@ static void sp_free(void *state)
     free(st);
 }
 
-/* Width of one side: the tap's c·h·w when `name` is set, else the embedding size. */
-static fkd_status sp_side(fkd_distill_options *opts, const fkd_distill_context *ctx,
-                          bool teacher, const char *name, int64_t emb, int64_t *width)
-{
-    *width = emb;
-    if (!name[0]) return FKD_OK;
-    if (!ctx->tap_shape)
-        return fkd_distill_options_fail(opts, FKD_ERR_ARG, "%s tap \"%s\" requested, but the "
-                                        "trainer exposes no taps", teacher ? "teacher" : "student",
-                                        name);
-    fkd_distill_tap_shape shape;
-    FKD_TRY(ctx->tap_shape(ctx->tap_user, teacher, name, &shape));
-    *width = shape.c * shape.h * shape.w;
-    if (*width < 1)
-        return fkd_distill_options_fail(opts, FKD_ERR_ARG, "tap \"%s\" is empty", name);
-    return FKD_OK;
-}
-
 static fkd_status sp_create(void **state, fkd_distill_needs *needs, fkd_distill_options *opts,
                             const fkd_distill_context *ctx)
 {
-    char tap[FKD_DISTILL_TAP_NAME_MAX];
-    FKD_TRY(fkd_distill_opt_string(opts, "tap", "", tap, sizeof tap));
-    FKD_TRY(fkd_distill_opt_string(opts, "student_tap", tap, needs->student_tap,
-                                   sizeof needs->student_tap));
-    FKD_TRY(fkd_distill_opt_string(opts, "teacher_tap", tap, needs->teacher_tap,
-                                   sizeof needs->teacher_tap));
-    int64_t f_s, f_t;
-    FKD_TRY(sp_side(opts, ctx, false, needs->student_tap, ctx->d_s, &f_s));
-    FKD_TRY(sp_side(opts, ctx, true, needs->teacher_tap, ctx->d_t, &f_t));
+    fkd__tap_pair taps; /* the embedding on a side without a tap: (d, 1, 1) */
+    FKD_TRY(fkd__tap_pair_resolve(&taps, needs, opts, ctx));
     sp_state *st = calloc(1, sizeof *st);
     if (!st) return fkd_distill_options_fail(opts, FKD_ERR_NOMEM, "out of memory");
-    st->f_s = f_s;
-    st->f_t = f_t;
-    st->s_tap = needs->student_tap[0] != '\0';
-    st->t_tap = needs->teacher_tap[0] != '\0';
-    if (st->s_tap) {
-        needs->flags &= ~(unsigned)FKD_DISTILL_NEED_STUDENT_EMB;
-        needs->flags |= FKD_DISTILL_NEED_STUDENT_TAP;
-    }
-    if (st->t_tap) {
-        needs->flags &= ~(unsigned)FKD_DISTILL_NEED_TEACHER_EMB;
-        needs->flags |= FKD_DISTILL_NEED_TEACHER_TAP;
-    }
+    st->f_s = taps.s.c * taps.s.h * taps.s.w;
+    st->f_t = taps.t.c * taps.t.h * taps.t.w;
+    st->s_tap = taps.s_tap;
+    st->t_tap = taps.t_tap;
     int64_t B = ctx->max_batch, bb = B * B;
     float **const ptrs[] = {&st->gs, &st->gs_hat, &st->gs_norm, &st->gt,
                             &st->gt_hat, &st->gt_norm, &st->d_gs, &st->d_hat};
