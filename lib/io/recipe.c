@@ -144,7 +144,8 @@ static const field schema[] = {
 
     {"head", T_SECTION, NULL, 0, 0, NULL, 0, 0, 0, NULL, 0,
      "loss on labels; margin family: true-class logit s*(cos(m1*theta + m2) - m3)"},
-    {"head.loss", T_ENUM, "arcface", 0, 0, head_names, R(head.loss), 0, 0, NULL, 0, "loss preset"},
+    {"head.loss", T_ENUM, "arcface", 0, 0, head_names, R(head.loss), 0, 0, NULL, 0,
+     "loss preset; none: no loss on labels (e.g. with the margin distiller, which brings its own)"},
     {"head.s", T_FLOAT, NULL, 0.001, 1024, NULL, R(head.s), 0, 0, NULL, 0, "scale (default: the preset's)"},
     {"head.m1", T_FLOAT, NULL, 0, 10, NULL, R(head.m1), 0, 0, NULL, 0,
      "multiplicative angular margin (default: the preset's)"},

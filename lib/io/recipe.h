@@ -49,7 +49,8 @@
 #define FKD_HEAD_LIST(X)                                                                         \
     X(FKD_HEAD_SOFTMAX, "softmax") X(FKD_HEAD_L_SOFTMAX, "l-softmax") X(FKD_HEAD_SPHEREFACE, "sphereface") \
     X(FKD_HEAD_NORM_SOFTMAX, "norm-softmax") X(FKD_HEAD_COSFACE, "cosface") X(FKD_HEAD_ARCFACE, "arcface") \
-    X(FKD_HEAD_COMBINED, "combined") X(FKD_HEAD_CONTRASTIVE, "contrastive") X(FKD_HEAD_TRIPLET, "triplet")
+    X(FKD_HEAD_COMBINED, "combined") X(FKD_HEAD_CONTRASTIVE, "contrastive") X(FKD_HEAD_TRIPLET, "triplet")   \
+    X(FKD_HEAD_NONE, "none")
 #define FKD_OPTIM_LIST(X) X(FKD_RECIPE_OPTIM_SGD, "sgd") X(FKD_RECIPE_OPTIM_ADAMW, "adamw")
 #define FKD_SCHEDULE_LIST(X)                                                                     \
     X(FKD_RECIPE_SCHEDULE_POLY, "poly") X(FKD_RECIPE_SCHEDULE_STEP, "step") X(FKD_RECIPE_SCHEDULE_COSINE, "cosine")    \

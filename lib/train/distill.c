@@ -197,7 +197,7 @@ static fkd_status create_method(fkd_distill_run *d, size_t index, fkd_margin_hea
         FKD_TRY(alloc_tap(d->teacher, m->teacher_tap, &m->teacher_tap_buf));
     }
     double weight = r->distill[index].weight;
-    m->weight = isnan(weight) ? 1.0 : weight;
+    m->weight = isnan(weight) ? fkd_distiller_default_weight(m->d) : weight;
     snprintf(m->term_name, sizeof m->term_name, "%s", m->d->method->name);
     /* MarginDistillation: the student's centres are the teacher's, frozen. */
     if (needs & FKD_DISTILL_GIVES_MARGINS) FKD_TRY(fkd_margin_head_set_centers(head, d->teacher_centres, true));

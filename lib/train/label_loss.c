@@ -39,7 +39,9 @@ static fkd_status build(fkd_label_loss *l, const fkd_recipe_head *h, int classes
 {
     fkd_metric_params mp;
     fkd_metric_params_default(&mp);
-    if (h->loss == FKD_HEAD_CONTRASTIVE || h->loss == FKD_HEAD_TRIPLET) {
+    if (h->loss == FKD_HEAD_NONE) {
+        l->n_terms = 0; /* no loss on labels; a center loss may still be added below */
+    } else if (h->loss == FKD_HEAD_CONTRASTIVE || h->loss == FKD_HEAD_TRIPLET) {
         bool triplet = h->loss == FKD_HEAD_TRIPLET;
         if (!isnan(h->margin)) *(triplet ? &mp.triplet_margin : &mp.contrastive_margin) = h->margin;
         mp.mining = h->triplet.mining == FKD_RECIPE_MINING_ALL    ? FKD_MINING_ALL
@@ -113,14 +115,19 @@ fkd_status fkd_label_loss_forward(fkd_label_loss *l, const float *emb, const int
                                   int batch, double *terms, float *d_emb)
 {
     float loss;
-    if (l->margin)
+    int k = 0;
+    if (l->margin) {
         FKD_TRY(fkd_margin_head_forward(l->margin, emb, labels, margins, batch, &loss, d_emb));
-    else
+        terms[k++] = loss;
+    } else if (l->metric) {
         FKD_TRY(fkd_metric_loss_forward(l->metric, emb, labels, batch, &loss, d_emb));
-    terms[0] = loss;
+        terms[k++] = loss;
+    } else {
+        memset(d_emb, 0, sizeof(float) * (size_t)batch * l->dim);
+    }
     if (l->center) {
         FKD_TRY(fkd_metric_loss_forward(l->center, emb, labels, batch, &loss, l->d_center));
-        terms[1] = loss;
+        terms[k] = loss;
         for (size_t k = 0; k < (size_t)batch * l->dim; k++) d_emb[k] += l->d_center[k];
     }
     return FKD_OK;

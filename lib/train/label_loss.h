@@ -1,7 +1,8 @@
 /* The loss on labels a recipe's `head:` section asks for, as one object for the trainer:
  * a margin-softmax head (softmax … arcface, combined; optional intra/inter terms) or a
  * metric loss (contrastive, triplet) on the embeddings, plus an optional center loss.
- * Terms: the head's (named after head.loss) and "center" when head.center.lambda > 0. */
+ * Terms: the head's (named after head.loss; none for head.loss none) and "center" when
+ * head.center.lambda > 0. */
 #ifndef FKD_TRAIN_LABEL_LOSS_H
 #define FKD_TRAIN_LABEL_LOSS_H
 
@@ -18,7 +19,7 @@ fkd_status fkd_label_loss_create(fkd_label_loss **out, const fkd_recipe_head *h,
                                  int dim, int max_batch, uint64_t seed);
 void fkd_label_loss_free(fkd_label_loss *l);
 
-/* Names of the terms (1 or 2) and their count. */
+/* Names of the terms (0 to 2) and their count. */
 int fkd_label_loss_terms(const fkd_label_loss *l, const char **names);
 /* Zeroes the head's parameter gradients. */
 void fkd_label_loss_zero_grad(fkd_label_loss *l);

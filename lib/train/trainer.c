@@ -58,6 +58,8 @@ struct fkd_trainer {
     float *margins;     /* (B) per-sample margins from the hook */
     fkd_param *extra_params; /* the hook's trainable parameters (owned by the hook) */
     int n_extra;
+    fkd_param *saved;        /* head and hook parameters, as checkpoints store them */
+    int n_saved;
 };
 
 const char *fkd_trainer_run_dir(const fkd_trainer *t) { return t->run_dir; }
@@ -147,7 +149,7 @@ static fkd_status build_head(fkd_trainer *t)
     int classes = t->ds.ops->identities(&t->ds);
     FKD_TRY(fkd_label_loss_create(&t->loss, &t->r->head, t->r->path, classes, t->dim, t->batch, (uint64_t)t->r->seed));
     t->n_label_terms = fkd_label_loss_terms(t->loss, t->label_terms);
-    t->head_name = t->label_terms[0];
+    t->head_name = fkd_recipe_enum_name("head.loss", t->r->head.loss);
     return FKD_OK;
 }
 
@@ -163,8 +165,24 @@ static int collect_params(fkd_trainer *t, fkd_param **lists, int *counts)
     return t->n_extra > 0 ? 3 : 2;
 }
 
+/* What checkpoints store besides the model: the head's parameters, then the hook's
+ * (distillation regressors and adapters, under their own names). */
+static fkd_status collect_saved(fkd_trainer *t)
+{
+    fkd_param *head;
+    int n_head;
+    FKD_TRY(fkd_label_loss_params(t->loss, &head, &n_head));
+    t->saved = calloc((size_t)(n_head + t->n_extra) + 1, sizeof *t->saved);
+    if (!t->saved) return FKD_FAIL(FKD_ERR_NOMEM, "trainer: out of memory");
+    memcpy(t->saved, head, sizeof *head * (size_t)n_head);
+    if (t->n_extra) memcpy(t->saved + n_head, t->extra_params, sizeof *head * (size_t)t->n_extra);
+    t->n_saved = n_head + t->n_extra;
+    return FKD_OK;
+}
+
 static fkd_status build_optimizer(fkd_trainer *t)
 {
+    FKD_TRY(collect_saved(t));
     const fkd_recipe *r = t->r;
     fkd_optim_config oc = r->optim.kind == FKD_RECIPE_OPTIM_ADAMW ? fkd_optim_adamw_defaults() : fkd_optim_sgd_defaults();
     oc.weight_decay = (float)r->optim.weight_decay;
@@ -224,7 +242,8 @@ static fkd_status open_benchmarks(fkd_trainer *t)
 static fkd_checkpoint checkpoint_parts(fkd_trainer *t, bool with_optim)
 {
     fkd_checkpoint ck = {.model = t->g, .optim = with_optim ? t->optim : NULL, .step = t->step};
-    fkd_label_loss_params(t->loss, &ck.head_params, &ck.head_count);
+    ck.head_params = t->saved;
+    ck.head_count = t->n_saved;
     snprintf(ck.meta.architecture, sizeof ck.meta.architecture, "%s", t->arch);
     ck.meta.embedding_size = t->dim;
     ck.meta.width = (int)t->r->model.width;
@@ -324,6 +343,7 @@ void fkd_trainer_free(fkd_trainer *t)
     free(t->d_embedding);
     free(t->d_hook);
     free(t->margins);
+    free(t->saved);
     free(t);
 }
 
