@@ -34,19 +34,25 @@ static int remove_dir(void **state)
 
 /* Loads dir/<file> with `sets`, trains it (resuming when asked) and returns the status of
  * the first failing stage; *created tells whether fkd_trainer_create succeeded. */
-static fkd_status train(const char *file, const char *const *sets, size_t n_sets, bool resume, bool *created)
+static fkd_status train_with(const char *file, const char *const *sets, size_t n_sets, bool resume,
+                             const fkd_train_hook *hook, bool *created)
 {
     char path[PATH];
     snprintf(path, sizeof path, "%s/%s", dir, file);
     fkd_recipe r;
     fkd_status s = fkd_recipe_load(&r, path, sets, n_sets);
     fkd_trainer *t = NULL;
-    if (s == FKD_OK) s = fkd_trainer_create(&t, &r, resume, NULL);
+    if (s == FKD_OK) s = fkd_trainer_create(&t, &r, resume, hook);
     if (created) *created = t != NULL;
     if (s == FKD_OK) s = fkd_trainer_run(t);
     fkd_trainer_free(t);
     fkd_recipe_free(&r);
     return s;
+}
+
+static fkd_status train(const char *file, const char *const *sets, size_t n_sets, bool resume, bool *created)
+{
+    return train_with(file, sets, n_sets, resume, NULL, created);
 }
 
 /* Mean of values[from, to). */
@@ -173,6 +179,41 @@ static void test_resume_equals_uninterrupted(void **state)
     free(lb);
 }
 
+/* A hook with no loss terms that asks the trainer to stop (as SIGINT does) once the
+ * batch of step `stop_after` (from 1) has been used. */
+static fkd_status stop_hook(void *ctx, const fkd_batch *batch, const float *embedding, float *d_embedding,
+                            double *terms)
+{
+    (void)embedding, (void)d_embedding, (void)terms;
+    if (batch->step + 1 == *(const int64_t *)ctx) fkd_train_stop_requested = 1;
+    return FKD_OK;
+}
+
+/* (b') The Ctrl-C path: a run stopped after step 2 of 6 writes its checkpoint and returns
+ * FKD_ERR_INTERRUPTED; resumed, it ends with the uninterrupted run's model. */
+static void test_interrupt_then_resume(void **state)
+{
+    (void)state;
+    char recipe[PATH], a[PATH], b[PATH], out_whole[PATH], out_cut[PATH], worst[256];
+    assert_int_equal(fkd_test_write_text(recipe, dir, "resume.yaml", resume_recipe), 0);
+    snprintf(out_whole, sizeof out_whole, "output=%s/whole2", dir);
+    snprintf(out_cut, sizeof out_cut, "output=%s/cut", dir);
+    const char *whole[] = {out_whole, "steps=6", "checkpoint_every=0"};
+    const char *cut[] = {out_cut, "steps=6", "checkpoint_every=0"};
+    int64_t stop_after = 2;
+    fkd_train_hook hook = {.ctx = &stop_after, .n_terms = 0, .step = stop_hook};
+    assert_int_equal(train("resume.yaml", whole, 3, false, NULL), FKD_OK);
+    fkd_status s = train_with("resume.yaml", cut, 3, false, &hook, NULL);
+    fkd_train_stop_requested = 0;
+    assert_int_equal(s, FKD_ERR_INTERRUPTED);
+    assert_non_null(strstr(fkd_last_error(), "stopped at step 2"));
+    assert_int_equal(train("resume.yaml", cut, 3, true, NULL), FKD_OK);
+    snprintf(a, sizeof a, "%s/whole2/model.safetensors", dir);
+    snprintf(b, sizeof b, "%s/cut/model.safetensors", dir);
+    double diff = fkd_test_safetensors_diff(a, b, worst, sizeof worst);
+    if (diff != 0) fail_msg("model after interrupt + resume differs: max |diff| %g in %s", diff, worst);
+}
+
 /* Loads and trains dir/<file>; the run must fail before training started (no log row,
  * no checkpoint) with a message containing every string of `expect`. */
 static void expect_early_failure(const char *file, const char *const *expect, int n_expect, bool loads)
@@ -224,6 +265,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_recipe_errors_before_training),
         cmocka_unit_test(test_resume_equals_uninterrupted),
+        cmocka_unit_test(test_interrupt_then_resume),
         cmocka_unit_test(test_tiny_run_learns_and_writes_its_folder),
     };
     return cmocka_run_group_tests(tests, make_dir, remove_dir);
