@@ -15,25 +15,28 @@ static void usage(FILE *out)
     fkd_viz_options_default(&d);
     fprintf(out,
             "usage: facekd viz --out DIR [--presets a,b,...] [--steps N] [--identities K] [--seed S]\n"
-            "                  [--images N] [--heldout N] [--width W] [--batch B] [--lr LR] [--set K=V]...\n\n"
-            "What each margin does, in two dimensions: for each loss preset a short training of a\n"
-            "narrow MobileFaceNet with a 2-d embedding on a few synthetic identities, then held-out\n"
-            "images of those identities embedded and drawn with the class centres (docs/VIZ.md).\n"
-            "Writes DIR/<preset>.png, DIR/grid.png, DIR/viz.csv (held-out accuracy, angles),\n"
-            "DIR/viz.yaml (the base recipe) and the run folders DIR/runs/<preset>/.\n\n"
+            "                  [--pretrain N] [--images N] [--heldout N] [--width W] [--batch B]\n"
+            "                  [--lr LR] [--set K=V]...\n\n"
+            "What each margin does, in two dimensions: a narrow MobileFaceNet with a 2-d embedding\n"
+            "is pre-trained briefly with softmax on a few synthetic identities, then each loss preset\n"
+            "trains on from there; held-out images of those identities are embedded and drawn with\n"
+            "the class centres (docs/VIZ.md). Writes DIR/<preset>.png, DIR/grid.png, DIR/viz.csv\n"
+            "(held-out accuracy, angles), DIR/viz.yaml (the base recipe) and the run folders\n"
+            "DIR/runs/pretrain/ and DIR/runs/<preset>/.\n\n"
             "  --out DIR          output folder (required)\n"
             "  --presets LIST     head.loss presets, comma-separated (default softmax,l-softmax,\n"
             "                     sphereface,norm-softmax,cosface,arcface)\n"
             "  --steps N          training steps per preset (default %lld)\n"
+            "  --pretrain N       shared softmax pre-training steps, 0 = none (default %lld)\n"
             "  --identities K     synthetic identities (default %d)\n"
             "  --images N         training images per identity (default %d)\n"
             "  --heldout N        held-out images per identity in the picture (default %d)\n"
             "  --seed S           world and training seed (default %lld)\n"
             "  --width W          model.width of the mbf model (default %d)\n"
             "  --batch B          batch size (default %d)\n"
-            "  --lr LR            peak learning rate, sgd with poly decay (default %g)\n"
+            "  --lr LR            peak learning rate, adamw with poly decay (default %g)\n"
             "  --set K=V          any other recipe override, for every preset (e.g. --set head.s=16)\n",
-            (long long)d.steps, d.identities, d.images_per_identity, d.heldout, (long long)d.seed, d.width, d.batch,
+            (long long)d.steps, (long long)d.pretrain_steps, d.identities, d.images_per_identity, d.heldout, (long long)d.seed, d.width, d.batch,
             d.lr);
 }
 
@@ -80,6 +83,9 @@ int fkd_cmd_viz(int argc, char **argv)
         } else if (!strcmp(a, "--steps")) {
             bad = parse_int(v, 1, 1000000, &n);
             o.steps = n;
+        } else if (!strcmp(a, "--pretrain")) {
+            bad = parse_int(v, 0, 1000000, &n);
+            o.pretrain_steps = n;
         } else if (!strcmp(a, "--identities")) {
             bad = parse_int(v, 2, 64, &n);
             o.identities = (int)n;

@@ -26,14 +26,15 @@ void fkd_viz_options_default(fkd_viz_options *o)
     o->n_presets = (int)(sizeof presets / sizeof presets[0]);
     for (int i = 0; i < o->n_presets; i++) o->presets[i] = presets[i];
     o->out = "viz";
-    o->steps = 60;
+    o->steps = 150;
+    o->pretrain_steps = 300;
     o->identities = 8;
     o->images_per_identity = 40;
     o->heldout = 10;
     o->seed = 1;
-    o->width = 8;
+    o->width = 16;
     o->batch = 16;
-    o->lr = 0.1;
+    o->lr = 0.02;
 }
 
 /* The base recipe every preset loads; head.loss, name and output come as overrides.
@@ -56,7 +57,7 @@ static fkd_status write_base_recipe(const fkd_viz_options *o, const char *path)
                      "  source: synth\n"
                      "  synth: {seed: %lld, identities: %d, images_per_identity: %d}\n"
                      "model: {arch: mbf, embedding_size: 2, width: %d}\n"
-                     "optimizer: {type: sgd, lr: %.17g, momentum: 0.9, weight_decay: 0.0005}\n"
+                     "optimizer: {type: adamw, lr: %.17g, weight_decay: 0.0005}\n"
                      "schedule: {type: poly, power: 2}\n",
                      (long long)o->seed, (long long)o->steps, o->batch, (long long)o->seed, o->identities,
                      o->images_per_identity, o->width, o->lr);
@@ -250,33 +251,44 @@ static void blit(fkd_image *grid, const fkd_image *tile, int x0, int y0)
     }
 }
 
-/* Trains one preset, embeds its held-out images, writes OUT/<preset>.png and renders the
- * picture into `tile` for the grid. */
-static fkd_status run_preset(const fkd_viz_options *o, const char *base, const char *preset, FILE *table,
-                             fkd_image *tile)
+/* Trains run OUT/runs/<run> from the base recipe with head.loss = `loss`, `steps` steps,
+ * starting from `weights` when not NULL; *mp receives the head's margin parameters. */
+static fkd_status train_one(const fkd_viz_options *o, const char *base, const char *run, const char *loss,
+                            int64_t steps, const char *weights, fkd_margin_params *mp)
 {
-    char name[96], output[PATH_CAP], loss[96], path[PATH_CAP];
-    snprintf(name, sizeof name, "name=viz-%s", preset);
-    snprintf(output, sizeof output, "output=%s/runs/%s", o->out, preset);
-    snprintf(loss, sizeof loss, "head.loss=%s", preset);
-    const char *sets[3 + FKD_VIZ_MAX_SETS] = {name, output, loss};
-    for (int i = 0; i < o->n_sets; i++) sets[3 + i] = o->sets[i];
+    char name[96], output[PATH_CAP], head[96], steps_set[64], weights_set[PATH_CAP];
+    snprintf(name, sizeof name, "name=viz-%s", run);
+    snprintf(output, sizeof output, "output=%s/runs/%s", o->out, run);
+    snprintf(head, sizeof head, "head.loss=%s", loss);
+    snprintf(steps_set, sizeof steps_set, "steps=%lld", (long long)steps);
+    snprintf(weights_set, sizeof weights_set, "model.weights=%s", weights ? weights : "");
+    const char *sets[5 + FKD_VIZ_MAX_SETS] = {name, output, head, steps_set, weights_set};
+    size_t n = weights ? 5 : 4;
+    for (int i = 0; i < o->n_sets; i++) sets[n++] = o->sets[i];
     fkd_recipe r;
-    FKD_TRY(fkd_recipe_load(&r, base, sets, 3 + (size_t)o->n_sets));
-    fkd_margin_params mp;
+    FKD_TRY(fkd_recipe_load(&r, base, sets, n));
     fkd_trainer *t = NULL;
-    double start = fkd_now();
-    fkd_status s = recipe_margin(&r, &mp);
+    fkd_status s = recipe_margin(&r, mp);
     if (s == FKD_OK) s = fkd_trainer_create(&t, &r, false, NULL);
     if (s == FKD_OK) s = fkd_trainer_run(t);
+    fkd_trainer_free(t);
+    fkd_recipe_free(&r);
+    return s;
+}
+
+/* Trains one preset (from the shared pre-trained model when there is one), embeds its
+ * held-out images, writes OUT/<preset>.png and renders the picture into `tile`. */
+static fkd_status run_preset(const fkd_viz_options *o, const char *base, const char *preset, const char *weights,
+                             FILE *table, fkd_image *tile)
+{
+    char path[PATH_CAP], title[160];
+    fkd_margin_params mp;
+    double start = fkd_now();
+    fkd_status s = train_one(o, base, preset, preset, o->steps, weights, &mp);
     double seconds = fkd_now() - start;
     viz_result v = {0};
-    if (s == FKD_OK) {
-        snprintf(path, sizeof path, "%s/model.safetensors", fkd_trainer_run_dir(t));
-        s = embed_heldout(o, path, &v);
-    }
-    fkd_trainer_free(t);
-    char title[160];
+    snprintf(path, sizeof path, "%s/runs/%s/model.safetensors", o->out, preset);
+    if (s == FKD_OK) s = embed_heldout(o, path, &v);
     margin_title(preset, &mp, title, sizeof title);
     fkd_plot p;
     if (s == FKD_OK) s = fkd_viz_picture(&p, PICTURE_SIZE, title, v.x, v.label, v.n, v.w, v.classes, mp.x_norm);
@@ -290,12 +302,11 @@ static fkd_status run_preset(const fkd_viz_options *o, const char *base, const c
         double accuracy, angle;
         summarise(&v, &mp, &accuracy, &angle);
         fprintf(table, "%s,%g,%g,%g,%g,%s,%lld,%.1f,%.4f,%.2f\n", preset, mp.s, mp.m1, mp.m2, mp.m3,
-                mp.x_norm ? "unit circle" : "raw", (long long)r.steps, seconds, accuracy, angle);
+                mp.x_norm ? "unit circle" : "raw", (long long)o->steps, seconds, accuracy, angle);
         FKD_INFO("viz: %s: %.1f s, held-out accuracy %.1f%%, mean angle to own centre %.1f deg; %s", preset, seconds,
                  100 * accuracy, angle, path);
     }
     viz_result_free(&v);
-    fkd_recipe_free(&r);
     return s == FKD_OK ? FKD_OK : FKD_WRAP(s, "viz %s: ", preset);
 }
 
@@ -323,10 +334,20 @@ fkd_status fkd_viz_run(const fkd_viz_options *o)
     grid.pixels = malloc((size_t)grid.width * grid.height * 3);
     fkd_status s = grid.pixels ? FKD_OK : FKD_FAIL(FKD_ERR_NOMEM, "viz: out of memory");
     if (s == FKD_OK) memset(grid.pixels, 255, (size_t)grid.width * grid.height * 3);
+    /* The shared start: a plain softmax run every preset continues from (margin heads
+     * trained from scratch on 2-d features collapse every centre onto one direction). */
+    char pretrained[PATH_CAP];
+    snprintf(pretrained, sizeof pretrained, "%s/runs/pretrain/model.safetensors", o->out);
+    if (s == FKD_OK && o->pretrain_steps > 0) {
+        FKD_INFO("viz: pre-training %lld steps with softmax", (long long)o->pretrain_steps);
+        fkd_margin_params unused;
+        s = train_one(o, base, "pretrain", "softmax", o->pretrain_steps, NULL, &unused);
+        if (s != FKD_OK) s = FKD_WRAP(s, "viz pretrain: ");
+    }
     for (int i = 0; s == FKD_OK && i < o->n_presets; i++) {
         FKD_INFO("viz: preset %d/%d: %s", i + 1, o->n_presets, o->presets[i]);
         fkd_image tile = {0};
-        s = run_preset(o, base, o->presets[i], table, &tile);
+        s = run_preset(o, base, o->presets[i], o->pretrain_steps > 0 ? pretrained : NULL, table, &tile);
         if (s == FKD_OK) blit(&grid, &tile, PICTURE_SIZE * (i % GRID_COLUMNS), PICTURE_SIZE * (i / GRID_COLUMNS));
         fkd_image_free(&tile);
     }

@@ -1,11 +1,15 @@
 /* `facekd viz`: what each margin does to the feature space, drawn in two dimensions.
  *
- * For each loss preset a short training with the real trainer (recipe written into the
- * output folder, head.loss set per preset) of a narrow model with a 2-d embedding on a
- * handful of synthetic identities; then held-out images of those identities (image
- * indices after the training ones) are embedded with the trained model and drawn: points
- * coloured by identity, the class centres (head.weight rows) as lines from the origin, the
- * unit circle, and a title with the preset's margin parameters.
+ * A narrow model with a 2-d embedding is first trained briefly with plain softmax on a
+ * handful of synthetic identities; from that shared start each loss preset trains a few
+ * more steps with its own head (the real trainer, recipe written into the output folder,
+ * head.loss and model.weights set per preset). Margin heads trained from scratch on 2-d
+ * features collapsed every class centre onto one direction within a few hundred steps,
+ * as insightface warns for ArcFace; the pre-training is what insightface advises then.
+ * Held-out images of the identities (image indices after the training ones) are embedded
+ * with each trained model and drawn: points coloured by identity, the class centres
+ * (head.weight rows) as dashed lines from the origin, the unit circle, and a title with
+ * the preset's margin parameters.
  *
  * Presets whose head normalises features (x_norm: norm-softmax, cosface, arcface) are
  * drawn on the unit circle, since only the direction enters their loss; the others
@@ -13,8 +17,10 @@
  * feature norm and the radial spread is part of the picture.
  *
  * OUT/
- *   viz.yaml                 the base recipe (every preset loads it)
- *   runs/<preset>/           the trainer's run folder (log.csv, model.safetensors, ...)
+ *   viz.yaml                 the base recipe (every run loads it)
+ *   runs/pretrain/           the shared softmax start (a trainer run folder)
+ *   runs/<preset>/           each preset's run folder (log.csv, model.safetensors, ...)
+ *   viz.csv                  per preset: margins, seconds, held-out accuracy, mean angle
  *   <preset>.png             one picture per preset
  *   grid.png                 all pictures side by side
  */
@@ -35,6 +41,7 @@ typedef struct {
     const char *presets[FKD_VIZ_MAX_PRESETS];     /* head.loss values */
     int n_presets;
     int64_t steps;               /* training steps per preset */
+    int64_t pretrain_steps;      /* shared softmax pre-training (0: each preset from scratch) */
     int identities;              /* synthetic identities (classes) */
     int images_per_identity;     /* training images per identity */
     int heldout;                 /* held-out images per identity drawn in the picture */
@@ -46,8 +53,8 @@ typedef struct {
     int n_sets;
 } fkd_viz_options;
 
-/* Six presets (softmax … arcface), 8 identities × 40 images, 10 held out, 60 steps,
- * batch 16, mbf width 8, lr 0.1, seed 1. */
+/* Six presets (softmax … arcface), 8 identities × 40 images, 10 held out, 300 steps of
+ * softmax pre-training then 150 per preset, batch 16, mbf width 16, adamw lr 0.02, seed 1. */
 void fkd_viz_options_default(fkd_viz_options *o);
 
 /* Trains and draws every preset of `o`, then the grid. */
