@@ -119,6 +119,19 @@ static void test_tiny_run_learns_and_writes_its_folder(void **state)
     assert_int_equal(fkd_test_csv_column(path, "step", &steps), 2);
     assert_true(steps[0] == 15 && steps[1] == 30);
     free(steps);
+
+    /* Fine-tuning from that model (model.weights) starts the head from its class centres:
+     * one step at learning rate 0 (the first step of a warmup) leaves head.weight exactly
+     * as the file has it. */
+    char weights[PATH], out[PATH], a[PATH], b[PATH], worst[256];
+    snprintf(weights, sizeof weights, "model.weights=%s/run/model.safetensors", dir);
+    snprintf(out, sizeof out, "output=%s/warm", dir);
+    const char *warm[] = {weights, out, "steps=1", "schedule.warmup_steps=5", "data.eval=[]"};
+    assert_int_equal(train("tiny.yaml", warm, 5, false, NULL), FKD_OK);
+    snprintf(a, sizeof a, "%s/run/model.safetensors", dir);
+    snprintf(b, sizeof b, "%s/warm/model.safetensors", dir);
+    double diff = fkd_test_safetensors_diff(a, b, "head.weight", worst, sizeof worst);
+    if (diff != 0) fail_msg("head.weight after a warm start: max |diff| %g (%s)", diff, worst);
 }
 
 static const char resume_recipe[] = "name: resume\n"
@@ -160,12 +173,12 @@ static void test_resume_equals_uninterrupted(void **state)
 
     snprintf(a, sizeof a, "%s/whole/model.safetensors", dir);
     snprintf(b, sizeof b, "%s/parts/model.safetensors", dir);
-    double diff = fkd_test_safetensors_diff(a, b, worst, sizeof worst);
+    double diff = fkd_test_safetensors_diff(a, b, NULL, worst, sizeof worst);
     if (diff != 0) fail_msg("resumed model differs from the uninterrupted one: max |diff| %g in %s", diff, worst);
     /* The checkpoints hold the optimizer state too: equal as well. */
     snprintf(a, sizeof a, "%s/whole/checkpoint.safetensors", dir);
     snprintf(b, sizeof b, "%s/parts/checkpoint.safetensors", dir);
-    diff = fkd_test_safetensors_diff(a, b, worst, sizeof worst);
+    diff = fkd_test_safetensors_diff(a, b, NULL, worst, sizeof worst);
     if (diff != 0) fail_msg("resumed checkpoint differs from the uninterrupted one: max |diff| %g in %s", diff, worst);
 
     /* The resumed log continues the first: rows for steps 1..6, the same losses. */
@@ -210,7 +223,7 @@ static void test_interrupt_then_resume(void **state)
     assert_int_equal(train("resume.yaml", cut, 3, true, NULL), FKD_OK);
     snprintf(a, sizeof a, "%s/whole2/model.safetensors", dir);
     snprintf(b, sizeof b, "%s/cut/model.safetensors", dir);
-    double diff = fkd_test_safetensors_diff(a, b, worst, sizeof worst);
+    double diff = fkd_test_safetensors_diff(a, b, NULL, worst, sizeof worst);
     if (diff != 0) fail_msg("model after interrupt + resume differs: max |diff| %g in %s", diff, worst);
 }
 

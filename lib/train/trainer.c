@@ -120,6 +120,27 @@ static fkd_status build_model(fkd_trainer *t)
     return FKD_OK;
 }
 
+/* model.weights that carry class centres of the same shape (the model.safetensors of an
+ * earlier run on the same identities) start the head too, so fine-tuning keeps the
+ * centres its features were trained against; any other file leaves the random start. */
+static fkd_status load_head_start(fkd_trainer *t, const char *path)
+{
+    fkd_safetensors st;
+    FKD_TRY(fkd_safetensors_read(&st, path));
+    fkd_param *params;
+    int count, loaded = 0;
+    fkd_status s = fkd_margin_head_params(t->head, &params, &count);
+    for (int i = 0; s == FKD_OK && i < count; i++) {
+        const fkd_st_tensor *w = fkd_safetensors_find(&st, params[i].name);
+        if (!w || w->numel != params[i].numel) continue;
+        fkd_st_tensor_to_f32(w, params[i].data);
+        loaded++;
+    }
+    if (s == FKD_OK && loaded) FKD_INFO("head: %d of %d tensors from %s", loaded, count, path);
+    fkd_safetensors_free(&st);
+    return s;
+}
+
 /* The recipe's head section as the margin head's key/value overrides; NaN = preset. */
 static fkd_status build_head(fkd_trainer *t)
 {
@@ -133,7 +154,8 @@ static fkd_status build_head(fkd_trainer *t)
     if (!isnan(h->m3)) p.m3 = h->m3;
     FKD_TRY(fkd_margin_params_validate(&p));
     int classes = t->ds.ops->identities(&t->ds);
-    return fkd_margin_head_create(&t->head, &p, classes, t->dim, t->batch, (uint64_t)t->r->seed);
+    FKD_TRY(fkd_margin_head_create(&t->head, &p, classes, t->dim, t->batch, (uint64_t)t->r->seed));
+    return t->r->model.weights ? load_head_start(t, t->r->model.weights) : FKD_OK;
 }
 
 static fkd_status build_optimizer(fkd_trainer *t)

@@ -4,8 +4,9 @@
  * handful of synthetic identities; from that shared start each loss preset trains a few
  * more steps with its own head (the real trainer, recipe written into the output folder,
  * head.loss and model.weights set per preset). Margin heads trained from scratch on 2-d
- * features collapsed every class centre onto one direction within a few hundred steps,
- * as insightface warns for ArcFace; the pre-training is what insightface advises then.
+ * features collapsed the class centres onto one or two directions within a few hundred
+ * steps here; a softmax start is the two-stage remedy discussed for ArcFace in
+ * deepinsight/insightface issues #214 and #313.
  * Held-out images of the identities (image indices after the training ones) are embedded
  * with each trained model and drawn: points coloured by identity, the class centres
  * (head.weight rows) as dashed lines from the origin, the unit circle, and a title with

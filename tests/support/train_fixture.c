@@ -84,20 +84,21 @@ static double tensor_diff(const fkd_st_tensor *ta, const fkd_st_tensor *tb)
     return worst;
 }
 
-double fkd_test_safetensors_diff(const char *a, const char *b, char *worst, size_t worst_size)
+double fkd_test_safetensors_diff(const char *a, const char *b, const char *only, char *worst, size_t worst_size)
 {
     fkd_safetensors sa = {0}, sb = {0};
     double result = -1;
     snprintf(worst, worst_size, "unreadable file");
     if (fkd_safetensors_read(&sa, a) != FKD_OK || fkd_safetensors_read(&sb, b) != FKD_OK) goto done;
-    if (sa.count != sb.count) {
+    if (!only && sa.count != sb.count) {
         snprintf(worst, worst_size, "%d vs %d tensors", sa.count, sb.count);
         goto done;
     }
-    result = 0;
-    snprintf(worst, worst_size, "(none)");
+    result = only && !fkd_safetensors_find(&sa, only) ? -1 : 0;
+    snprintf(worst, worst_size, result < 0 ? "no tensor '%s'" : "(none)", only ? only : "");
     for (int i = 0; i < sa.count; i++) {
         const fkd_st_tensor *ta = &sa.tensors[i], *tb = fkd_safetensors_find(&sb, ta->name);
+        if (only && strcmp(ta->name, only) != 0) continue;
         if (!tb || tb->numel != ta->numel || tb->ndims != ta->ndims) {
             snprintf(worst, worst_size, "%s: missing or reshaped in %s", ta->name, b);
             result = -1;

@@ -21,11 +21,12 @@ int fkd_test_write_text(char *path, const char *dir, const char *name, const cha
  * the reason in fkd_last_error()) when the file or column is missing. */
 int fkd_test_csv_column(const char *path, const char *name, double **values);
 
-/* Compares every tensor of two safetensors files (names, shapes and values as fp32).
+/* Compares every tensor of two safetensors files (names, shapes and values as fp32), or
+ * only the tensor named `only` when it is not NULL.
  * Returns the largest absolute difference (0 for identical files) and names the tensor
  * where it occurs in `worst`; -1 when the files cannot be read or their tensors differ in
  * name or shape (the reason in `worst`). */
-double fkd_test_safetensors_diff(const char *a, const char *b, char *worst, size_t worst_size);
+double fkd_test_safetensors_diff(const char *a, const char *b, const char *only, char *worst, size_t worst_size);
 
 /* 1 when `path` exists and is not empty. */
 int fkd_test_file_nonempty(const char *path);
