@@ -317,6 +317,12 @@ fkd_status fkd_viz_run(const fkd_viz_options *o)
     if (o->identities < 2 || o->identities > 64 || o->heldout < 1 || o->images_per_identity < 1 || o->steps < 1)
         return FKD_FAIL(FKD_ERR_ARG, "viz: need 2..64 identities, >= 1 training and held-out image, >= 1 step");
     if (o->n_sets > FKD_VIZ_MAX_SETS) return FKD_FAIL(FKD_ERR_ARG, "viz: at most %d --set", FKD_VIZ_MAX_SETS);
+    /* A misspelt preset fails now, not after the pre-training. */
+    for (int i = 0; i < o->n_presets; i++) {
+        fkd_margin_params check;
+        fkd_status s = fkd_margin_params_preset(&check, o->presets[i]);
+        if (s != FKD_OK) return FKD_WRAP(s, "viz --presets: ");
+    }
     char base[PATH_CAP], path[PATH_CAP];
     FKD_TRY(fkd_mkdir_p(o->out));
     snprintf(base, sizeof base, "%s/viz.yaml", o->out);
