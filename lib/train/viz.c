@@ -38,8 +38,9 @@ void fkd_viz_options_default(fkd_viz_options *o)
 }
 
 /* The base recipe every preset loads; head.loss, name and output come as overrides.
- * One thread: on a shared machine OpenMP's spinning barriers made two threads 3x slower
- * than one (measured: 19 vs 6.8 img/s for mbf width 8, batch 16, under load). */
+ * One thread: on the loaded 2-core machine two threads spent most of their time in
+ * OpenMP's barrier wait (measured, mbf width 8, batch 16: 3-12 img/s with two threads,
+ * 6.8 with passive waiting, 19 with one). */
 static fkd_status write_base_recipe(const fkd_viz_options *o, const char *path)
 {
     char text[2048];
