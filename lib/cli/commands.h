@@ -16,6 +16,7 @@
     X(bench, "measure data decoding and synthetic rendering speed (images/s)")                \
     X(plot, "draw columns of a CSV log (loss, lr, accuracy vs step) as a PNG line plot")      \
     X(recipe, "check a recipe and print it resolved; --doc prints the recipe reference")      \
+    X(viz, "train each margin preset with a 2-d embedding and draw features and class centres") \
     X(version, "print the version and the oneDNN build facekd runs on")
 
 #define FKD__COMMAND_DECL(name, summary) int fkd_cmd_##name(int argc, char **argv);

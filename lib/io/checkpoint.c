@@ -25,9 +25,17 @@ static void extra_free(extra_list *l)
     free(l->flat_dims);
 }
 
+/* `prefix` + `name`, unless `name` already starts with `prefix`: the margin head names its
+ * class centres "head.weight", and the file must hold "head.weight", not "head.head.weight". */
+static const char *own_prefix(const char *prefix, const char *name)
+{
+    return strncmp(name, prefix, strlen(prefix)) == 0 ? "" : prefix;
+}
+
 static fkd_status extra_add(extra_list *l, const char *prefix, const char *name, fkd_st_dtype dtype, int ndims,
                             const int64_t *dims, const void *data)
 {
+    prefix = own_prefix(prefix, name);
     size_t len = strlen(prefix) + strlen(name) + 1;
     char *full = malloc(len);
     if (!full) return FKD_FAIL(FKD_ERR_NOMEM, "checkpoint: out of memory");
@@ -79,7 +87,7 @@ fkd_status fkd_checkpoint_load_params(const fkd_safetensors *st, const char *pre
 {
     for (int i = 0; i < count; i++) {
         char name[512];
-        snprintf(name, sizeof name, "%s%s", prefix, params[i].name);
+        snprintf(name, sizeof name, "%s%s", own_prefix(prefix, params[i].name), params[i].name);
         const fkd_st_tensor *t = fkd_safetensors_find(st, name);
         if (!t) return FKD_FAIL(FKD_ERR_FORMAT, "%s: tensor '%s' is missing", st->path, name);
         if (t->numel != params[i].numel)

@@ -140,7 +140,8 @@ static const field schema[] = {
     {"model.precision", T_ENUM, "fp32", 0, 0, precision_names, R(model.precision), 0, 0, NULL, 0,
      "compute precision (bf16 keeps fp32 master weights)"},
     {"model.weights", T_PATH, NULL, 0, 0, NULL, R(model.weights), 0, 0, NULL, 0,
-     "initial weights (.safetensors); random initialisation when left out"},
+     "initial weights (.safetensors); random initialisation when left out. Class centres (head.weight) "
+     "of the same shape in the file start the head too"},
 
     {"head", T_SECTION, NULL, 0, 0, NULL, 0, 0, 0, NULL, 0,
      "loss on labels; margin family: true-class logit s*(cos(m1*theta + m2) - m3)"},

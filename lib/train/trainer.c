@@ -144,13 +144,34 @@ static fkd_status build_model(fkd_trainer *t)
     return FKD_OK;
 }
 
+/* model.weights that carry class centres of the same shape (the model.safetensors of an
+ * earlier run on the same identities) start the head too, so fine-tuning keeps the
+ * centres its features were trained against; any other file leaves the random start. */
+static fkd_status load_head_start(fkd_trainer *t, const char *path)
+{
+    fkd_safetensors st;
+    FKD_TRY(fkd_safetensors_read(&st, path));
+    fkd_param *params;
+    int count, loaded = 0;
+    fkd_status s = fkd_label_loss_params(t->loss, &params, &count);
+    for (int i = 0; s == FKD_OK && i < count; i++) {
+        const fkd_st_tensor *w = fkd_safetensors_find(&st, params[i].name);
+        if (!w || w->numel != params[i].numel) continue;
+        fkd_st_tensor_to_f32(w, params[i].data);
+        loaded++;
+    }
+    if (s == FKD_OK && loaded) FKD_INFO("head: %d of %d tensors from %s", loaded, count, path);
+    fkd_safetensors_free(&st);
+    return s;
+}
+
 static fkd_status build_head(fkd_trainer *t)
 {
     int classes = t->ds.ops->identities(&t->ds);
     FKD_TRY(fkd_label_loss_create(&t->loss, &t->r->head, t->r->path, classes, t->dim, t->batch, (uint64_t)t->r->seed));
     t->n_label_terms = fkd_label_loss_terms(t->loss, t->label_terms);
     t->head_name = fkd_recipe_enum_name("head.loss", t->r->head.loss);
-    return FKD_OK;
+    return t->r->model.weights ? load_head_start(t, t->r->model.weights) : FKD_OK;
 }
 
 /* Every trained parameter list: the model's, the head's and the hook's. Returns the
@@ -246,6 +267,7 @@ static fkd_checkpoint checkpoint_parts(fkd_trainer *t, bool with_optim)
     ck.head_count = t->n_saved;
     snprintf(ck.meta.architecture, sizeof ck.meta.architecture, "%s", t->arch);
     ck.meta.embedding_size = t->dim;
+    /* A narrow model must say so, or fkd_model_open builds the full width. */
     ck.meta.width = (int)t->r->model.width;
     snprintf(ck.meta.producer, sizeof ck.meta.producer, "facekd %s train %s", FKD_VERSION, t->r->name);
     ck.epoch = t->steps_per_epoch ? t->step / t->steps_per_epoch : 0;
