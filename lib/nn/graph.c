@@ -255,6 +255,12 @@ fkd_status fkd__steps_add(fkd__steps *steps, fkd_prim *p)
     return steps_push(steps, (fkd__step){.prim = p});
 }
 
+fkd_status fkd__steps_add_host(fkd__steps *steps, fkd_status (*host)(void *ctx), void *ctx,
+                               const char *label)
+{
+    return steps_push(steps, (fkd__step){.host = host, .ctx = ctx, .label = label});
+}
+
 /* `have` in layout `want`: itself, or `tmp` (made by the caller) filled by a reorder. */
 static fkd_status reorder_into(fkd_graph *g, fkd__steps *steps, fkd_mem *have, fkd_mem *tmp,
                                fkd_mem **out)
@@ -321,10 +327,16 @@ fkd_status fkd__steps_run(fkd_graph *g, const fkd__steps *steps)
             continue;
         }
         FKD_TRY(fkd_shim_wait(g->shim));
+        if (st->host) {
+            FKD_TRY(st->host(st->ctx));
+            continue;
+        }
         float *dst = fkd_shim_mem_data(st->dst);
         const float *src = fkd_shim_mem_data(st->src);
         int64_t n = (int64_t)(fkd_shim_mem_bytes(st->dst) / sizeof(float));
-#pragma omp parallel for simd schedule(static)
+        /* Small gradients (batch-norm scale/shift, biases) stay on this thread: a parallel
+         * region costs more than the adds, and far more when the cores are shared. */
+#pragma omp parallel for simd schedule(static) if (n >= FKD__PARALLEL_MIN)
         for (int64_t k = 0; k < n; k++) dst[k] += src[k];
     }
     return FKD_OK;
@@ -604,7 +616,7 @@ fkd_status fkd_graph_add_grad(fkd_graph *g, fkd_value v, const float *grad)
     if (!x->edge) {
         float *d = fkd_shim_mem_data(x->grad);
         int64_t n = value_numel(x);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= FKD__PARALLEL_MIN)
         for (int64_t i = 0; i < n; i++) d[i] += grad[i];
         return FKD_OK;
     }
@@ -618,9 +630,9 @@ static void append_kernels(char *buf, size_t cap, size_t *used, const char *labe
                            const fkd__steps *steps)
 {
     for (int i = 0; i < steps->count && *used < cap; i++) {
-        const fkd_prim *p = steps->items[i].prim;
+        const fkd__step *st = &steps->items[i];
         int n = snprintf(buf + *used, cap - *used, "%s%s", i ? ", " : label,
-                         p ? fkd_shim_prim_impl(p) : "add:host");
+                         st->prim ? fkd_shim_prim_impl(st->prim) : st->host ? st->label : "add:host");
         if (n > 0) *used += (size_t)n;
     }
 }

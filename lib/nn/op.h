@@ -29,13 +29,20 @@ typedef enum {
     FKD__OP_COUNT
 } fkd__op_kind;
 
-/* One step of a node: a oneDNN primitive, or (prim == NULL) dst += src over two fp32
- * memories of the same layout (gradient accumulation, OpenMP). Memories, not pointers:
- * backward temporaries get their buffer only at the end of finalize. */
+/* One step of a node: a oneDNN primitive; or a host kernel `host(ctx)` (facekd's own
+ * kernels, `label` names it for fkd_graph_kernels); or (prim and host NULL) dst += src over
+ * two fp32 memories of the same layout (gradient accumulation, OpenMP). Memories, not
+ * pointers: backward temporaries get their buffer only at the end of finalize. */
 typedef struct {
     fkd_prim *prim;
     fkd_mem *dst, *src;
+    fkd_status (*host)(void *ctx);
+    void *ctx;
+    const char *label;
 } fkd__step;
+
+/* Host loops over fewer elements than this run on one thread (no OpenMP region). */
+#define FKD__PARALLEL_MIN 32768
 
 /* Steps run in order. */
 typedef struct {
@@ -178,6 +185,9 @@ fkd_status fkd__grad_as(fkd_graph *g, fkd__node *n, fkd__steps *steps, int v, co
 fkd_status fkd__bwd_as(fkd_graph *g, fkd__node *n, fkd__steps *steps, fkd_mem *have,
                        const fkd_md *want, fkd_mem **out);
 fkd_status fkd__steps_add(fkd__steps *steps, fkd_prim *p);
+/* Appends a host kernel; it runs after the primitives before it have finished. */
+fkd_status fkd__steps_add_host(fkd__steps *steps, fkd_status (*host)(void *ctx), void *ctx,
+                               const char *label);
 /* Appends dst += src: a host loop when the layouts agree, a reorder with a sum post-op
  * otherwise. */
 fkd_status fkd__accumulate(fkd_graph *g, fkd__steps *steps, fkd_mem *src, fkd_mem *dst);

@@ -9,10 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nn/conv_grouped.h"
 #include "nn/op.h"
 
 typedef struct {
     int out_c, kernel, stride, padding, groups;
+    fkd__grouped *grouped; /* facekd's kernels for small groups (conv_grouped.c), else NULL */
 } conv_state;
 
 fkd_value fkd_graph_conv(fkd_graph *g, const char *name, fkd_value x, int out_channels,
@@ -39,7 +41,7 @@ fkd_value fkd_graph_conv(fkd_graph *g, const char *name, fkd_value x, int out_ch
                         name, kernel, (long)v->dims[2], (long)v->dims[3]);
     conv_state *s = malloc(sizeof *s);
     if (!s) return FKD_FAIL(FKD_ERR_NOMEM, "graph: conv '%s': out of memory", name);
-    *s = (conv_state){out_channels, kernel, stride, padding, groups};
+    *s = (conv_state){out_channels, kernel, stride, padding, groups, NULL};
     const int64_t dims[4] = {v->dims[0], out_channels, oh, ow};
     fkd_value y = fkd__node_add(g, FKD__OP_CONV, name, &x, 1, s, 4, dims);
     if (y < 0) return y;
@@ -59,10 +61,12 @@ fkd_value fkd_graph_conv(fkd_graph *g, const char *name, fkd_value x, int out_ch
 
 static fkd_status conv_build(fkd_graph *g, fkd__node *n)
 {
-    const conv_state *s = n->state;
+    conv_state *s = n->state;
     const fkd__value *x = &g->values[n->inputs[0]], *y = &g->values[n->output];
     bool train = g->cfg.mode == FKD_GRAPH_TRAIN, has_bias = n->n_params == 2;
     int in_c = (int)x->dims[1], k = s->kernel, G = s->groups;
+    if (fkd__conv_grouped_fits(g->dtype, in_c, s->out_c, G))
+        return fkd__conv_grouped_build(g, n, k, s->stride, s->padding, G, &s->grouped);
     int64_t wd[5] = {G, s->out_c / G, in_c / G, k, k};
     int wnd = G > 1 ? 5 : 4;
     const int64_t *wdims = G > 1 ? wd : wd + 1;
@@ -92,4 +96,9 @@ static fkd_status conv_build(fkd_graph *g, fkd__node *n)
     return fkd__build_weighted(g, n, fwd, bwd_data, bwd_weights, w_plain);
 }
 
-const fkd__op fkd__op_conv = {.build = conv_build};
+static void conv_free(fkd__node *n)
+{
+    fkd__conv_grouped_free(((conv_state *)n->state)->grouped);
+}
+
+const fkd__op fkd__op_conv = {.build = conv_build, .free = conv_free};

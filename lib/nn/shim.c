@@ -200,6 +200,11 @@ fkd_status fkd_shim_md_any(fkd_shim *s, const fkd_md **out, int ndims, const int
     return md_by_tag(s, out, ndims, dims, dt, dnnl_format_tag_any);
 }
 
+fkd_status fkd_shim_md_blocked16(fkd_shim *s, const fkd_md **out, const int64_t dims[4], fkd_dtype dt)
+{
+    return md_by_tag(s, out, 4, dims, dt, dnnl_nChw16c);
+}
+
 fkd_status fkd_shim_md_reshape(fkd_shim *s, const fkd_md **out, const fkd_md *md, int ndims,
                                const int64_t *dims)
 {

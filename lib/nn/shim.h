@@ -84,6 +84,8 @@ fkd_status fkd_shim_md_plain(fkd_shim *s, const fkd_md **out, int ndims, const i
 /* "Let the primitive choose" (format_tag_any). */
 fkd_status fkd_shim_md_any(fkd_shim *s, const fkd_md **out, int ndims, const int64_t *dims,
                            fkd_dtype dt);
+/* (N, C, H, W) in oneDNN's nChw16c: channel blocks of 16 innermost (facekd's own kernels). */
+fkd_status fkd_shim_md_blocked16(fkd_shim *s, const fkd_md **out, const int64_t dims[4], fkd_dtype dt);
 /* The same layout read with other dims of the same element count: only for plain layouts
  * (used by flatten to view (N, C·H·W) as (N, C, H, W)). */
 fkd_status fkd_shim_md_reshape(fkd_shim *s, const fkd_md **out, const fkd_md *md, int ndims,
