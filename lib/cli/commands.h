@@ -10,7 +10,7 @@
     X(embed, "embeddings of images, a folder or a .npy batch, written as .npy")               \
     X(info, "describe an architecture or a model file (parameters, MACs, tensors, check)")    \
     X(synth, "render synthetic face benchmarks, training sets and previews")                  \
-    X(bench, "measure data decoding and synthetic rendering speed (images/s)")                \
+    X(bench, "measure model speed (train/infer, fp32/bf16) or data decoding speed (images/s)") \
     X(plot, "draw columns of a CSV log (loss, lr, accuracy vs step) as a PNG line plot")      \
     X(recipe, "check a recipe and print it resolved; --doc prints the recipe reference")      \
     X(version, "print the version and the oneDNN build facekd runs on")

@@ -171,6 +171,29 @@ static dnnl_data_type_t dnnl_dt(fkd_dtype dt)
     return dt == FKD_DT_BF16 ? dnnl_bf16 : dnnl_f32;
 }
 
+const char *fkd_shim_isa(void)
+{
+    switch (dnnl_get_effective_cpu_isa()) {
+    case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
+    case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl_cpu_isa_avx512_core: return "avx512_core";
+    case dnnl_cpu_isa_avx2: return "avx2";
+    default: return "sse41 or older";
+    }
+}
+
+int fkd_shim_flops_per_cycle(bool bf16)
+{
+    dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    if (bf16 && isa == dnnl_cpu_isa_avx512_core_amx) return 1024;
+    if (bf16 && isa == dnnl_cpu_isa_avx512_core_bf16) return 128;
+    if (isa == dnnl_cpu_isa_avx512_core_amx || isa == dnnl_cpu_isa_avx512_core_bf16 ||
+        isa == dnnl_cpu_isa_avx512_core_vnni || isa == dnnl_cpu_isa_avx512_core)
+        return 64;
+    return isa == dnnl_cpu_isa_avx2 ? 32 : 16;
+}
+
 static fkd_status md_by_tag(fkd_shim *s, const fkd_md **out, int ndims, const int64_t *dims,
                             fkd_dtype dt, dnnl_format_tag_t tag)
 {

@@ -42,6 +42,13 @@ fkd_status fkd_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k
                      const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
                      float *c, int64_t ldc);
 
+/* The instruction set oneDNN's kernels use on this CPU ("avx512_core_amx", "avx512_core_bf16",
+ * "avx512_core", "avx2", ...), and its nominal floating-point operations per cycle per core
+ * (FMA = 2) for fp32 or bf16 dot products: AMX tiles 1024, AVX-512 bf16 128 / fp32 64,
+ * AVX2 32, SSE 16. Nominal: two 512-bit FMA units, as Intel's server cores. */
+const char *fkd_shim_isa(void);
+int fkd_shim_flops_per_cycle(bool bf16);
+
 /* ---- objects ------------------------------------------------------------------------- */
 typedef struct fkd_shim fkd_shim;
 typedef struct fkd_md fkd_md;
