@@ -381,6 +381,19 @@ static void test_two_taps_add_up(void **state)
     fkd_graph_free(g);
 }
 
+/* Gradients of untapped intermediate values share buffers inside backward: add_grad on one
+ * is an error that says to tap it (taps, inputs and outputs keep their own). */
+static void test_add_grad_needs_a_tap(void **state)
+{
+    (void)state;
+    fkd_graph *g = small_net(FKD_GRAPH_TRAIN, 3, NULL);
+    float r[2 * 20 * 4 * 4] = {0};
+    expect_error(fkd_graph_add_grad(g, fkd_graph_find(g, "dw"), r), FKD_ERR_ARG, "tap it");
+    assert_non_null(strstr(fkd_last_error(), "'dw'"));
+    OK(fkd_graph_add_grad(g, fkd_graph_find(g, "stage1"), r));
+    fkd_graph_free(g);
+}
+
 /* ---- modes ----------------------------------------------------------------------------- */
 
 static void test_infer_graph_matches_eval(void **state)
@@ -598,6 +611,7 @@ int main(void)
         cmocka_unit_test(test_count),
         cmocka_unit_test(test_zero_grad_accumulate_freeze),
         cmocka_unit_test(test_two_taps_add_up),
+        cmocka_unit_test(test_add_grad_needs_a_tap),
         cmocka_unit_test(test_infer_graph_matches_eval),
         cmocka_unit_test(test_infer_shares_buffers_correctly),
         cmocka_unit_test(test_steps_do_not_allocate),

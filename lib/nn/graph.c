@@ -96,6 +96,9 @@ void fkd_graph_free(fkd_graph *g)
     for (int i = 0; i < g->n_blocks; i++) free(g->blocks[i].buf);
     free(g->blocks);
     free(g->last_use);
+    for (int i = 0; i < g->n_grad_blocks; i++) free(g->grad_blocks[i].buf);
+    free(g->grad_blocks);
+    free(g->grad_until);
     fkd_shim_free(g->shim);
     free(g->arena);
     free(g);
@@ -206,41 +209,45 @@ fkd_status fkd__value_plain_md(fkd_graph *g, int v, const fkd_md **out)
     return fkd_shim_md_plain(g->shim, out, g->values[v].ndims, g->values[v].dims, g->dtype);
 }
 
-/* INFER graphs: the smallest free block that fits, or a new one; busy until the value's
- * last consumer has run. */
-static fkd_status shared_block(fkd_graph *g, int value, size_t bytes, void **out)
+/* The smallest block of `pool` free at the node being built that fits, or a new one; busy
+ * until node `until` has run. INFER activations and TRAIN gradients use it. */
+static fkd_status shared_block(fkd_graph *g, struct fkd__block **pool, int *n, int *cap, int until,
+                               size_t bytes, void **out)
 {
     int best = -1;
-    for (int i = 0; i < g->n_blocks; i++) {
-        const struct fkd__block *b = &g->blocks[i];
-        if (b->busy_until < g->building && b->bytes >= bytes &&
-            (best < 0 || b->bytes < g->blocks[best].bytes))
+    for (int i = 0; i < *n; i++) {
+        const struct fkd__block *b = &(*pool)[i];
+        if (b->busy_until < g->building && b->bytes >= bytes && (best < 0 || b->bytes < (*pool)[best].bytes))
             best = i;
     }
     if (best < 0) {
-        FKD_TRY(fkd__grow((void **)&g->blocks, &g->cap_blocks, g->n_blocks + 1, sizeof *g->blocks));
+        FKD_TRY(fkd__grow((void **)pool, cap, *n + 1, sizeof **pool));
         void *buf = aligned_alloc(64, bytes);
         if (!buf) return FKD_FAIL(FKD_ERR_NOMEM, "graph: cannot allocate %zu bytes of activations", bytes);
         memset(buf, 0, bytes);
-        best = g->n_blocks++;
-        g->blocks[best] = (struct fkd__block){buf, bytes, 0};
+        best = (*n)++;
+        (*pool)[best] = (struct fkd__block){buf, bytes, 0};
     }
-    g->blocks[best].busy_until = g->last_use[value];
-    *out = g->blocks[best].buf;
+    (*pool)[best].busy_until = until;
+    *out = (*pool)[best].buf;
     return FKD_OK;
 }
 
 fkd_status fkd__value_alloc(fkd_graph *g, int value, const fkd_md *md)
 {
     fkd__value *v = &g->values[value];
+    size_t bytes = (fkd_shim_md_bytes(md) + 63) / 64 * 64;
+    void *buf = NULL;
     if (!v->kept) {
-        void *buf = NULL;
-        FKD_TRY(shared_block(g, value, (fkd_shim_md_bytes(md) + 63) / 64 * 64, &buf));
+        FKD_TRY(shared_block(g, &g->blocks, &g->n_blocks, &g->cap_blocks, g->last_use[value], bytes, &buf));
         return fkd_shim_mem_wrap(g->shim, &v->data, md, buf);
     }
     FKD_TRY(fkd_shim_mem(g->shim, &v->data, md));
-    if (g->cfg.mode == FKD_GRAPH_TRAIN) FKD_TRY(fkd_shim_mem(g->shim, &v->grad, md));
-    return FKD_OK;
+    if (g->cfg.mode != FKD_GRAPH_TRAIN) return FKD_OK;
+    if (!v->grad_shared) return fkd_shim_mem(g->shim, &v->grad, md);
+    FKD_TRY(shared_block(g, &g->grad_blocks, &g->n_grad_blocks, &g->cap_grad_blocks, g->grad_until[value],
+                         bytes, &buf));
+    return fkd_shim_mem_wrap(g->shim, &v->grad, md, buf);
 }
 
 static fkd_status steps_push(fkd__steps *steps, fkd__step step)
@@ -414,15 +421,22 @@ static fkd_status build_value_edges(fkd_graph *g, fkd__value *v)
 static fkd_status plan_lifetimes(fkd_graph *g)
 {
     g->last_use = malloc((size_t)g->n_values * sizeof *g->last_use);
-    if (!g->last_use) return FKD_FAIL(FKD_ERR_NOMEM, "graph: out of memory");
+    g->grad_until = malloc((size_t)g->n_values * sizeof *g->grad_until);
+    if (!g->last_use || !g->grad_until) return FKD_FAIL(FKD_ERR_NOMEM, "graph: out of memory");
     for (int v = 0; v < g->n_values; v++) g->last_use[v] = -1;
     for (int i = 0; i < g->n_nodes; i++)
         for (int k = 0; k < g->nodes[i].n_inputs; k++) g->last_use[g->nodes[i].inputs[k]] = i;
     for (int t = 0; t < g->n_taps; t++) g->last_use[g->taps[t].value] = INT_MAX;
+    bool train = g->cfg.mode == FKD_GRAPH_TRAIN;
     for (int v = 0; v < g->n_values; v++) {
         fkd__value *x = &g->values[v];
         bool input = g->nodes[x->producer].op == FKD__OP_INPUT;
-        if (g->cfg.mode == FKD_GRAPH_TRAIN || input || g->last_use[v] < 0) g->last_use[v] = INT_MAX;
+        if (input || g->last_use[v] < 0) g->last_use[v] = INT_MAX;
+        /* Activations: TRAIN graphs keep all (backward reads them). Gradients: shared
+         * unless kept for the caller (inputs, taps, outputs). */
+        g->grad_until[v] = train ? g->last_use[v] : INT_MAX;
+        x->grad_shared = g->grad_until[v] != INT_MAX;
+        if (train) g->last_use[v] = INT_MAX;
         x->kept = g->last_use[v] == INT_MAX;
     }
     return FKD_OK;
@@ -613,6 +627,10 @@ fkd_status fkd_graph_add_grad(fkd_graph *g, fkd_value v, const float *grad)
     if (!grad) return FKD_FAIL(FKD_ERR_ARG, "graph: add_grad: NULL gradient");
     fkd__value *x = &g->values[v];
     if (!x->grad) return FKD_FAIL(FKD_ERR_ARG, "graph: add_grad: an inference graph has no gradients");
+    if (x->grad_shared)
+        return FKD_FAIL(FKD_ERR_ARG,
+                        "graph: add_grad: %s '%s' shares its gradient buffer inside backward (tap it before finalize)",
+                        fkd__op_name(g->nodes[x->producer].op), g->nodes[x->producer].name);
     if (!x->edge) {
         float *d = fkd_shim_mem_data(x->grad);
         int64_t n = value_numel(x);

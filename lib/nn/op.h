@@ -59,6 +59,10 @@ typedef struct {
      * consumer has run (not readable after forward). Inputs, taps and outputs are kept. */
     bool kept;
     fkd_mem *grad;    /* same layout as data; TRAIN graphs only */
+    /* TRAIN graphs: the gradient buffer is shared with values whose gradients live at other
+     * times of the backward pass (from the last consumer's backward to the producer's);
+     * inputs, taps and outputs own theirs (add_grad and read_input_grad need them). */
+    bool grad_shared;
     /* Edges: a buffer-less plain memory pointed at the caller's array, with reorders
      * (NULL when data is already plain: plain copies are memcpy). */
     fkd_mem *edge;
@@ -108,6 +112,11 @@ struct fkd_graph {
     struct fkd__block { void *buf; size_t bytes; int busy_until; } *blocks;
     int n_blocks, cap_blocks;
     int *last_use;    /* per value: index of the last consuming node (INT_MAX: kept) */
+    /* TRAIN graphs: gradient buffers shared the same way, over the same intervals in node
+     * order (a value's gradient lives from its last consumer's backward to its producer's). */
+    struct fkd__block *grad_blocks;
+    int n_grad_blocks, cap_grad_blocks;
+    int *grad_until;  /* per value: the last consuming node (INT_MAX: own gradient buffer) */
     int building;     /* node being built */
     /* Backward temporaries: buffer-less memories pointed into one arena at finalize. */
     struct fkd__temp { fkd_mem *mem; size_t offset; } *temps;
