@@ -16,7 +16,11 @@
  *
  * Threads: forward over output rows, backward-data over (image, channel block) planes
  * (each thread owns its dx planes: no races), backward-weights over planes with
- * per-thread accumulators allocated at build (nothing allocates after finalize). */
+ * per-thread accumulators allocated at build (nothing allocates after finalize).
+ *
+ * Always fp32, also in bf16 graphs: x is converted by the reorder into nChw16c, and the
+ * fp32 output makes the next batch norm and PReLU run in fp32 until the next convolution
+ * reorders to bf16 (cheaper than oneDNN's bf16 path for this shape, which is gemm too). */
 #include "nn/conv_grouped.h"
 
 #include <omp.h>
@@ -45,9 +49,9 @@ struct fkd__grouped {
     size_t acc_per_thread;
 };
 
-bool fkd__conv_grouped_fits(fkd_dtype dt, int in_c, int out_c, int groups)
+bool fkd__conv_grouped_fits(int in_c, int out_c, int groups)
 {
-    if (dt != FKD_DT_F32 || groups < 2 || in_c != out_c || in_c % 16) return false;
+    if (groups < 2 || in_c != out_c || in_c % 16) return false;
     int k = in_c / groups;
     return k == 2 || k == 4 || k == 8;
 }
@@ -266,7 +270,7 @@ fkd_status fkd__conv_grouped_build(fkd_graph *g, fkd__node *n, int kernel, int s
 
     const fkd_md *blocked, *w_plain, *b_plain;
     const int64_t wdims[5] = {groups, c->k, c->k, kernel, kernel}, bdims[1] = {yv->dims[1]};
-    FKD_TRY(fkd_shim_md_blocked16(g->shim, &blocked, yv->dims, g->dtype));
+    FKD_TRY(fkd_shim_md_blocked16(g->shim, &blocked, yv->dims, FKD_DT_F32));
     FKD_TRY(fkd_shim_md_plain(g->shim, &w_plain, 5, wdims, FKD_DT_F32));
     FKD_TRY(fkd__value_alloc(g, n->output, blocked));
     FKD_TRY(fkd__param_alloc(g, w, w_plain, w_plain));
@@ -279,7 +283,7 @@ fkd_status fkd__conv_grouped_build(fkd_graph *g, fkd__node *n, int kernel, int s
         c->dbias = g->params[b].grad;
     }
     const fkd_md *x_blocked;
-    FKD_TRY(fkd_shim_md_blocked16(g->shim, &x_blocked, xv->dims, g->dtype));
+    FKD_TRY(fkd_shim_md_blocked16(g->shim, &x_blocked, xv->dims, FKD_DT_F32));
     FKD_TRY(fkd__value_as(g, &n->fwd, n->inputs[0], x_blocked, &c->x));
     c->y = g->values[n->output].data;
     FKD_TRY(fkd__steps_add_host(&n->fwd, grouped_forward, c, "grouped_conv:host"));

@@ -8,9 +8,9 @@
 
 typedef struct fkd__grouped fkd__grouped;
 
-/* True when the kernels handle this convolution: fp32, in = out channels, a multiple of
- * 16, and 2, 4 or 8 channels per group. */
-bool fkd__conv_grouped_fits(fkd_dtype dt, int in_c, int out_c, int groups);
+/* True when the kernels handle this convolution: in = out channels, a multiple of 16, and
+ * 2, 4 or 8 channels per group. They compute in fp32 in every graph. */
+bool fkd__conv_grouped_fits(int in_c, int out_c, int groups);
 /* build() for such a node: output in nChw16c, weights plain (G, k, k, K, K), steps
  *   forward:  [reorder x] grouped_conv:host
  *   backward: grouped_conv_bwd_d:host [+ dx accumulation] grouped_conv_bwd_w:host

@@ -58,12 +58,15 @@ fkd_status fkd_graph_create(fkd_graph **out, const fkd_graph_config *config)
     *out = NULL;
     if (!config || config->batch < 1)
         return FKD_FAIL(FKD_ERR_ARG, "graph: batch must be at least 1");
-    if (config->precision != FKD_PREC_F32)
-        return FKD_FAIL(FKD_ERR_UNSUPPORTED, "graph: only fp32 precision is implemented");
+    if (config->precision != FKD_PREC_F32 && config->precision != FKD_PREC_BF16)
+        return FKD_FAIL(FKD_ERR_ARG, "graph: unknown precision %d", (int)config->precision);
+    if (config->precision == FKD_PREC_BF16 && !fkd_shim_bf16_ok())
+        return FKD_FAIL(FKD_ERR_UNSUPPORTED, "graph: bf16 needs AVX-512 (oneDNN runs %s here); use fp32",
+                        fkd_shim_isa());
     fkd_graph *g = calloc(1, sizeof *g);
     if (!g) return FKD_FAIL(FKD_ERR_NOMEM, "graph: out of memory");
     g->cfg = *config;
-    g->dtype = FKD_DT_F32;
+    g->dtype = config->precision == FKD_PREC_BF16 ? FKD_DT_BF16 : FKD_DT_F32;
     g->training = config->mode == FKD_GRAPH_TRAIN;
     fkd_status st = fkd_shim_create(&g->shim);
     if (st != FKD_OK) {
@@ -279,14 +282,20 @@ static fkd_status reorder_into(fkd_graph *g, fkd__steps *steps, fkd_mem *have, f
     return FKD_OK;
 }
 
-fkd_status fkd__value_as(fkd_graph *g, fkd__steps *steps, int v, const fkd_md *want,
-                         fkd_mem **out)
+fkd_status fkd__mem_as(fkd_graph *g, fkd__steps *steps, fkd_mem *have, const fkd_md *want,
+                       fkd_mem **out)
 {
-    fkd_mem *have = g->values[v].data, *tmp;
+    fkd_mem *tmp;
     *out = have;
     if (fkd_shim_md_equal(fkd_shim_mem_md(have), want)) return FKD_OK;
     FKD_TRY(fkd_shim_mem(g->shim, &tmp, want));
     return reorder_into(g, steps, have, tmp, out);
+}
+
+fkd_status fkd__value_as(fkd_graph *g, fkd__steps *steps, int v, const fkd_md *want,
+                         fkd_mem **out)
+{
+    return fkd__mem_as(g, steps, g->values[v].data, want, out);
 }
 
 fkd_status fkd__bwd_temp(fkd_graph *g, fkd__node *n, const fkd_md *md, fkd_mem **out)
@@ -318,7 +327,8 @@ fkd_status fkd__grad_as(fkd_graph *g, fkd__node *n, fkd__steps *steps, int v, co
 
 fkd_status fkd__accumulate(fkd_graph *g, fkd__steps *steps, fkd_mem *src, fkd_mem *dst)
 {
-    if (fkd_shim_md_equal(fkd_shim_mem_md(src), fkd_shim_mem_md(dst)) && g->dtype == FKD_DT_F32)
+    if (fkd_shim_md_equal(fkd_shim_mem_md(src), fkd_shim_mem_md(dst)) &&
+        fkd_shim_md_dtype(fkd_shim_mem_md(dst)) == FKD_DT_F32)
         return steps_push(steps, (fkd__step){.dst = dst, .src = src});
     fkd_prim *r;
     FKD_TRY(fkd_shim_reorder(g->shim, &r, src, dst, true));
@@ -359,12 +369,13 @@ fkd_status fkd__build_weighted(fkd_graph *g, fkd__node *n, const fkd_pd *fwd,
     FKD_TRY(fkd__param_alloc(g, w, fkd_shim_pd_md(fwd, FKD_ARG_WEIGHTS), weight_plain));
     if (pb) FKD_TRY(fkd__param_alloc(g, b, fkd_shim_pd_md(fwd, FKD_ARG_BIAS), NULL));
 
-    fkd_mem *src;
+    fkd_mem *src, *w_fwd;
     fkd_prim *p;
+    FKD_TRY(fkd__mem_as(g, &n->fwd, pw->data, fkd_shim_pd_md(fwd, FKD_ARG_WEIGHTS), &w_fwd));
     FKD_TRY(fkd__value_as(g, &n->fwd, x, fkd_shim_pd_md(fwd, FKD_ARG_SRC), &src));
     FKD_TRY(fkd_shim_prim(g->shim, &p, fwd));
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_SRC, src));
-    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_WEIGHTS, pw->data));
+    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_WEIGHTS, w_fwd));
     if (pb) FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_BIAS, pb->data));
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_DST, g->values[y].data));
     FKD_TRY(fkd__steps_add(&n->fwd, p));
@@ -407,8 +418,8 @@ fkd_status fkd__build_weighted(fkd_graph *g, fkd__node *n, const fkd_pd *fwd,
 /* Plain-layout edges of a value: reorders to the caller's array and back. */
 static fkd_status build_value_edges(fkd_graph *g, fkd__value *v)
 {
-    const fkd_md *plain;
-    FKD_TRY(fkd_shim_md_plain(g->shim, &plain, v->ndims, v->dims, g->dtype));
+    const fkd_md *plain; /* the caller's arrays are fp32 whatever the compute type */
+    FKD_TRY(fkd_shim_md_plain(g->shim, &plain, v->ndims, v->dims, FKD_DT_F32));
     if (fkd_shim_md_equal(plain, fkd_shim_mem_md(v->data))) return FKD_OK;
     FKD_TRY(fkd_shim_mem_edge(g->shim, &v->edge, plain));
     FKD_TRY(fkd_shim_reorder(g->shim, &v->to_plain, v->data, v->edge, false));

@@ -177,8 +177,12 @@ fkd_status fkd__value_alloc(fkd_graph *g, int value, const fkd_md *md);
  * (NULL: plain PyTorch dims; grouped conv weights and PReLU weights have more dims inside
  * the engine than in the state_dict). param_read/param_write convert with reorders. */
 fkd_status fkd__param_alloc(fkd_graph *g, int param, const fkd_md *md, const fkd_md *plain);
-/* A memory holding value `v`'s data in layout `want`: the value itself, or a persistent
- * buffer (backward may read it) filled by a reorder appended to `steps`. */
+/* A memory holding `have`'s data in layout (and element type) `want`: `have` itself, or a
+ * persistent buffer filled by a reorder appended to `steps` (bf16 copies of fp32 master
+ * weights, run each forward). */
+fkd_status fkd__mem_as(fkd_graph *g, fkd__steps *steps, fkd_mem *have, const fkd_md *want,
+                       fkd_mem **out);
+/* The same for value `v`'s data (backward may read the copy). */
 fkd_status fkd__value_as(fkd_graph *g, fkd__steps *steps, int v, const fkd_md *want,
                          fkd_mem **out);
 /* Backward-only buffers: they live while node `n`'s backward runs and share one arena

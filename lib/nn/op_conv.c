@@ -65,7 +65,7 @@ static fkd_status conv_build(fkd_graph *g, fkd__node *n)
     const fkd__value *x = &g->values[n->inputs[0]], *y = &g->values[n->output];
     bool train = g->cfg.mode == FKD_GRAPH_TRAIN, has_bias = n->n_params == 2;
     int in_c = (int)x->dims[1], k = s->kernel, G = s->groups;
-    if (fkd__conv_grouped_fits(g->dtype, in_c, s->out_c, G))
+    if (fkd__conv_grouped_fits(in_c, s->out_c, G))
         return fkd__conv_grouped_build(g, n, k, s->stride, s->padding, G, &s->grouped);
     int64_t wd[5] = {G, s->out_c / G, in_c / G, k, k};
     int wnd = G > 1 ? 5 : 4;
@@ -73,11 +73,13 @@ static fkd_status conv_build(fkd_graph *g, fkd__node *n)
     const int64_t bdims[1] = {s->out_c};
 
     fkd_shim *sh = g->shim;
-    const fkd_md *src, *w, *b = NULL, *dst, *w_plain;
+    /* bf16 graphs: bf16 data and weights, fp32 bias and weight gradients (fp32 masters). */
+    const fkd_md *src, *w, *dw, *b = NULL, *dst, *w_plain;
     FKD_TRY(fkd_shim_md_any(sh, &src, 4, x->dims, g->dtype));
     FKD_TRY(fkd_shim_md_any(sh, &w, wnd, wdims, g->dtype));
+    FKD_TRY(fkd_shim_md_any(sh, &dw, wnd, wdims, FKD_DT_F32));
     FKD_TRY(fkd_shim_md_plain(sh, &w_plain, wnd, wdims, FKD_DT_F32));
-    if (has_bias) FKD_TRY(fkd_shim_md_plain(sh, &b, 1, bdims, g->dtype));
+    if (has_bias) FKD_TRY(fkd_shim_md_plain(sh, &b, 1, bdims, FKD_DT_F32));
     FKD_TRY(fkd_shim_md_any(sh, &dst, 4, y->dims, g->dtype));
 
     fkd_pd *fwd, *bwd_data = NULL, *bwd_weights = NULL;
@@ -87,10 +89,10 @@ static fkd_status conv_build(fkd_graph *g, fkd__node *n)
         /* Backward-weights reads x in the forward's layout when it has a fast kernel for it;
          * otherwise (depthwise kernels larger than 3×3 on blocked data, MobileFaceNet's
          * 7×7 GDC) it chooses its own layout and x is reordered for it. */
-        FKD_TRY(fkd_shim_conv_bwd_weights_pd(sh, &bwd_weights, fkd_shim_pd_md(fwd, FKD_ARG_SRC), w,
+        FKD_TRY(fkd_shim_conv_bwd_weights_pd(sh, &bwd_weights, fkd_shim_pd_md(fwd, FKD_ARG_SRC), dw,
                                              b, dst, s->stride, s->padding, fwd));
         if (strncmp(fkd_shim_pd_impl(bwd_weights), "ref", 3) == 0)
-            FKD_TRY(fkd_shim_conv_bwd_weights_pd(sh, &bwd_weights, src, w, b, dst, s->stride,
+            FKD_TRY(fkd_shim_conv_bwd_weights_pd(sh, &bwd_weights, src, dw, b, dst, s->stride,
                                                  s->padding, fwd));
     }
     return fkd__build_weighted(g, n, fwd, bwd_data, bwd_weights, w_plain);

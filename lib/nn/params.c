@@ -66,6 +66,9 @@ fkd_status fkd__param_alloc(fkd_graph *g, int param, const fkd_md *md, const fkd
     fkd_param *p = &g->params[param];
     fkd__param_impl *im = &g->pimpl[param];
     im->plain = plain;
+    /* Master copies are fp32 in the primitive's layout; a bf16 primitive reads a copy made
+     * each forward (fkd__mem_as in the op's build). */
+    if (fkd_shim_md_dtype(md) != FKD_DT_F32) FKD_TRY(fkd_shim_md_as(g->shim, &md, md, FKD_DT_F32));
     FKD_TRY(fkd_shim_mem(g->shim, &im->data, md));
     p->data = fkd_shim_mem_data(im->data);
     p->storage = fkd_shim_mem_bytes(im->data) / sizeof(float);

@@ -240,6 +240,28 @@ fkd_status fkd_shim_md_reshape(fkd_shim *s, const fkd_md **out, const fkd_md *md
     return FKD_OK;
 }
 
+fkd_status fkd_shim_md_as(fkd_shim *s, const fkd_md **out, const fkd_md *md, fkd_dtype dt)
+{
+    fkd_md *copy = NULL;
+    FKD_TRY(md_new(s, &copy));
+    copy->md = md->md;
+    /* Blocked layouts keep their strides in elements: only the element type changes. */
+    copy->md.data_type = dnnl_dt(dt);
+    *out = copy;
+    return FKD_OK;
+}
+
+fkd_dtype fkd_shim_md_dtype(const fkd_md *md)
+{
+    return md->md.data_type == dnnl_bf16 ? FKD_DT_BF16 : FKD_DT_F32;
+}
+
+bool fkd_shim_bf16_ok(void)
+{
+    /* oneDNN 2.6 runs bf16 on avx512_core (emulated dot products) and up. */
+    return (dnnl_get_effective_cpu_isa() & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core;
+}
+
 bool fkd_shim_md_equal(const fkd_md *a, const fkd_md *b)
 {
     return dnnl_memory_desc_equal(&a->md, &b->md) != 0;

@@ -98,6 +98,12 @@ fkd_status fkd_shim_md_blocked16(fkd_shim *s, const fkd_md **out, const int64_t 
 fkd_status fkd_shim_md_reshape(fkd_shim *s, const fkd_md **out, const fkd_md *md, int ndims,
                                const int64_t *dims);
 bool fkd_shim_md_equal(const fkd_md *a, const fkd_md *b);
+/* The same layout with another element type (fp32 master copies of bf16 weights). */
+fkd_status fkd_shim_md_as(fkd_shim *s, const fkd_md **out, const fkd_md *md, fkd_dtype dt);
+fkd_dtype fkd_shim_md_dtype(const fkd_md *md);
+/* True when oneDNN has bf16 kernels on this CPU (AVX-512 and up; native with avx512_bf16
+ * or AMX, emulated on plain AVX-512). */
+bool fkd_shim_bf16_ok(void);
 /* Bytes a buffer of this layout needs, including blocking padding. */
 size_t fkd_shim_md_bytes(const fkd_md *md);
 
