@@ -209,12 +209,48 @@ static void test_learning_survives_bf16(void **state)
     assert_true(fabs(bf_last - f32_last) <= 0.10 * f32_last);
 }
 
+/* INFER graphs make their bf16 weight copies once, and again after param_write: a graph
+ * that ran with its initial weights and then got new ones gives exactly what a fresh graph
+ * given the new ones gives (same kernels, so bit-identical). */
+static void test_infer_weight_copies_follow_param_write(void **state)
+{
+    (void)state;
+    if (!fkd_shim_bf16_ok()) skip();
+    enum { N = 2 };
+    float *x = random_array(N * 3 * 64, 4, 1.0), a[N * 16 * 16], b[N * 16 * 16]; /* (N, 16, 4, 4) */
+    fkd_graph *g[2];
+    fkd_value y[2];
+    for (int k = 0; k < 2; k++) {
+        fkd_graph_config c = {.batch = N, .mode = FKD_GRAPH_INFER, .precision = FKD_PREC_BF16, .seed = 5};
+        OK(fkd_graph_create(&g[k], &c));
+        fkd_value v = fkd_graph_conv(g[k], "conv", fkd_graph_input(g[k], "x", 3, 8, 8), 16, 3, 2, 1, 1, true);
+        y[k] = fkd_graph_prelu(g[k], "prelu", v);
+        OK(fkd_graph_tap(g[k], "y", y[k]));
+        OK(fkd_graph_finalize(g[k]));
+        OK(fkd_graph_set_input(g[k], "x", x));
+    }
+    OK(fkd_graph_forward(g[0])); /* copies of the initial weights */
+    float *w = random_array(16 * 3 * 9, 6, 0.5), *p = random_array(16, 7, 0.5);
+    for (int k = 0; k < 2; k++) {
+        OK(fkd_graph_param_write(g[k], 0, w));
+        OK(fkd_graph_param_write(g[k], 2, p));
+    }
+    OK(fkd_graph_forward(g[0]));
+    OK(fkd_graph_read(g[0], y[0], a));
+    OK(fkd_graph_forward(g[1]));
+    OK(fkd_graph_read(g[1], y[1], b));
+    assert_memory_equal(a, b, sizeof a);
+    fkd_graph_free(g[0]), fkd_graph_free(g[1]);
+    free(x), free(w), free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_mbf_forward_close_to_fp32),
         cmocka_unit_test(test_gradients_close_to_fp32),
         cmocka_unit_test(test_learning_survives_bf16),
+        cmocka_unit_test(test_infer_weight_copies_follow_param_write),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

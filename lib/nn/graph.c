@@ -292,6 +292,14 @@ fkd_status fkd__mem_as(fkd_graph *g, fkd__steps *steps, fkd_mem *have, const fkd
     return reorder_into(g, steps, have, tmp, out);
 }
 
+fkd_status fkd__param_as(fkd_graph *g, fkd__steps *steps, int param, const fkd_md *want, fkd_mem **out)
+{
+    int before = steps->count;
+    FKD_TRY(fkd__mem_as(g, steps, g->pimpl[param].data, want, out));
+    if (steps->count > before) steps->items[before].seen = &g->pimpl[param].copy_seen;
+    return FKD_OK;
+}
+
 fkd_status fkd__value_as(fkd_graph *g, fkd__steps *steps, int v, const fkd_md *want,
                          fkd_mem **out)
 {
@@ -339,6 +347,10 @@ fkd_status fkd__steps_run(fkd_graph *g, const fkd__steps *steps)
 {
     for (int i = 0; i < steps->count; i++) {
         const fkd__step *st = &steps->items[i];
+        if (st->seen) {
+            if (g->cfg.mode == FKD_GRAPH_INFER && *st->seen == g->weights_version) continue;
+            *st->seen = g->weights_version;
+        }
         if (st->prim) {
             FKD_TRY(fkd_shim_run(g->shim, st->prim));
             continue;
@@ -371,7 +383,7 @@ fkd_status fkd__build_weighted(fkd_graph *g, fkd__node *n, const fkd_pd *fwd,
 
     fkd_mem *src, *w_fwd;
     fkd_prim *p;
-    FKD_TRY(fkd__mem_as(g, &n->fwd, pw->data, fkd_shim_pd_md(fwd, FKD_ARG_WEIGHTS), &w_fwd));
+    FKD_TRY(fkd__param_as(g, &n->fwd, w, fkd_shim_pd_md(fwd, FKD_ARG_WEIGHTS), &w_fwd));
     FKD_TRY(fkd__value_as(g, &n->fwd, x, fkd_shim_pd_md(fwd, FKD_ARG_SRC), &src));
     FKD_TRY(fkd_shim_prim(g->shim, &p, fwd));
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_SRC, src));

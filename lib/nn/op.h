@@ -39,6 +39,9 @@ typedef struct {
     fkd_status (*host)(void *ctx);
     void *ctx;
     const char *label;
+    /* A weight copy (fkd__param_as): in INFER graphs it runs only when the parameters may
+     * have changed (*seen != g->weights_version); TRAIN graphs run it every time. */
+    uint64_t *seen;
 } fkd__step;
 
 /* Host loops over fewer elements than this run on one thread (no OpenMP region). */
@@ -88,6 +91,7 @@ typedef enum { FKD__INIT_ZERO = 0, FKD__INIT_ONE, FKD__INIT_CONST, FKD__INIT_UNI
 typedef struct {
     fkd__init init;
     float init_value;  /* CONST: the value; UNIFORM: the bound b of U(-b, b) */
+    uint64_t copy_seen; /* weights_version its compute copy was made at (fkd__param_as) */
     const fkd_md *plain;
     fkd_mem *data, *grad;   /* engine layout */
     fkd_mem *edge;          /* plain, buffer-less, NULL when the engine layout is plain */
@@ -126,6 +130,9 @@ struct fkd_graph {
     bool finalized, training;
     bool broken;      /* finalize failed half-way: only fkd_graph_free is allowed */
     uint64_t step;    /* dropout mask stream for the next training forward */
+    /* Bumped whenever parameters may change outside the optimizer's step: param_write,
+     * fkd_graph_params (it hands out writable pointers), initialisation. */
+    uint64_t weights_version;
     int64_t macs;     /* per image, conv + linear */
 };
 
@@ -182,6 +189,9 @@ fkd_status fkd__param_alloc(fkd_graph *g, int param, const fkd_md *md, const fkd
  * weights, run each forward). */
 fkd_status fkd__mem_as(fkd_graph *g, fkd__steps *steps, fkd_mem *have, const fkd_md *want,
                        fkd_mem **out);
+/* The same for parameter `param`'s master data (a bf16 copy for bf16 primitives): in INFER
+ * graphs the copy is remade only after the parameters may have changed. */
+fkd_status fkd__param_as(fkd_graph *g, fkd__steps *steps, int param, const fkd_md *want, fkd_mem **out);
 /* The same for value `v`'s data (backward may read the copy). */
 fkd_status fkd__value_as(fkd_graph *g, fkd__steps *steps, int v, const fkd_md *want,
                          fkd_mem **out);

@@ -39,7 +39,7 @@ static fkd_status prelu_build(fkd_graph *g, fkd__node *n)
     FKD_TRY(fkd__value_alloc(g, n->output, fkd_shim_pd_md(fwd, FKD_ARG_DST)));
     FKD_TRY(fkd__param_alloc(g, n->first_param, fkd_shim_pd_md(fwd, FKD_ARG_WEIGHTS), w_plain));
     fkd_mem *w_fwd;
-    FKD_TRY(fkd__mem_as(g, &n->fwd, a->data, fkd_shim_pd_md(fwd, FKD_ARG_WEIGHTS), &w_fwd));
+    FKD_TRY(fkd__param_as(g, &n->fwd, n->first_param, fkd_shim_pd_md(fwd, FKD_ARG_WEIGHTS), &w_fwd));
     FKD_TRY(fkd_shim_prim(g->shim, &p, fwd));
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_SRC, x->data));
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_WEIGHTS, w_fwd));
