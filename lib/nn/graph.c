@@ -333,6 +333,21 @@ fkd_status fkd__grad_as(fkd_graph *g, fkd__node *n, fkd__steps *steps, int v, co
     return fkd__bwd_as(g, n, steps, g->values[v].grad, want, out);
 }
 
+fkd_status fkd__dx_target(fkd_graph *g, fkd__node *n, int v, const fkd_md *md, fkd_mem **out)
+{
+    const fkd__value *x = &g->values[v];
+    if (x->consumers == 1 && x->grad_shared && fkd_shim_md_equal(fkd_shim_mem_md(x->grad), md)) {
+        *out = x->grad;
+        return FKD_OK;
+    }
+    return fkd__bwd_temp(g, n, md, out);
+}
+
+fkd_status fkd__dx_done(fkd_graph *g, fkd__steps *steps, int v, fkd_mem *dx)
+{
+    return dx == g->values[v].grad ? FKD_OK : fkd__accumulate(g, steps, dx, g->values[v].grad);
+}
+
 fkd_status fkd__accumulate(fkd_graph *g, fkd__steps *steps, fkd_mem *src, fkd_mem *dst)
 {
     if (fkd_shim_md_equal(fkd_shim_mem_md(src), fkd_shim_mem_md(dst)) &&
@@ -404,13 +419,13 @@ fkd_status fkd__build_weighted(fkd_graph *g, fkd__node *n, const fkd_pd *fwd,
     if (fkd_shim_md_equal(want_w, fkd_shim_mem_md(dy_d))) dy_w = dy_d;
     else FKD_TRY(fkd__grad_as(g, n, &n->bwd, y, want_w, &dy_w));
 
-    FKD_TRY(fkd__bwd_temp(g, n, fkd_shim_pd_md(bwd_data, FKD_ARG_DIFF_SRC), &dx));
+    FKD_TRY(fkd__dx_target(g, n, x, fkd_shim_pd_md(bwd_data, FKD_ARG_DIFF_SRC), &dx));
     FKD_TRY(fkd_shim_prim(g->shim, &p, bwd_data));
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_DIFF_DST, dy_d));
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_WEIGHTS, w_bwd));
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_DIFF_SRC, dx));
     FKD_TRY(fkd__steps_add(&n->bwd, p));
-    FKD_TRY(fkd__accumulate(g, &n->bwd, dx, g->values[x].grad));
+    FKD_TRY(fkd__dx_done(g, &n->bwd, x, dx));
 
     FKD_TRY(fkd__bwd_temp(g, n, fkd_shim_pd_md(bwd_weights, FKD_ARG_DIFF_WEIGHTS), &dw));
     if (pb) FKD_TRY(fkd__bwd_temp(g, n, fkd_shim_pd_md(bwd_weights, FKD_ARG_DIFF_BIAS), &db));
@@ -448,7 +463,10 @@ static fkd_status plan_lifetimes(fkd_graph *g)
     if (!g->last_use || !g->grad_until) return FKD_FAIL(FKD_ERR_NOMEM, "graph: out of memory");
     for (int v = 0; v < g->n_values; v++) g->last_use[v] = -1;
     for (int i = 0; i < g->n_nodes; i++)
-        for (int k = 0; k < g->nodes[i].n_inputs; k++) g->last_use[g->nodes[i].inputs[k]] = i;
+        for (int k = 0; k < g->nodes[i].n_inputs; k++) {
+            g->last_use[g->nodes[i].inputs[k]] = i;
+            g->values[g->nodes[i].inputs[k]].consumers++;
+        }
     for (int t = 0; t < g->n_taps; t++) g->last_use[g->taps[t].value] = INT_MAX;
     bool train = g->cfg.mode == FKD_GRAPH_TRAIN;
     for (int v = 0; v < g->n_values; v++) {

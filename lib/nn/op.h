@@ -66,6 +66,7 @@ typedef struct {
      * times of the backward pass (from the last consumer's backward to the producer's);
      * inputs, taps and outputs own theirs (add_grad and read_input_grad need them). */
     bool grad_shared;
+    int consumers;    /* input slots that read this value (a node reading it twice counts 2) */
     /* Edges: a buffer-less plain memory pointed at the caller's array, with reorders
      * (NULL when data is already plain: plain copies are memcpy). */
     fkd_mem *edge;
@@ -207,6 +208,13 @@ fkd_status fkd__grad_as(fkd_graph *g, fkd__node *n, fkd__steps *steps, int v, co
                         fkd_mem **out);
 fkd_status fkd__bwd_as(fkd_graph *g, fkd__node *n, fkd__steps *steps, fkd_mem *have,
                        const fkd_md *want, fkd_mem **out);
+/* Where node n's backward writes dL/d(input value v) of layout `md`: v's gradient itself when
+ * n is v's only consumer and the gradient is shared (nothing else adds to it, and it is zero
+ * until n's backward), saving a temporary and an accumulation pass; else a temporary, and
+ * the accumulation into v's gradient is appended to `steps` after the caller's primitive
+ * (call fkd__dx_done after appending the primitive). */
+fkd_status fkd__dx_target(fkd_graph *g, fkd__node *n, int v, const fkd_md *md, fkd_mem **out);
+fkd_status fkd__dx_done(fkd_graph *g, fkd__steps *steps, int v, fkd_mem *dx);
 fkd_status fkd__steps_add(fkd__steps *steps, fkd_prim *p);
 /* Appends a host kernel; it runs after the primitives before it have finished. */
 fkd_status fkd__steps_add_host(fkd__steps *steps, fkd_status (*host)(void *ctx), void *ctx,

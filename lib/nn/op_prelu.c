@@ -51,7 +51,7 @@ static fkd_status prelu_build(fkd_graph *g, fkd__node *n)
     fkd_mem *dy, *dx, *da;
     FKD_TRY(fkd_shim_prelu_bwd_pd(g->shim, &bwd, data, w, data, w, fwd));
     FKD_TRY(fkd__grad_as(g, n, &n->bwd, n->output, fkd_shim_pd_md(bwd, FKD_ARG_DIFF_DST), &dy));
-    FKD_TRY(fkd__bwd_temp(g, n, fkd_shim_pd_md(bwd, FKD_ARG_DIFF_SRC), &dx));
+    FKD_TRY(fkd__dx_target(g, n, n->inputs[0], fkd_shim_pd_md(bwd, FKD_ARG_DIFF_SRC), &dx));
     FKD_TRY(fkd__bwd_temp(g, n, fkd_shim_pd_md(bwd, FKD_ARG_DIFF_WEIGHTS), &da));
     FKD_TRY(fkd_shim_prim(g->shim, &p, bwd));
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_SRC, x->data));
@@ -60,7 +60,7 @@ static fkd_status prelu_build(fkd_graph *g, fkd__node *n)
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_DIFF_SRC, dx));
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_DIFF_WEIGHTS, da));
     FKD_TRY(fkd__steps_add(&n->bwd, p));
-    FKD_TRY(fkd__accumulate(g, &n->bwd, dx, x->grad));
+    FKD_TRY(fkd__dx_done(g, &n->bwd, n->inputs[0], dx));
     return fkd__accumulate(g, &n->bwd, da, a->grad);
 }
 
