@@ -14,9 +14,9 @@
  * Bl_j[c] = Wl_j[perm_-j(c)], rebuilt from the fp32 master weights each forward (a few KB).
  * Weights stay plain (G, k, k, K, K): param_read/write need no reorder.
  *
- * Threads: forward over output rows, backward-data over (image, channel block) planes
- * (each thread owns its dx planes: no races), backward-weights over planes with
- * per-thread accumulators allocated at build (nothing allocates after finalize).
+ * Threads: forward over output rows; backward (data and weights in one pass over dy) over
+ * (image, channel block) planes: each thread owns its dx planes (no races) and has its own
+ * dW/db accumulators, allocated at build (nothing allocates after finalize).
  *
  * Always fp32, also in bf16 graphs: x is converted by the reorder into nChw16c, and the
  * fp32 output makes the next batch norm and PReLU run in fp32 until the next convolution
@@ -97,6 +97,20 @@ static void lane_weights(fkd__grouped *c)
 }
 
 
+/* Kernel taps [k0, k1) of output position o that fall inside an input of `size`. */
+static inline void tap_range(const fkd__grouped *c, int o, int size, int *k0, int *k1)
+{
+    int first = o * c->stride - c->pad;
+    *k0 = first < 0 ? -first : 0;
+    *k1 = size - first < c->kern ? size - first : c->kern;
+}
+
+/* Offset (in pixels) of the input tap (kh, kw) of output pixel (oh, ow). */
+static inline size_t tap_pixel(const fkd__grouped *c, int oh, int ow, int kh, int kw)
+{
+    return (size_t)(oh * c->stride - c->pad + kh) * c->w + (size_t)(ow * c->stride - c->pad + kw);
+}
+
 /* acc += Σ_j wl_j · v[mask_j] with the k lane-weight vectors `stride` floats apart. */
 static inline __attribute__((always_inline)) v16 mix(v16 acc, v16 v, const float *wl, size_t stride, int k,
                                                      const v16i *masks)
@@ -110,19 +124,17 @@ FKD__CLONES static void forward_row(const fkd__grouped *c, const float *x, float
     size_t stride = lane_size(c) / (size_t)c->k;
     const float *xp = x + (size_t)(n * c->cb + cb) * c->h * c->w * 16;
     float *yp = y + (((size_t)(n * c->cb + cb) * c->oh + oh) * c->ow) * 16;
+    int kh0, kh1;
+    tap_range(c, oh, c->h, &kh0, &kh1);
     for (int ow = 0; ow < c->ow; ow++) {
         v16 acc = {0};
         if (c->bias) acc = *(const v16 *)(c->bias + cb * 16);
-        for (int kh = 0; kh < c->kern; kh++) {
-            int ih = oh * c->stride - c->pad + kh;
-            if (ih < 0 || ih >= c->h) continue;
-            for (int kw = 0; kw < c->kern; kw++) {
-                int iw = ow * c->stride - c->pad + kw;
-                if (iw < 0 || iw >= c->w) continue;
-                acc = mix(acc, *(const v16 *)(xp + ((size_t)ih * c->w + iw) * 16), c->wl + lane_at(c, 0, cb, kh, kw),
+        int kw0, kw1;
+        tap_range(c, ow, c->w, &kw0, &kw1);
+        for (int kh = kh0; kh < kh1; kh++)
+            for (int kw = kw0; kw < kw1; kw++)
+                acc = mix(acc, *(const v16 *)(xp + tap_pixel(c, oh, ow, kh, kw) * 16), c->wl + lane_at(c, 0, cb, kh, kw),
                           stride, c->k, c->fmask);
-            }
-        }
         *(v16 *)(yp + (size_t)ow * 16) = acc;
     }
 }
@@ -143,71 +155,41 @@ static fkd_status grouped_forward(void *ctx)
     return FKD_OK;
 }
 
-FKD__CLONES static void backward_data_plane(const fkd__grouped *c, const float *dy, float *dx, int n, int cb)
+/* One (image, channel block) plane of the backward: dx (scattered from each output pixel's
+ * taps) and this thread's dW, db lane accumulators, reading dy once. */
+FKD__CLONES static void backward_plane(const fkd__grouped *c, const float *x, const float *dy, float *dx, float *dwl,
+                                       float *db, int n, int cb)
 {
     size_t stride = lane_size(c) / (size_t)c->k, plane = (size_t)c->h * c->w * 16;
+    const float *xp = x + (size_t)(n * c->cb + cb) * plane;
     const float *dyp = dy + (size_t)(n * c->cb + cb) * c->oh * c->ow * 16;
     float *dxp = dx + (size_t)(n * c->cb + cb) * plane;
     if (c->zero_dx) memset(dxp, 0, plane * sizeof *dxp);
-    for (int oh = 0; oh < c->oh; oh++)
-        for (int ow = 0; ow < c->ow; ow++) {
-            v16 g = *(const v16 *)(dyp + ((size_t)oh * c->ow + ow) * 16);
-            for (int kh = 0; kh < c->kern; kh++) {
-                int ih = oh * c->stride - c->pad + kh;
-                if (ih < 0 || ih >= c->h) continue;
-                for (int kw = 0; kw < c->kern; kw++) {
-                    int iw = ow * c->stride - c->pad + kw;
-                    if (iw < 0 || iw >= c->w) continue;
-                    v16 *d = (v16 *)(dxp + ((size_t)ih * c->w + iw) * 16);
-                    *d = mix(*d, g, c->bl + lane_at(c, 0, cb, kh, kw), stride, c->k, c->bmask);
-                }
-            }
-        }
-}
-
-/* dy (N, C, OH, OW) → dx (N, C, H, W), accumulated (or into a zeroed temporary). */
-static fkd_status grouped_backward_data(void *ctx)
-{
-    fkd__grouped *c = ctx;
-    const float *dy = fkd_shim_mem_data(c->dy);
-    float *dx = fkd_shim_mem_data(c->dx);
-    int planes = c->n * c->cb;
-#pragma omp parallel for schedule(static)
-    for (int p = 0; p < planes; p++) {
-        backward_data_plane(c, dy, dx, p / c->cb, p % c->cb);
-    }
-    return FKD_OK;
-}
-
-FKD__CLONES static void backward_weights_plane(const fkd__grouped *c, const float *x, const float *dy, float *dwl,
-                                   float *db, int n, int cb)
-{
-    size_t stride = lane_size(c) / (size_t)c->k;
-    const float *xp = x + (size_t)(n * c->cb + cb) * c->h * c->w * 16;
-    const float *dyp = dy + (size_t)(n * c->cb + cb) * c->oh * c->ow * 16;
-    for (int oh = 0; oh < c->oh; oh++)
-        for (int ow = 0; ow < c->ow; ow++) {
+    for (int oh = 0, kh0, kh1; oh < c->oh; oh++) {
+        tap_range(c, oh, c->h, &kh0, &kh1);
+        for (int ow = 0, kw0, kw1; ow < c->ow; ow++) {
             v16 g = *(const v16 *)(dyp + ((size_t)oh * c->ow + ow) * 16);
             *(v16 *)(db + cb * 16) += g;
-            for (int kh = 0; kh < c->kern; kh++) {
-                int ih = oh * c->stride - c->pad + kh;
-                if (ih < 0 || ih >= c->h) continue;
-                for (int kw = 0; kw < c->kern; kw++) {
-                    int iw = ow * c->stride - c->pad + kw;
-                    if (iw < 0 || iw >= c->w) continue;
-                    v16 v = *(const v16 *)(xp + ((size_t)ih * c->w + iw) * 16);
-                    float *a = dwl + lane_at(c, 0, cb, kh, kw);
-                    for (int j = 0; j < c->k; j++) *(v16 *)(a + (size_t)j * stride) += g * __builtin_shuffle(v, c->fmask[j]);
+            tap_range(c, ow, c->w, &kw0, &kw1);
+            for (int kh = kh0; kh < kh1; kh++)
+                for (int kw = kw0; kw < kw1; kw++) {
+                    size_t pix = tap_pixel(c, oh, ow, kh, kw) * 16, at = lane_at(c, 0, cb, kh, kw);
+                    v16 *d = (v16 *)(dxp + pix), v = *(const v16 *)(xp + pix);
+                    *d = mix(*d, g, c->bl + at, stride, c->k, c->bmask);
+                    for (int j = 0; j < c->k; j++)
+                        *(v16 *)(dwl + at + (size_t)j * stride) += g * __builtin_shuffle(v, c->fmask[j]);
                 }
-            }
         }
+    }
 }
 
-/* dW += Σ dy · x, db += Σ dy, through per-thread lane accumulators. */
-static fkd_status grouped_backward_weights(void *ctx)
+/* dx (accumulated, or into a zeroed temporary), dW += Σ dy · x, db += Σ dy (per-thread lane
+ * accumulators, summed after). */
+static fkd_status grouped_backward(void *ctx)
 {
     fkd__grouped *c = ctx;
     const float *x = fkd_shim_mem_data(c->x), *dy = fkd_shim_mem_data(c->dy);
+    float *dx = fkd_shim_mem_data(c->dx);
     size_t lanes = lane_size(c);
     int threads = omp_get_max_threads();
     if (threads > c->threads) threads = c->threads;
@@ -217,9 +199,7 @@ static fkd_status grouped_backward_weights(void *ctx)
     {
         float *dwl = c->acc + (size_t)omp_get_thread_num() * c->acc_per_thread, *db = dwl + lanes;
 #pragma omp for schedule(static)
-        for (int p = 0; p < planes; p++) {
-            backward_weights_plane(c, x, dy, dwl, db, p / c->cb, p % c->cb);
-        }
+        for (int p = 0; p < planes; p++) backward_plane(c, x, dy, dx, dwl, db, p / c->cb, p % c->cb);
     }
     for (int t = 1; t < threads; t++)
         for (size_t i = 0; i < c->acc_per_thread; i++) c->acc[i] += c->acc[(size_t)t * c->acc_per_thread + i];
@@ -297,7 +277,6 @@ fkd_status fkd__conv_grouped_build(fkd_graph *g, fkd__node *n, int kernel, int s
         c->zero_dx = true;
         FKD_TRY(fkd__bwd_temp(g, n, x_blocked, &c->dx));
     }
-    FKD_TRY(fkd__steps_add_host(&n->bwd, grouped_backward_data, c, "grouped_conv_bwd_d:host"));
-    if (c->zero_dx) FKD_TRY(fkd__accumulate(g, &n->bwd, c->dx, x_grad));
-    return fkd__steps_add_host(&n->bwd, grouped_backward_weights, c, "grouped_conv_bwd_w:host");
+    FKD_TRY(fkd__steps_add_host(&n->bwd, grouped_backward, c, "grouped_conv_bwd:host"));
+    return c->zero_dx ? fkd__accumulate(g, &n->bwd, c->dx, x_grad) : FKD_OK;
 }

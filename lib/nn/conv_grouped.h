@@ -13,7 +13,7 @@ typedef struct fkd__grouped fkd__grouped;
 bool fkd__conv_grouped_fits(int in_c, int out_c, int groups);
 /* build() for such a node: output in nChw16c, weights plain (G, k, k, K, K), steps
  *   forward:  [reorder x] grouped_conv:host
- *   backward: grouped_conv_bwd_d:host [+ dx accumulation] grouped_conv_bwd_w:host
+ *   backward: grouped_conv_bwd:host (dx, dW, db) [+ dx accumulation]
  * *out (owned by the caller, freed with fkd__conv_grouped_free, also when this fails). */
 fkd_status fkd__conv_grouped_build(fkd_graph *g, fkd__node *n, int kernel, int stride, int padding,
                                    int groups, fkd__grouped **out);
