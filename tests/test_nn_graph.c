@@ -388,7 +388,7 @@ static void test_add_grad_needs_a_tap(void **state)
 {
     (void)state;
     fkd_graph *g = small_net(FKD_GRAPH_TRAIN, 3, NULL);
-    float r[2 * 20 * 4 * 4] = {0};
+    static float r[2 * 20 * 8 * 8]; /* stage1 is (2, 20, 8, 8); dw is smaller */
     expect_error(fkd_graph_add_grad(g, fkd_graph_find(g, "dw"), r), FKD_ERR_ARG, "tap it");
     assert_non_null(strstr(fkd_last_error(), "'dw'"));
     OK(fkd_graph_add_grad(g, fkd_graph_find(g, "stage1"), r));
