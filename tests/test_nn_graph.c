@@ -12,6 +12,7 @@
 
 #include "core/rng.h"
 #include "nn/graph.h"
+#include "nn/shim.h"
 #include "support/nn_nets.h"
 
 #define OK(expr) assert_int_equal((expr), FKD_OK)
@@ -381,6 +382,19 @@ static void test_two_taps_add_up(void **state)
     fkd_graph_free(g);
 }
 
+/* Gradients of untapped intermediate values share buffers inside backward: add_grad on one
+ * is an error that says to tap it (taps, inputs and outputs keep their own). */
+static void test_add_grad_needs_a_tap(void **state)
+{
+    (void)state;
+    fkd_graph *g = small_net(FKD_GRAPH_TRAIN, 3, NULL);
+    static float r[2 * 20 * 8 * 8]; /* stage1 is (2, 20, 8, 8); dw is smaller */
+    expect_error(fkd_graph_add_grad(g, fkd_graph_find(g, "dw"), r), FKD_ERR_ARG, "tap it");
+    assert_non_null(strstr(fkd_last_error(), "'dw'"));
+    OK(fkd_graph_add_grad(g, fkd_graph_find(g, "stage1"), r));
+    fkd_graph_free(g);
+}
+
 /* ---- modes ----------------------------------------------------------------------------- */
 
 static void test_infer_graph_matches_eval(void **state)
@@ -532,7 +546,14 @@ static void test_errors(void **state)
     fkd_graph_config bad = {.batch = 0};
     expect_error(fkd_graph_create(&g, &bad), FKD_ERR_ARG, "batch");
     fkd_graph_config bf = {.batch = 2, .precision = FKD_PREC_BF16};
-    expect_error(fkd_graph_create(&g, &bf), FKD_ERR_UNSUPPORTED, "fp32");
+    if (fkd_shim_bf16_ok()) {
+        OK(fkd_graph_create(&g, &bf));
+        fkd_graph_free(g);
+    } else {
+        expect_error(fkd_graph_create(&g, &bf), FKD_ERR_UNSUPPORTED, "AVX-512");
+    }
+    fkd_graph_config unknown = {.batch = 2, .precision = (fkd_precision)7};
+    expect_error(fkd_graph_create(&g, &unknown), FKD_ERR_ARG, "precision");
 
     g = new_graph(2, FKD_GRAPH_TRAIN, 1);
     fkd_value x = fkd_graph_input(g, "x", 3, 8, 8);
@@ -598,6 +619,7 @@ int main(void)
         cmocka_unit_test(test_count),
         cmocka_unit_test(test_zero_grad_accumulate_freeze),
         cmocka_unit_test(test_two_taps_add_up),
+        cmocka_unit_test(test_add_grad_needs_a_tap),
         cmocka_unit_test(test_infer_graph_matches_eval),
         cmocka_unit_test(test_infer_shares_buffers_correctly),
         cmocka_unit_test(test_steps_do_not_allocate),

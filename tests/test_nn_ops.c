@@ -198,6 +198,23 @@ static fkd_value b_conv_g2(fkd_graph *g, fkd_value x)
 {
     return fkd_graph_conv(g, "conv", x, 6, 3, 1, 1, 2, false);
 }
+/* Grouped convolutions that run facekd's own kernels (lib/nn/conv_grouped.c): 2, 4, 8
+ * channels per group, channels a multiple of 16. */
+static fkd_value b_conv_grouped_k2(fkd_graph *g, fkd_value x)
+{
+    /* A plain input: x is reordered to nChw16c, dx goes through a temporary. */
+    return fkd_graph_conv(g, "conv", x, 32, 3, 1, 1, 16, true);
+}
+static fkd_value b_conv_grouped_k4_s2(fkd_graph *g, fkd_value x)
+{
+    /* A blocked input: dx accumulates straight into its gradient. */
+    fkd_value c = fkd_graph_conv(g, "pre", x, 32, 1, 1, 0, 1, false);
+    return fkd_graph_conv(g, "conv", c, 32, 3, 2, 1, 8, false);
+}
+static fkd_value b_conv_grouped_k8_nopad(fkd_graph *g, fkd_value x)
+{
+    return fkd_graph_conv(g, "conv", x, 16, 3, 1, 0, 2, true);
+}
 static fkd_value b_conv_dw(fkd_graph *g, fkd_value x)
 {
     return fkd_graph_conv(g, "conv", x, 4, 3, 2, 1, 4, false);
@@ -278,6 +295,9 @@ static fkd_value b_block(fkd_graph *g, fkd_value x)
 
 CASE(test_grad_conv_stride2_pad_bias, {"conv 3x3 s2 p1 +bias", 2, 3, 7, 7, b_conv_s2, 1e-2, 1e-2, 0, false})
 CASE(test_grad_conv_groups2, {"conv 3x3 groups=2", 2, 4, 6, 6, b_conv_g2, 1e-2, 1e-2, 0, false})
+CASE(test_grad_conv_grouped_k2, {"grouped conv, 2 ch/group", 2, 32, 5, 5, b_conv_grouped_k2, 1e-2, 1e-2, 0, false})
+CASE(test_grad_conv_grouped_k4_s2, {"grouped conv, 4 ch/group s2", 2, 3, 7, 7, b_conv_grouped_k4_s2, 1e-2, 1e-2, 0, false})
+CASE(test_grad_conv_grouped_k8, {"grouped conv, 8 ch/group p0", 2, 16, 5, 5, b_conv_grouped_k8_nopad, 1e-2, 1e-2, 0, false})
 CASE(test_grad_conv_depthwise, {"conv depthwise 3x3 s2", 2, 4, 7, 7, b_conv_dw, 1e-2, 1e-2, 0, false})
 CASE(test_grad_conv_gdc, {"conv 1x1 + depthwise 5x5 (GDC)", 2, 3, 5, 5, b_conv_gdc, 1e-2, 1e-2, 0, false})
 CASE(test_grad_conv_1x1_padded_channels, {"conv 1x1 20 out", 2, 3, 4, 4, b_conv_1x1_wide, 1e-2, 1e-2, 0, false})
@@ -292,6 +312,56 @@ CASE(test_grad_linear_bias, {"flatten + linear +bias", 3, 2, 3, 3, b_linear_bias
 CASE(test_grad_linear_nobias, {"flatten + linear", 3, 2, 3, 3, b_linear_nobias, 1e-2, 1e-2, 0, false})
 CASE(test_grad_dropout_fixed_mask, {"dropout p=0.3 fixed mask", 2, 3, 4, 4, b_dropout, 1e-2, 1e-2, 0, false})
 CASE(test_grad_residual_block, {"residual block + head", 4, 4, 6, 6, b_block, 1e-3, 5e-2, 0, false})
+
+/* The grouped-convolution kernels' forward against the definition, summed in double:
+ * y[n,o,i,j] = b[o] + Σ_{c in o's group, kh, kw} W[o, c - g·k, kh, kw] · x[n, c, 2i-1+kh, 2j-1+kw].
+ * Tolerance 1e-5 relative to the output's norm (fp32 sums of 4·9 terms). */
+static void test_grouped_conv_forward_direct(void **state)
+{
+    (void)state;
+    enum { N = 2, C = 32, H = 7, G = 8, K = 4, OH = 4 }; /* stride 2, padding 1 */
+    fkd_graph *g;
+    fkd_graph_config cfg = {.batch = N, .mode = FKD_GRAPH_INFER, .seed = 3};
+    OK(fkd_graph_create(&g, &cfg));
+    fkd_value y = fkd_graph_conv(g, "conv", fkd_graph_input(g, "x", C, H, H), C, 3, 2, 1, G, true);
+    OK(fkd_graph_tap(g, "y", y));
+    OK(fkd_graph_finalize(g));
+    char impl[256];
+    OK(fkd_graph_kernels(g, "conv", impl, sizeof impl));
+    assert_non_null(strstr(impl, "grouped_conv:host"));
+    static float x[N * C * H * H], w[C * K * 9], b[C], out[N * C * OH * OH];
+    fkd_rng rng;
+    fkd_rng_seed(&rng, 5, 0);
+    fill_uniform(x, N * C * H * H, &rng, -1, 1, 0);
+    fill_uniform(w, C * K * 9, &rng, -1, 1, 0);
+    fill_uniform(b, C, &rng, -1, 1, 0);
+    OK(fkd_graph_param_write(g, 0, w));
+    OK(fkd_graph_param_write(g, 1, b));
+    OK(fkd_graph_set_input(g, "x", x));
+    OK(fkd_graph_forward(g));
+    OK(fkd_graph_read(g, y, out));
+    double num = 0, den = 0;
+    for (int n = 0; n < N; n++)
+        for (int o = 0; o < C; o++)
+            for (int i = 0; i < OH; i++)
+                for (int j = 0; j < OH; j++) {
+                    double acc = b[o];
+                    for (int c = 0; c < K; c++)
+                        for (int kh = 0; kh < 3; kh++)
+                            for (int kw = 0; kw < 3; kw++) {
+                                int ih = 2 * i - 1 + kh, iw = 2 * j - 1 + kw;
+                                if (ih < 0 || ih >= H || iw < 0 || iw >= H) continue;
+                                acc += (double)w[(o * K + c) * 9 + kh * 3 + kw] *
+                                       x[((n * C + o / K * K + c) * H + ih) * H + iw];
+                            }
+                    double d = out[((n * C + o) * OH + i) * OH + j] - acc;
+                    num += d * d;
+                    den += acc * acc;
+                }
+    printf("  grouped conv forward vs direct: rel err %.2e (tol 1e-5)\n", sqrt(num / den));
+    assert_true(sqrt(num / den) < 1e-5);
+    fkd_graph_free(g);
+}
 
 /* ---- agreement with PyTorch 1.13 (scripts/gen_nn_fixtures.py) ----------------------- */
 
@@ -437,6 +507,10 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_grad_conv_stride2_pad_bias),
         cmocka_unit_test(test_grad_conv_groups2),
+        cmocka_unit_test(test_grad_conv_grouped_k2),
+        cmocka_unit_test(test_grad_conv_grouped_k4_s2),
+        cmocka_unit_test(test_grad_conv_grouped_k8),
+        cmocka_unit_test(test_grouped_conv_forward_direct),
         cmocka_unit_test(test_grad_conv_depthwise),
         cmocka_unit_test(test_grad_conv_gdc),
         cmocka_unit_test(test_grad_conv_1x1_padded_channels),

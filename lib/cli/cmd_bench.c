@@ -1,5 +1,6 @@
-/* facekd bench: images per second of the data path (decoding + normalising on one thread,
- * and through the prefetching loader). Only measured numbers are printed. */
+/* facekd bench: images per second of a model (a training step or inference, lib/nn/perf.h)
+ * or of the data path (decoding + normalising on one thread, and through the prefetching
+ * loader). Only measured numbers are printed. */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -12,11 +13,27 @@
 #include "data/loader.h"
 #include "data/synth.h"
 #include "data/verbin.h"
+#include "nn/perf.h"
 
 static void bench_usage(void)
 {
-    printf("usage: facekd bench --data PATH|synth [--images N] [--workers W] [--batch B] [--resize]\n\n"
-           "Measures how fast facekd reads a dataset, in images per second:\n"
+    printf("usage: facekd bench --arch A [--mode infer|train] [--precision fp32|bf16] [--batch N]\n"
+           "                    [--threads T] [--width W] [--steps S] [--warmup S] [--json]\n"
+           "       facekd bench --data PATH|synth [--images N] [--workers W] [--batch B] [--resize]\n\n"
+           "With --arch, measures a model on 112x112 inputs: an inference forward (INFER graph) or\n"
+           "a training step (forward + backward + SGD; the head and loss are not included), the\n"
+           "median of S timed steps after the warm-up: images/s, GFLOP/s (2 x MACs per image,\n"
+           "x3 for training), the fraction of the machine's nominal peak, peak memory, and the\n"
+           "1-minute load average before and after (other work on the machine).\n"
+           "  --arch A        iresnet50, r18, mbf, ... (facekd info lists them)\n"
+           "  --mode M        infer (default) or train\n"
+           "  --precision P   fp32 (default) or bf16\n"
+           "  --batch N       images per step (default 32)\n"
+           "  --threads T     OpenMP threads (default: OMP_NUM_THREADS or all cores)\n"
+           "  --width W       base width (default the architecture's, 64)\n"
+           "  --steps S       timed steps (default 10); --warmup S untimed steps (default 3)\n"
+           "  --json          one JSON object instead of text\n\n"
+           "With --data, measures how fast facekd reads a dataset, in images per second:\n"
            "  decode   decode + normalise to NCHW on one thread\n"
            "  loader   the prefetching loader with W worker threads (shuffled batches of B)\n"
            "  render   (--data synth) render + normalise synthetic faces on one thread\n"
@@ -121,15 +138,53 @@ static fkd_status bench_synth(long n, double *rate)
     return s;
 }
 
+static void print_model(const fkd_perf_config *c, const fkd_perf_result *r, bool json)
+{
+    const char *mode = c->train ? "train" : "infer", *prec = c->precision == FKD_PREC_BF16 ? "bf16" : "fp32";
+    if (json) {
+        printf("{\"arch\": \"%s\", \"width\": %d, \"mode\": \"%s\", \"precision\": \"%s\", "
+               "\"batch\": %d, \"threads\": %d, \"isa\": \"%s\", \"parameters\": %" PRId64
+               ", \"macs_per_image\": %" PRId64 ", \"finalize_s\": %.3f, \"step_median_s\": %.6f, "
+               "\"step_min_s\": %.6f, \"images_per_s\": %.3f, \"gflops\": %.3f, \"peak_gflops\": %.1f, "
+               "\"peak_fraction\": %.4f, \"peak_rss_mb\": %.1f, \"load_before\": %.2f, "
+               "\"load_after\": %.2f, \"steps\": %d}\n",
+               c->arch, c->width ? c->width : 64, mode, prec, c->batch, r->threads, r->isa, r->parameters,
+               r->macs, r->finalize_s, r->step_median_s, r->step_min_s, r->images_per_s, r->gflops,
+               r->peak_gflops, r->peak_fraction, r->peak_rss_mb, r->load_before, r->load_after, c->steps);
+        return;
+    }
+    printf("model      %s (width %d), %s, %s, batch %d, %d threads, oneDNN ISA %s\n", c->arch,
+           c->width ? c->width : 64, mode, prec, c->batch, r->threads, r->isa);
+    printf("size       %.2f M parameters, %.3f G MACs per image; graph built in %.2f s\n",
+           r->parameters / 1e6, r->macs / 1e9, r->finalize_s);
+    printf("speed      %.1f img/s (median of %d steps: %.1f ms; fastest %.1f ms)\n", r->images_per_s, c->steps,
+           r->step_median_s * 1e3, r->step_min_s * 1e3);
+    printf("work       %.1f GFLOP/s = %.1f %% of a nominal %.0f GFLOP/s (%d threads x %.2f GHz)\n", r->gflops,
+           100 * r->peak_fraction, r->peak_gflops, r->threads, r->clock_ghz);
+    printf("memory     %.0f MB peak resident\n", r->peak_rss_mb);
+    printf("load       %.2f before, %.2f after (1-minute load average; %d threads asked)\n", r->load_before,
+           r->load_after, r->threads);
+}
+
+static int bench_model(const fkd_perf_config *c, bool json)
+{
+    fkd_perf_result r;
+    if (fkd_perf_run(c, &r) != FKD_OK) return fkd_cli_fail();
+    print_model(c, &r, json);
+    return 0;
+}
+
 int fkd_cmd_bench(int argc, char **argv)
 {
     if (fkd_cli_wants_help(argc, argv)) {
         bench_usage();
         return 0;
     }
-    const char *data = NULL;
-    long n = 2000, workers = 2, batch = 64;
-    bool resize = false;
+    const char *data = NULL, *mode = "infer", *precision = "fp32";
+    long n = 2000, workers = 2, batch = 0, threads = 0, width = 0, steps = 10, warmup = 3;
+    bool resize = false, json = false;
+    fkd_perf_config pc = fkd_perf_defaults();
+    pc.arch = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int bad = 0;
@@ -138,16 +193,48 @@ int fkd_cmd_bench(int argc, char **argv)
         else if (strcmp(a, "--workers") == 0) bad = parse_int(a, v, 1, 64, &workers), i++;
         else if (strcmp(a, "--batch") == 0) bad = parse_int(a, v, 1, 4096, &batch), i++;
         else if (strcmp(a, "--resize") == 0) resize = true;
+        else if (strcmp(a, "--arch") == 0 && v) pc.arch = argv[++i];
+        else if (strcmp(a, "--mode") == 0 && v) mode = argv[++i];
+        else if (strcmp(a, "--precision") == 0 && v) precision = argv[++i];
+        else if (strcmp(a, "--threads") == 0) bad = parse_int(a, v, 1, 1024, &threads), i++;
+        else if (strcmp(a, "--width") == 0) bad = parse_int(a, v, 1, 4096, &width), i++;
+        else if (strcmp(a, "--steps") == 0) bad = parse_int(a, v, 1, 100000, &steps), i++;
+        else if (strcmp(a, "--warmup") == 0) bad = parse_int(a, v, 0, 100000, &warmup), i++;
+        else if (strcmp(a, "--json") == 0) json = true;
         else {
             fprintf(stderr, "facekd bench: unknown or incomplete option '%s' (see facekd bench --help)\n", a);
             return 2;
         }
         if (bad) return 2;
     }
-    if (!data) {
-        fprintf(stderr, "facekd bench: --data PATH|synth is required\n");
+    if (pc.arch && data) {
+        fprintf(stderr, "facekd bench: --arch and --data measure different things; give one\n");
         return 2;
     }
+    if (pc.arch) {
+        bool train = strcmp(mode, "train") == 0, bf16 = strcmp(precision, "bf16") == 0;
+        if (!train && strcmp(mode, "infer") != 0) {
+            fprintf(stderr, "facekd bench: --mode must be infer or train, not '%s'\n", mode);
+            return 2;
+        }
+        if (!bf16 && strcmp(precision, "fp32") != 0) {
+            fprintf(stderr, "facekd bench: --precision must be fp32 or bf16, not '%s'\n", precision);
+            return 2;
+        }
+        pc.train = train;
+        pc.precision = bf16 ? FKD_PREC_BF16 : FKD_PREC_F32;
+        pc.batch = batch ? (int)batch : 32;
+        pc.threads = (int)threads;
+        pc.width = (int)width;
+        pc.steps = (int)steps;
+        pc.warmup = (int)warmup;
+        return bench_model(&pc, json);
+    }
+    if (!data) {
+        fprintf(stderr, "facekd bench: --arch A or --data PATH|synth is required\n");
+        return 2;
+    }
+    if (!batch) batch = 64;
     double rate = 0;
     if (strcmp(data, "synth") == 0) {
         if (bench_synth(n, &rate) != FKD_OK) return fkd_cli_fail();

@@ -13,7 +13,7 @@
     X(export, "export a model to ONNX (batch norm folded, dynamic batch) and check it")       \
     X(info, "describe an architecture or a model file (parameters, MACs, tensors, check)")    \
     X(synth, "render synthetic face benchmarks, training sets and previews")                  \
-    X(bench, "measure data decoding and synthetic rendering speed (images/s)")                \
+    X(bench, "measure model speed (train/infer, fp32/bf16) or data decoding speed (images/s)") \
     X(plot, "draw columns of a CSV log (loss, lr, accuracy vs step) as a PNG line plot")      \
     X(recipe, "check a recipe and print it resolved; --doc prints the recipe reference")      \
     X(viz, "train each margin preset with a 2-d embedding and draw features and class centres") \

@@ -58,12 +58,15 @@ fkd_status fkd_graph_create(fkd_graph **out, const fkd_graph_config *config)
     *out = NULL;
     if (!config || config->batch < 1)
         return FKD_FAIL(FKD_ERR_ARG, "graph: batch must be at least 1");
-    if (config->precision != FKD_PREC_F32)
-        return FKD_FAIL(FKD_ERR_UNSUPPORTED, "graph: only fp32 precision is implemented");
+    if (config->precision != FKD_PREC_F32 && config->precision != FKD_PREC_BF16)
+        return FKD_FAIL(FKD_ERR_ARG, "graph: unknown precision %d", (int)config->precision);
+    if (config->precision == FKD_PREC_BF16 && !fkd_shim_bf16_ok())
+        return FKD_FAIL(FKD_ERR_UNSUPPORTED, "graph: bf16 needs AVX-512 (oneDNN runs %s here); use fp32",
+                        fkd_shim_isa());
     fkd_graph *g = calloc(1, sizeof *g);
     if (!g) return FKD_FAIL(FKD_ERR_NOMEM, "graph: out of memory");
     g->cfg = *config;
-    g->dtype = FKD_DT_F32;
+    g->dtype = config->precision == FKD_PREC_BF16 ? FKD_DT_BF16 : FKD_DT_F32;
     g->training = config->mode == FKD_GRAPH_TRAIN;
     fkd_status st = fkd_shim_create(&g->shim);
     if (st != FKD_OK) {
@@ -96,6 +99,9 @@ void fkd_graph_free(fkd_graph *g)
     for (int i = 0; i < g->n_blocks; i++) free(g->blocks[i].buf);
     free(g->blocks);
     free(g->last_use);
+    for (int i = 0; i < g->n_grad_blocks; i++) free(g->grad_blocks[i].buf);
+    free(g->grad_blocks);
+    free(g->grad_until);
     fkd_shim_free(g->shim);
     free(g->arena);
     free(g);
@@ -211,41 +217,45 @@ fkd_status fkd__value_plain_md(fkd_graph *g, int v, const fkd_md **out)
     return fkd_shim_md_plain(g->shim, out, g->values[v].ndims, g->values[v].dims, g->dtype);
 }
 
-/* INFER graphs: the smallest free block that fits, or a new one; busy until the value's
- * last consumer has run. */
-static fkd_status shared_block(fkd_graph *g, int value, size_t bytes, void **out)
+/* The smallest block of `pool` free at the node being built that fits, or a new one; busy
+ * until node `until` has run. INFER activations and TRAIN gradients use it. */
+static fkd_status shared_block(fkd_graph *g, struct fkd__block **pool, int *n, int *cap, int until,
+                               size_t bytes, void **out)
 {
     int best = -1;
-    for (int i = 0; i < g->n_blocks; i++) {
-        const struct fkd__block *b = &g->blocks[i];
-        if (b->busy_until < g->building && b->bytes >= bytes &&
-            (best < 0 || b->bytes < g->blocks[best].bytes))
+    for (int i = 0; i < *n; i++) {
+        const struct fkd__block *b = &(*pool)[i];
+        if (b->busy_until < g->building && b->bytes >= bytes && (best < 0 || b->bytes < (*pool)[best].bytes))
             best = i;
     }
     if (best < 0) {
-        FKD_TRY(fkd__grow((void **)&g->blocks, &g->cap_blocks, g->n_blocks + 1, sizeof *g->blocks));
+        FKD_TRY(fkd__grow((void **)pool, cap, *n + 1, sizeof **pool));
         void *buf = aligned_alloc(64, bytes);
         if (!buf) return FKD_FAIL(FKD_ERR_NOMEM, "graph: cannot allocate %zu bytes of activations", bytes);
         memset(buf, 0, bytes);
-        best = g->n_blocks++;
-        g->blocks[best] = (struct fkd__block){buf, bytes, 0};
+        best = (*n)++;
+        (*pool)[best] = (struct fkd__block){buf, bytes, 0};
     }
-    g->blocks[best].busy_until = g->last_use[value];
-    *out = g->blocks[best].buf;
+    (*pool)[best].busy_until = until;
+    *out = (*pool)[best].buf;
     return FKD_OK;
 }
 
 fkd_status fkd__value_alloc(fkd_graph *g, int value, const fkd_md *md)
 {
     fkd__value *v = &g->values[value];
+    size_t bytes = (fkd_shim_md_bytes(md) + 63) / 64 * 64;
+    void *buf = NULL;
     if (!v->kept) {
-        void *buf = NULL;
-        FKD_TRY(shared_block(g, value, (fkd_shim_md_bytes(md) + 63) / 64 * 64, &buf));
+        FKD_TRY(shared_block(g, &g->blocks, &g->n_blocks, &g->cap_blocks, g->last_use[value], bytes, &buf));
         return fkd_shim_mem_wrap(g->shim, &v->data, md, buf);
     }
     FKD_TRY(fkd_shim_mem(g->shim, &v->data, md));
-    if (g->cfg.mode == FKD_GRAPH_TRAIN) FKD_TRY(fkd_shim_mem(g->shim, &v->grad, md));
-    return FKD_OK;
+    if (g->cfg.mode != FKD_GRAPH_TRAIN) return FKD_OK;
+    if (!v->grad_shared) return fkd_shim_mem(g->shim, &v->grad, md);
+    FKD_TRY(shared_block(g, &g->grad_blocks, &g->n_grad_blocks, &g->cap_grad_blocks, g->grad_until[value],
+                         bytes, &buf));
+    return fkd_shim_mem_wrap(g->shim, &v->grad, md, buf);
 }
 
 static fkd_status steps_push(fkd__steps *steps, fkd__step step)
@@ -260,6 +270,12 @@ fkd_status fkd__steps_add(fkd__steps *steps, fkd_prim *p)
     return steps_push(steps, (fkd__step){.prim = p});
 }
 
+fkd_status fkd__steps_add_host(fkd__steps *steps, fkd_status (*host)(void *ctx), void *ctx,
+                               const char *label)
+{
+    return steps_push(steps, (fkd__step){.host = host, .ctx = ctx, .label = label});
+}
+
 /* `have` in layout `want`: itself, or `tmp` (made by the caller) filled by a reorder. */
 static fkd_status reorder_into(fkd_graph *g, fkd__steps *steps, fkd_mem *have, fkd_mem *tmp,
                                fkd_mem **out)
@@ -271,14 +287,28 @@ static fkd_status reorder_into(fkd_graph *g, fkd__steps *steps, fkd_mem *have, f
     return FKD_OK;
 }
 
-fkd_status fkd__value_as(fkd_graph *g, fkd__steps *steps, int v, const fkd_md *want,
-                         fkd_mem **out)
+fkd_status fkd__mem_as(fkd_graph *g, fkd__steps *steps, fkd_mem *have, const fkd_md *want,
+                       fkd_mem **out)
 {
-    fkd_mem *have = g->values[v].data, *tmp;
+    fkd_mem *tmp;
     *out = have;
     if (fkd_shim_md_equal(fkd_shim_mem_md(have), want)) return FKD_OK;
     FKD_TRY(fkd_shim_mem(g->shim, &tmp, want));
     return reorder_into(g, steps, have, tmp, out);
+}
+
+fkd_status fkd__param_as(fkd_graph *g, fkd__steps *steps, int param, const fkd_md *want, fkd_mem **out)
+{
+    int before = steps->count;
+    FKD_TRY(fkd__mem_as(g, steps, g->pimpl[param].data, want, out));
+    if (steps->count > before) steps->items[before].seen = &g->pimpl[param].copy_seen;
+    return FKD_OK;
+}
+
+fkd_status fkd__value_as(fkd_graph *g, fkd__steps *steps, int v, const fkd_md *want,
+                         fkd_mem **out)
+{
+    return fkd__mem_as(g, steps, g->values[v].data, want, out);
 }
 
 fkd_status fkd__bwd_temp(fkd_graph *g, fkd__node *n, const fkd_md *md, fkd_mem **out)
@@ -308,9 +338,25 @@ fkd_status fkd__grad_as(fkd_graph *g, fkd__node *n, fkd__steps *steps, int v, co
     return fkd__bwd_as(g, n, steps, g->values[v].grad, want, out);
 }
 
+fkd_status fkd__dx_target(fkd_graph *g, fkd__node *n, int v, const fkd_md *md, fkd_mem **out)
+{
+    const fkd__value *x = &g->values[v];
+    if (x->consumers == 1 && x->grad_shared && fkd_shim_md_equal(fkd_shim_mem_md(x->grad), md)) {
+        *out = x->grad;
+        return FKD_OK;
+    }
+    return fkd__bwd_temp(g, n, md, out);
+}
+
+fkd_status fkd__dx_done(fkd_graph *g, fkd__steps *steps, int v, fkd_mem *dx)
+{
+    return dx == g->values[v].grad ? FKD_OK : fkd__accumulate(g, steps, dx, g->values[v].grad);
+}
+
 fkd_status fkd__accumulate(fkd_graph *g, fkd__steps *steps, fkd_mem *src, fkd_mem *dst)
 {
-    if (fkd_shim_md_equal(fkd_shim_mem_md(src), fkd_shim_mem_md(dst)) && g->dtype == FKD_DT_F32)
+    if (fkd_shim_md_equal(fkd_shim_mem_md(src), fkd_shim_mem_md(dst)) &&
+        fkd_shim_md_dtype(fkd_shim_mem_md(dst)) == FKD_DT_F32)
         return steps_push(steps, (fkd__step){.dst = dst, .src = src});
     fkd_prim *r;
     FKD_TRY(fkd_shim_reorder(g->shim, &r, src, dst, true));
@@ -321,15 +367,25 @@ fkd_status fkd__steps_run(fkd_graph *g, const fkd__steps *steps)
 {
     for (int i = 0; i < steps->count; i++) {
         const fkd__step *st = &steps->items[i];
+        if (st->seen) {
+            if (g->cfg.mode == FKD_GRAPH_INFER && *st->seen == g->weights_version) continue;
+            *st->seen = g->weights_version;
+        }
         if (st->prim) {
             FKD_TRY(fkd_shim_run(g->shim, st->prim));
             continue;
         }
         FKD_TRY(fkd_shim_wait(g->shim));
+        if (st->host) {
+            FKD_TRY(st->host(st->ctx));
+            continue;
+        }
         float *dst = fkd_shim_mem_data(st->dst);
         const float *src = fkd_shim_mem_data(st->src);
         int64_t n = (int64_t)(fkd_shim_mem_bytes(st->dst) / sizeof(float));
-#pragma omp parallel for simd schedule(static)
+        /* Small gradients (batch-norm scale/shift, biases) stay on this thread: a parallel
+         * region costs more than the adds, and far more when the cores are shared. */
+#pragma omp parallel for simd schedule(static) if (n >= FKD__PARALLEL_MIN)
         for (int64_t k = 0; k < n; k++) dst[k] += src[k];
     }
     return FKD_OK;
@@ -345,12 +401,13 @@ fkd_status fkd__build_weighted(fkd_graph *g, fkd__node *n, const fkd_pd *fwd,
     FKD_TRY(fkd__param_alloc(g, w, fkd_shim_pd_md(fwd, FKD_ARG_WEIGHTS), weight_plain));
     if (pb) FKD_TRY(fkd__param_alloc(g, b, fkd_shim_pd_md(fwd, FKD_ARG_BIAS), NULL));
 
-    fkd_mem *src;
+    fkd_mem *src, *w_fwd;
     fkd_prim *p;
+    FKD_TRY(fkd__param_as(g, &n->fwd, w, fkd_shim_pd_md(fwd, FKD_ARG_WEIGHTS), &w_fwd));
     FKD_TRY(fkd__value_as(g, &n->fwd, x, fkd_shim_pd_md(fwd, FKD_ARG_SRC), &src));
     FKD_TRY(fkd_shim_prim(g->shim, &p, fwd));
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_SRC, src));
-    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_WEIGHTS, pw->data));
+    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_WEIGHTS, w_fwd));
     if (pb) FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_BIAS, pb->data));
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_DST, g->values[y].data));
     FKD_TRY(fkd__steps_add(&n->fwd, p));
@@ -367,13 +424,13 @@ fkd_status fkd__build_weighted(fkd_graph *g, fkd__node *n, const fkd_pd *fwd,
     if (fkd_shim_md_equal(want_w, fkd_shim_mem_md(dy_d))) dy_w = dy_d;
     else FKD_TRY(fkd__grad_as(g, n, &n->bwd, y, want_w, &dy_w));
 
-    FKD_TRY(fkd__bwd_temp(g, n, fkd_shim_pd_md(bwd_data, FKD_ARG_DIFF_SRC), &dx));
+    FKD_TRY(fkd__dx_target(g, n, x, fkd_shim_pd_md(bwd_data, FKD_ARG_DIFF_SRC), &dx));
     FKD_TRY(fkd_shim_prim(g->shim, &p, bwd_data));
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_DIFF_DST, dy_d));
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_WEIGHTS, w_bwd));
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_DIFF_SRC, dx));
     FKD_TRY(fkd__steps_add(&n->bwd, p));
-    FKD_TRY(fkd__accumulate(g, &n->bwd, dx, g->values[x].grad));
+    FKD_TRY(fkd__dx_done(g, &n->bwd, x, dx));
 
     FKD_TRY(fkd__bwd_temp(g, n, fkd_shim_pd_md(bwd_weights, FKD_ARG_DIFF_WEIGHTS), &dw));
     if (pb) FKD_TRY(fkd__bwd_temp(g, n, fkd_shim_pd_md(bwd_weights, FKD_ARG_DIFF_BIAS), &db));
@@ -393,8 +450,8 @@ fkd_status fkd__build_weighted(fkd_graph *g, fkd__node *n, const fkd_pd *fwd,
 /* Plain-layout edges of a value: reorders to the caller's array and back. */
 static fkd_status build_value_edges(fkd_graph *g, fkd__value *v)
 {
-    const fkd_md *plain;
-    FKD_TRY(fkd_shim_md_plain(g->shim, &plain, v->ndims, v->dims, g->dtype));
+    const fkd_md *plain; /* the caller's arrays are fp32 whatever the compute type */
+    FKD_TRY(fkd_shim_md_plain(g->shim, &plain, v->ndims, v->dims, FKD_DT_F32));
     if (fkd_shim_md_equal(plain, fkd_shim_mem_md(v->data))) return FKD_OK;
     FKD_TRY(fkd_shim_mem_edge(g->shim, &v->edge, plain));
     FKD_TRY(fkd_shim_reorder(g->shim, &v->to_plain, v->data, v->edge, false));
@@ -407,15 +464,25 @@ static fkd_status build_value_edges(fkd_graph *g, fkd__value *v)
 static fkd_status plan_lifetimes(fkd_graph *g)
 {
     g->last_use = malloc((size_t)g->n_values * sizeof *g->last_use);
-    if (!g->last_use) return FKD_FAIL(FKD_ERR_NOMEM, "graph: out of memory");
+    g->grad_until = malloc((size_t)g->n_values * sizeof *g->grad_until);
+    if (!g->last_use || !g->grad_until) return FKD_FAIL(FKD_ERR_NOMEM, "graph: out of memory");
     for (int v = 0; v < g->n_values; v++) g->last_use[v] = -1;
     for (int i = 0; i < g->n_nodes; i++)
-        for (int k = 0; k < g->nodes[i].n_inputs; k++) g->last_use[g->nodes[i].inputs[k]] = i;
+        for (int k = 0; k < g->nodes[i].n_inputs; k++) {
+            g->last_use[g->nodes[i].inputs[k]] = i;
+            g->values[g->nodes[i].inputs[k]].consumers++;
+        }
     for (int t = 0; t < g->n_taps; t++) g->last_use[g->taps[t].value] = INT_MAX;
+    bool train = g->cfg.mode == FKD_GRAPH_TRAIN;
     for (int v = 0; v < g->n_values; v++) {
         fkd__value *x = &g->values[v];
         bool input = g->nodes[x->producer].op == FKD__OP_INPUT;
-        if (g->cfg.mode == FKD_GRAPH_TRAIN || input || g->last_use[v] < 0) g->last_use[v] = INT_MAX;
+        if (input || g->last_use[v] < 0) g->last_use[v] = INT_MAX;
+        /* Activations: TRAIN graphs keep all (backward reads them). Gradients: shared
+         * unless kept for the caller (inputs, taps, outputs). */
+        g->grad_until[v] = train ? g->last_use[v] : INT_MAX;
+        x->grad_shared = g->grad_until[v] != INT_MAX;
+        if (train) g->last_use[v] = INT_MAX;
         x->kept = g->last_use[v] == INT_MAX;
     }
     return FKD_OK;
@@ -606,10 +673,14 @@ fkd_status fkd_graph_add_grad(fkd_graph *g, fkd_value v, const float *grad)
     if (!grad) return FKD_FAIL(FKD_ERR_ARG, "graph: add_grad: NULL gradient");
     fkd__value *x = &g->values[v];
     if (!x->grad) return FKD_FAIL(FKD_ERR_ARG, "graph: add_grad: an inference graph has no gradients");
+    if (x->grad_shared)
+        return FKD_FAIL(FKD_ERR_ARG,
+                        "graph: add_grad: %s '%s' shares its gradient buffer inside backward (tap it before finalize)",
+                        fkd__op_name(g->nodes[x->producer].op), g->nodes[x->producer].name);
     if (!x->edge) {
         float *d = fkd_shim_mem_data(x->grad);
         int64_t n = value_numel(x);
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= FKD__PARALLEL_MIN)
         for (int64_t i = 0; i < n; i++) d[i] += grad[i];
         return FKD_OK;
     }
@@ -623,9 +694,9 @@ static void append_kernels(char *buf, size_t cap, size_t *used, const char *labe
                            const fkd__steps *steps)
 {
     for (int i = 0; i < steps->count && *used < cap; i++) {
-        const fkd_prim *p = steps->items[i].prim;
+        const fkd__step *st = &steps->items[i];
         int n = snprintf(buf + *used, cap - *used, "%s%s", i ? ", " : label,
-                         p ? fkd_shim_prim_impl(p) : "add:host");
+                         st->prim ? fkd_shim_prim_impl(st->prim) : st->host ? st->label : "add:host");
         if (n > 0) *used += (size_t)n;
     }
 }

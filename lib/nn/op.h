@@ -29,13 +29,23 @@ typedef enum {
     FKD__OP_COUNT
 } fkd__op_kind;
 
-/* One step of a node: a oneDNN primitive, or (prim == NULL) dst += src over two fp32
- * memories of the same layout (gradient accumulation, OpenMP). Memories, not pointers:
- * backward temporaries get their buffer only at the end of finalize. */
+/* One step of a node: a oneDNN primitive; or a host kernel `host(ctx)` (facekd's own
+ * kernels, `label` names it for fkd_graph_kernels); or (prim and host NULL) dst += src over
+ * two fp32 memories of the same layout (gradient accumulation, OpenMP). Memories, not
+ * pointers: backward temporaries get their buffer only at the end of finalize. */
 typedef struct {
     fkd_prim *prim;
     fkd_mem *dst, *src;
+    fkd_status (*host)(void *ctx);
+    void *ctx;
+    const char *label;
+    /* A weight copy (fkd__param_as): in INFER graphs it runs only when the parameters may
+     * have changed (*seen != g->weights_version); TRAIN graphs run it every time. */
+    uint64_t *seen;
 } fkd__step;
+
+/* Host loops over fewer elements than this run on one thread (no OpenMP region). */
+#define FKD__PARALLEL_MIN 32768
 
 /* Steps run in order. */
 typedef struct {
@@ -52,6 +62,11 @@ typedef struct {
      * consumer has run (not readable after forward). Inputs, taps and outputs are kept. */
     bool kept;
     fkd_mem *grad;    /* same layout as data; TRAIN graphs only */
+    /* TRAIN graphs: the gradient buffer is shared with values whose gradients live at other
+     * times of the backward pass (from the last consumer's backward to the producer's);
+     * inputs, taps and outputs own theirs (add_grad and read_input_grad need them). */
+    bool grad_shared;
+    int consumers;    /* input slots that read this value (a node reading it twice counts 2) */
     /* Edges: a buffer-less plain memory pointed at the caller's array, with reorders
      * (NULL when data is already plain: plain copies are memcpy). */
     fkd_mem *edge;
@@ -77,6 +92,7 @@ typedef enum { FKD__INIT_ZERO = 0, FKD__INIT_ONE, FKD__INIT_CONST, FKD__INIT_UNI
 typedef struct {
     fkd__init init;
     float init_value;  /* CONST: the value; UNIFORM: the bound b of U(-b, b) */
+    uint64_t copy_seen; /* weights_version its compute copy was made at (fkd__param_as) */
     const fkd_md *plain;
     fkd_mem *data, *grad;   /* engine layout */
     fkd_mem *edge;          /* plain, buffer-less, NULL when the engine layout is plain */
@@ -101,6 +117,11 @@ struct fkd_graph {
     struct fkd__block { void *buf; size_t bytes; int busy_until; } *blocks;
     int n_blocks, cap_blocks;
     int *last_use;    /* per value: index of the last consuming node (INT_MAX: kept) */
+    /* TRAIN graphs: gradient buffers shared the same way, over the same intervals in node
+     * order (a value's gradient lives from its last consumer's backward to its producer's). */
+    struct fkd__block *grad_blocks;
+    int n_grad_blocks, cap_grad_blocks;
+    int *grad_until;  /* per value: the last consuming node (INT_MAX: own gradient buffer) */
     int building;     /* node being built */
     /* Backward temporaries: buffer-less memories pointed into one arena at finalize. */
     struct fkd__temp { fkd_mem *mem; size_t offset; } *temps;
@@ -110,6 +131,9 @@ struct fkd_graph {
     bool finalized, training;
     bool broken;      /* finalize failed half-way: only fkd_graph_free is allowed */
     uint64_t step;    /* dropout mask stream for the next training forward */
+    /* Bumped whenever parameters may change outside the optimizer's step: param_write,
+     * fkd_graph_params (it hands out writable pointers), initialisation. */
+    uint64_t weights_version;
     int64_t macs;     /* per image, conv + linear */
 };
 
@@ -164,8 +188,15 @@ fkd_status fkd__value_alloc(fkd_graph *g, int value, const fkd_md *md);
  * (NULL: plain PyTorch dims; grouped conv weights and PReLU weights have more dims inside
  * the engine than in the state_dict). param_read/param_write convert with reorders. */
 fkd_status fkd__param_alloc(fkd_graph *g, int param, const fkd_md *md, const fkd_md *plain);
-/* A memory holding value `v`'s data in layout `want`: the value itself, or a persistent
- * buffer (backward may read it) filled by a reorder appended to `steps`. */
+/* A memory holding `have`'s data in layout (and element type) `want`: `have` itself, or a
+ * persistent buffer filled by a reorder appended to `steps` (bf16 copies of fp32 master
+ * weights, run each forward). */
+fkd_status fkd__mem_as(fkd_graph *g, fkd__steps *steps, fkd_mem *have, const fkd_md *want,
+                       fkd_mem **out);
+/* The same for parameter `param`'s master data (a bf16 copy for bf16 primitives): in INFER
+ * graphs the copy is remade only after the parameters may have changed. */
+fkd_status fkd__param_as(fkd_graph *g, fkd__steps *steps, int param, const fkd_md *want, fkd_mem **out);
+/* The same for value `v`'s data (backward may read the copy). */
 fkd_status fkd__value_as(fkd_graph *g, fkd__steps *steps, int v, const fkd_md *want,
                          fkd_mem **out);
 /* Backward-only buffers: they live while node `n`'s backward runs and share one arena
@@ -180,7 +211,17 @@ fkd_status fkd__grad_as(fkd_graph *g, fkd__node *n, fkd__steps *steps, int v, co
                         fkd_mem **out);
 fkd_status fkd__bwd_as(fkd_graph *g, fkd__node *n, fkd__steps *steps, fkd_mem *have,
                        const fkd_md *want, fkd_mem **out);
+/* Where node n's backward writes dL/d(input value v) of layout `md`: v's gradient itself when
+ * n is v's only consumer and the gradient is shared (nothing else adds to it, and it is zero
+ * until n's backward), saving a temporary and an accumulation pass; else a temporary, and
+ * the accumulation into v's gradient is appended to `steps` after the caller's primitive
+ * (call fkd__dx_done after appending the primitive). */
+fkd_status fkd__dx_target(fkd_graph *g, fkd__node *n, int v, const fkd_md *md, fkd_mem **out);
+fkd_status fkd__dx_done(fkd_graph *g, fkd__steps *steps, int v, fkd_mem *dx);
 fkd_status fkd__steps_add(fkd__steps *steps, fkd_prim *p);
+/* Appends a host kernel; it runs after the primitives before it have finished. */
+fkd_status fkd__steps_add_host(fkd__steps *steps, fkd_status (*host)(void *ctx), void *ctx,
+                               const char *label);
 /* Appends dst += src: a host loop when the layouts agree, a reorder with a sum post-op
  * otherwise. */
 fkd_status fkd__accumulate(fkd_graph *g, fkd__steps *steps, fkd_mem *src, fkd_mem *dst);

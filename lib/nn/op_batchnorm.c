@@ -70,7 +70,7 @@ static fkd_status build_mode(fkd_graph *g, fkd__node *n, bool global_stats, fkd_
     fkd_mem *dy, *dx, *dgamma, *dbeta;
     FKD_TRY(fkd_shim_bnorm_bwd_pd(g->shim, &bwd, data, data, s->eps, global_stats, fwd));
     FKD_TRY(fkd__grad_as(g, n, bwd_steps, y, fkd_shim_pd_md(bwd, FKD_ARG_DIFF_DST), &dy));
-    FKD_TRY(fkd__bwd_temp(g, n, fkd_shim_pd_md(bwd, FKD_ARG_DIFF_SRC), &dx));
+    FKD_TRY(fkd__dx_target(g, n, x, fkd_shim_pd_md(bwd, FKD_ARG_DIFF_SRC), &dx));
     FKD_TRY(fkd__bwd_temp(g, n, fkd_shim_pd_md(bwd, FKD_ARG_DIFF_SCALE), &dgamma));
     FKD_TRY(fkd__bwd_temp(g, n, fkd_shim_pd_md(bwd, FKD_ARG_DIFF_SHIFT), &dbeta));
     FKD_TRY(fkd_shim_prim(g->shim, &p, bwd));
@@ -84,7 +84,7 @@ static fkd_status build_mode(fkd_graph *g, fkd__node *n, bool global_stats, fkd_
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_DIFF_SCALE, dgamma));
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_DIFF_SHIFT, dbeta));
     FKD_TRY(fkd__steps_add(bwd_steps, p));
-    FKD_TRY(fkd__accumulate(g, bwd_steps, dx, g->values[x].grad));
+    FKD_TRY(fkd__dx_done(g, bwd_steps, x, dx));
     FKD_TRY(fkd__accumulate(g, bwd_steps, dgamma, gamma->grad));
     return fkd__accumulate(g, bwd_steps, dbeta, beta->grad);
 }

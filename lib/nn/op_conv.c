@@ -9,10 +9,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nn/conv_grouped.h"
 #include "nn/op.h"
 
 typedef struct {
     int out_c, kernel, stride, padding, groups;
+    fkd__grouped *grouped; /* facekd's kernels for small groups (conv_grouped.c), else NULL */
 } conv_state;
 
 fkd_value fkd_graph_conv(fkd_graph *g, const char *name, fkd_value x, int out_channels,
@@ -39,7 +41,7 @@ fkd_value fkd_graph_conv(fkd_graph *g, const char *name, fkd_value x, int out_ch
                         name, kernel, (long)v->dims[2], (long)v->dims[3]);
     conv_state *s = malloc(sizeof *s);
     if (!s) return FKD_FAIL(FKD_ERR_NOMEM, "graph: conv '%s': out of memory", name);
-    *s = (conv_state){out_channels, kernel, stride, padding, groups};
+    *s = (conv_state){out_channels, kernel, stride, padding, groups, NULL};
     const int64_t dims[4] = {v->dims[0], out_channels, oh, ow};
     fkd_value y = fkd__node_add(g, FKD__OP_CONV, name, &x, 1, s, 4, dims);
     if (y < 0) return y;
@@ -59,21 +61,25 @@ fkd_value fkd_graph_conv(fkd_graph *g, const char *name, fkd_value x, int out_ch
 
 static fkd_status conv_build(fkd_graph *g, fkd__node *n)
 {
-    const conv_state *s = n->state;
+    conv_state *s = n->state;
     const fkd__value *x = &g->values[n->inputs[0]], *y = &g->values[n->output];
     bool train = g->cfg.mode == FKD_GRAPH_TRAIN, has_bias = n->n_params == 2;
     int in_c = (int)x->dims[1], k = s->kernel, G = s->groups;
+    if (fkd__conv_grouped_fits(in_c, s->out_c, G))
+        return fkd__conv_grouped_build(g, n, k, s->stride, s->padding, G, &s->grouped);
     int64_t wd[5] = {G, s->out_c / G, in_c / G, k, k};
     int wnd = G > 1 ? 5 : 4;
     const int64_t *wdims = G > 1 ? wd : wd + 1;
     const int64_t bdims[1] = {s->out_c};
 
     fkd_shim *sh = g->shim;
-    const fkd_md *src, *w, *b = NULL, *dst, *w_plain;
+    /* bf16 graphs: bf16 data and weights, fp32 bias and weight gradients (fp32 masters). */
+    const fkd_md *src, *w, *dw, *b = NULL, *dst, *w_plain;
     FKD_TRY(fkd_shim_md_any(sh, &src, 4, x->dims, g->dtype));
     FKD_TRY(fkd_shim_md_any(sh, &w, wnd, wdims, g->dtype));
+    FKD_TRY(fkd_shim_md_any(sh, &dw, wnd, wdims, FKD_DT_F32));
     FKD_TRY(fkd_shim_md_plain(sh, &w_plain, wnd, wdims, FKD_DT_F32));
-    if (has_bias) FKD_TRY(fkd_shim_md_plain(sh, &b, 1, bdims, g->dtype));
+    if (has_bias) FKD_TRY(fkd_shim_md_plain(sh, &b, 1, bdims, FKD_DT_F32));
     FKD_TRY(fkd_shim_md_any(sh, &dst, 4, y->dims, g->dtype));
 
     fkd_pd *fwd, *bwd_data = NULL, *bwd_weights = NULL;
@@ -83,16 +89,22 @@ static fkd_status conv_build(fkd_graph *g, fkd__node *n)
         /* Backward-weights reads x in the forward's layout when it has a fast kernel for it;
          * otherwise (depthwise kernels larger than 3×3 on blocked data, MobileFaceNet's
          * 7×7 GDC) it chooses its own layout and x is reordered for it. */
-        FKD_TRY(fkd_shim_conv_bwd_weights_pd(sh, &bwd_weights, fkd_shim_pd_md(fwd, FKD_ARG_SRC), w,
+        FKD_TRY(fkd_shim_conv_bwd_weights_pd(sh, &bwd_weights, fkd_shim_pd_md(fwd, FKD_ARG_SRC), dw,
                                              b, dst, s->stride, s->padding, fwd));
         if (strncmp(fkd_shim_pd_impl(bwd_weights), "ref", 3) == 0)
-            FKD_TRY(fkd_shim_conv_bwd_weights_pd(sh, &bwd_weights, src, w, b, dst, s->stride,
+            FKD_TRY(fkd_shim_conv_bwd_weights_pd(sh, &bwd_weights, src, dw, b, dst, s->stride,
                                                  s->padding, fwd));
     }
     return fkd__build_weighted(g, n, fwd, bwd_data, bwd_weights, w_plain);
 }
 
-const fkd__op fkd__op_conv = {.build = conv_build};
+static void conv_free(fkd__node *n)
+{
+    fkd__conv_grouped_free(((conv_state *)n->state)->grouped);
+}
+
+const fkd__op fkd__op_conv = {.build = conv_build, .free = conv_free};
+
 
 void fkd__conv_attrs(const fkd__node *n, int *kernel, int *stride, int *padding, int *groups)
 {

@@ -33,6 +33,9 @@ static fkd_status dropout_build(fkd_graph *g, fkd__node *n)
 {
     dropout_state *s = n->state;
     const fkd_md *md = fkd_shim_mem_md(g->values[n->inputs[0]].data);
+    /* The mask loops are fp32 host code. */
+    if (fkd_shim_md_dtype(md) != FKD_DT_F32)
+        return FKD_FAIL(FKD_ERR_UNSUPPORTED, "dropout on bf16 values is not implemented (use fp32 or p = 0)");
     FKD_TRY(fkd__value_alloc(g, n->output, md));
     if (g->cfg.mode == FKD_GRAPH_TRAIN && s->p > 0.0f) FKD_TRY(fkd_shim_mem(g->shim, &s->mask, md));
     return FKD_OK;

@@ -17,8 +17,10 @@ fkd_value fkd_graph_input(fkd_graph *g, const char *name, int channels, int heig
 
 static fkd_status input_build(fkd_graph *g, fkd__node *n)
 {
+    /* Inputs stay fp32 (set_input copies the caller's array); a bf16 consumer reorders. */
     const fkd_md *plain;
-    FKD_TRY(fkd__value_plain_md(g, n->output, &plain));
+    const fkd__value *v = &g->values[n->output];
+    FKD_TRY(fkd_shim_md_plain(g->shim, &plain, v->ndims, v->dims, FKD_DT_F32));
     return fkd__value_alloc(g, n->output, plain);
 }
 

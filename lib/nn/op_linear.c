@@ -40,16 +40,18 @@ static fkd_status linear_build(fkd_graph *g, fkd__node *n)
     bool train = g->cfg.mode == FKD_GRAPH_TRAIN;
     const fkd_param *pw = &g->params[n->first_param];
     fkd_shim *sh = g->shim;
-    const fkd_md *src = fkd_shim_mem_md(x->data), *w, *b = NULL, *dst;
+    /* bf16 graphs: bf16 data and weights, fp32 bias and weight gradients (fp32 masters). */
+    const fkd_md *src = fkd_shim_mem_md(x->data), *w, *dw, *b = NULL, *dst;
     FKD_TRY(fkd_shim_md_any(sh, &w, 2, pw->dims, g->dtype));
-    if (n->n_params == 2) FKD_TRY(fkd_shim_md_plain(sh, &b, 1, &y->dims[1], g->dtype));
+    FKD_TRY(fkd_shim_md_any(sh, &dw, 2, pw->dims, FKD_DT_F32));
+    if (n->n_params == 2) FKD_TRY(fkd_shim_md_plain(sh, &b, 1, &y->dims[1], FKD_DT_F32));
     FKD_TRY(fkd_shim_md_any(sh, &dst, 2, y->dims, g->dtype));
 
     fkd_pd *fwd, *bwd_data = NULL, *bwd_weights = NULL;
     FKD_TRY(fkd_shim_ip_fwd_pd(sh, &fwd, train, src, w, b, dst));
     if (train) {
         FKD_TRY(fkd_shim_ip_bwd_data_pd(sh, &bwd_data, src, w, dst, fwd));
-        FKD_TRY(fkd_shim_ip_bwd_weights_pd(sh, &bwd_weights, src, w, b, dst, fwd));
+        FKD_TRY(fkd_shim_ip_bwd_weights_pd(sh, &bwd_weights, src, dw, b, dst, fwd));
     }
     return fkd__build_weighted(g, n, fwd, bwd_data, bwd_weights, NULL);
 }

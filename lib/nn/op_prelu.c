@@ -28,8 +28,9 @@ static fkd_status prelu_build(fkd_graph *g, fkd__node *n)
     fkd__param_impl *a = &g->pimpl[n->first_param];
     int nd = x->ndims;
     const int64_t wdims[4] = {1, x->dims[1], 1, 1};
+    /* Weights in the data's element type (a bf16 copy of the fp32 master in bf16 graphs). */
     const fkd_md *data = fkd_shim_mem_md(x->data), *w_any, *w_plain;
-    FKD_TRY(fkd_shim_md_any(g->shim, &w_any, nd, wdims, g->dtype));
+    FKD_TRY(fkd_shim_md_any(g->shim, &w_any, nd, wdims, fkd_shim_md_dtype(data)));
     FKD_TRY(fkd_shim_md_plain(g->shim, &w_plain, nd, wdims, FKD_DT_F32));
     bool train = g->cfg.mode == FKD_GRAPH_TRAIN;
     fkd_pd *fwd, *bwd;
@@ -37,9 +38,11 @@ static fkd_status prelu_build(fkd_graph *g, fkd__node *n)
     FKD_TRY(fkd_shim_prelu_fwd_pd(g->shim, &fwd, train, data, w_any));
     FKD_TRY(fkd__value_alloc(g, n->output, fkd_shim_pd_md(fwd, FKD_ARG_DST)));
     FKD_TRY(fkd__param_alloc(g, n->first_param, fkd_shim_pd_md(fwd, FKD_ARG_WEIGHTS), w_plain));
+    fkd_mem *w_fwd;
+    FKD_TRY(fkd__param_as(g, &n->fwd, n->first_param, fkd_shim_pd_md(fwd, FKD_ARG_WEIGHTS), &w_fwd));
     FKD_TRY(fkd_shim_prim(g->shim, &p, fwd));
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_SRC, x->data));
-    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_WEIGHTS, a->data));
+    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_WEIGHTS, w_fwd));
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_DST, g->values[n->output].data));
     FKD_TRY(fkd__steps_add(&n->fwd, p));
     if (!train) return FKD_OK;
@@ -48,16 +51,16 @@ static fkd_status prelu_build(fkd_graph *g, fkd__node *n)
     fkd_mem *dy, *dx, *da;
     FKD_TRY(fkd_shim_prelu_bwd_pd(g->shim, &bwd, data, w, data, w, fwd));
     FKD_TRY(fkd__grad_as(g, n, &n->bwd, n->output, fkd_shim_pd_md(bwd, FKD_ARG_DIFF_DST), &dy));
-    FKD_TRY(fkd__bwd_temp(g, n, fkd_shim_pd_md(bwd, FKD_ARG_DIFF_SRC), &dx));
+    FKD_TRY(fkd__dx_target(g, n, n->inputs[0], fkd_shim_pd_md(bwd, FKD_ARG_DIFF_SRC), &dx));
     FKD_TRY(fkd__bwd_temp(g, n, fkd_shim_pd_md(bwd, FKD_ARG_DIFF_WEIGHTS), &da));
     FKD_TRY(fkd_shim_prim(g->shim, &p, bwd));
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_SRC, x->data));
-    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_WEIGHTS, a->data));
+    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_WEIGHTS, w_fwd));
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_DIFF_DST, dy));
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_DIFF_SRC, dx));
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_DIFF_WEIGHTS, da));
     FKD_TRY(fkd__steps_add(&n->bwd, p));
-    FKD_TRY(fkd__accumulate(g, &n->bwd, dx, x->grad));
+    FKD_TRY(fkd__dx_done(g, &n->bwd, n->inputs[0], dx));
     return fkd__accumulate(g, &n->bwd, da, a->grad);
 }
 

@@ -66,6 +66,9 @@ fkd_status fkd__param_alloc(fkd_graph *g, int param, const fkd_md *md, const fkd
     fkd_param *p = &g->params[param];
     fkd__param_impl *im = &g->pimpl[param];
     im->plain = plain;
+    /* Master copies are fp32 in the primitive's layout; a bf16 primitive reads a copy made
+     * each forward (fkd__mem_as in the op's build). */
+    if (fkd_shim_md_dtype(md) != FKD_DT_F32) FKD_TRY(fkd_shim_md_as(g->shim, &md, md, FKD_DT_F32));
     FKD_TRY(fkd_shim_mem(g->shim, &im->data, md));
     p->data = fkd_shim_mem_data(im->data);
     p->storage = fkd_shim_mem_bytes(im->data) / sizeof(float);
@@ -94,6 +97,7 @@ static fkd_status build_param_edges(fkd_graph *g, int i)
 /* PyTorch's defaults, deterministic from the seed: one random stream per parameter. */
 fkd_status fkd__params_init(fkd_graph *g)
 {
+    g->weights_version++;
     int64_t most = 0;
     for (int i = 0; i < g->n_params; i++)
         if (g->params[i].numel > most) most = g->params[i].numel;
@@ -123,6 +127,7 @@ fkd_status fkd__params_init(fkd_graph *g)
 fkd_status fkd_graph_params(fkd_graph *g, fkd_param **params, int *count)
 {
     FKD_TRY(fkd__need_finalized(g, "params"));
+    g->weights_version++; /* the caller may write through the pointers */
     *params = g->params;
     *count = g->n_params;
     return FKD_OK;
@@ -168,6 +173,7 @@ fkd_status fkd_graph_param_read_grad(fkd_graph *g, int index, float *plain)
 fkd_status fkd_graph_param_write(fkd_graph *g, int index, const float *plain)
 {
     FKD_TRY(need_param(g, index, plain, "param_write"));
+    g->weights_version++;
     fkd__param_impl *im = &g->pimpl[index];
     if (!im->edge) {
         memcpy(g->params[index].data, plain, (size_t)g->params[index].numel * sizeof(float));

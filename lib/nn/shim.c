@@ -171,6 +171,29 @@ static dnnl_data_type_t dnnl_dt(fkd_dtype dt)
     return dt == FKD_DT_BF16 ? dnnl_bf16 : dnnl_f32;
 }
 
+const char *fkd_shim_isa(void)
+{
+    switch (dnnl_get_effective_cpu_isa()) {
+    case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
+    case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl_cpu_isa_avx512_core: return "avx512_core";
+    case dnnl_cpu_isa_avx2: return "avx2";
+    default: return "sse41 or older";
+    }
+}
+
+int fkd_shim_flops_per_cycle(bool bf16)
+{
+    dnnl_cpu_isa_t isa = dnnl_get_effective_cpu_isa();
+    if (bf16 && isa == dnnl_cpu_isa_avx512_core_amx) return 1024;
+    if (bf16 && isa == dnnl_cpu_isa_avx512_core_bf16) return 128;
+    if (isa == dnnl_cpu_isa_avx512_core_amx || isa == dnnl_cpu_isa_avx512_core_bf16 ||
+        isa == dnnl_cpu_isa_avx512_core_vnni || isa == dnnl_cpu_isa_avx512_core)
+        return 64;
+    return isa == dnnl_cpu_isa_avx2 ? 32 : 16;
+}
+
 static fkd_status md_by_tag(fkd_shim *s, const fkd_md **out, int ndims, const int64_t *dims,
                             fkd_dtype dt, dnnl_format_tag_t tag)
 {
@@ -200,6 +223,11 @@ fkd_status fkd_shim_md_any(fkd_shim *s, const fkd_md **out, int ndims, const int
     return md_by_tag(s, out, ndims, dims, dt, dnnl_format_tag_any);
 }
 
+fkd_status fkd_shim_md_blocked16(fkd_shim *s, const fkd_md **out, const int64_t dims[4], fkd_dtype dt)
+{
+    return md_by_tag(s, out, 4, dims, dt, dnnl_nChw16c);
+}
+
 fkd_status fkd_shim_md_reshape(fkd_shim *s, const fkd_md **out, const fkd_md *md, int ndims,
                                const int64_t *dims)
 {
@@ -210,6 +238,28 @@ fkd_status fkd_shim_md_reshape(fkd_shim *s, const fkd_md **out, const fkd_md *md
     FKD_DNNL_CHECK(dnnl_memory_desc_reshape(&r->md, &md->md, ndims, d));
     *out = r;
     return FKD_OK;
+}
+
+fkd_status fkd_shim_md_as(fkd_shim *s, const fkd_md **out, const fkd_md *md, fkd_dtype dt)
+{
+    fkd_md *copy = NULL;
+    FKD_TRY(md_new(s, &copy));
+    copy->md = md->md;
+    /* Blocked layouts keep their strides in elements: only the element type changes. */
+    copy->md.data_type = dnnl_dt(dt);
+    *out = copy;
+    return FKD_OK;
+}
+
+fkd_dtype fkd_shim_md_dtype(const fkd_md *md)
+{
+    return md->md.data_type == dnnl_bf16 ? FKD_DT_BF16 : FKD_DT_F32;
+}
+
+bool fkd_shim_bf16_ok(void)
+{
+    /* oneDNN 2.6 runs bf16 on avx512_core (emulated dot products) and up. */
+    return (dnnl_get_effective_cpu_isa() & dnnl_cpu_isa_avx512_core) == dnnl_cpu_isa_avx512_core;
 }
 
 bool fkd_shim_md_equal(const fkd_md *a, const fkd_md *b)

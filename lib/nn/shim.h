@@ -42,6 +42,13 @@ fkd_status fkd_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k
                      const float *a, int64_t lda, const float *b, int64_t ldb, float beta,
                      float *c, int64_t ldc);
 
+/* The instruction set oneDNN's kernels use on this CPU ("avx512_core_amx", "avx512_core_bf16",
+ * "avx512_core", "avx2", ...), and its nominal floating-point operations per cycle per core
+ * (FMA = 2) for fp32 or bf16 dot products: AMX tiles 1024, AVX-512 bf16 128 / fp32 64,
+ * AVX2 32, SSE 16. Nominal: two 512-bit FMA units, as Intel's server cores. */
+const char *fkd_shim_isa(void);
+int fkd_shim_flops_per_cycle(bool bf16);
+
 /* ---- objects ------------------------------------------------------------------------- */
 typedef struct fkd_shim fkd_shim;
 typedef struct fkd_md fkd_md;
@@ -84,11 +91,19 @@ fkd_status fkd_shim_md_plain(fkd_shim *s, const fkd_md **out, int ndims, const i
 /* "Let the primitive choose" (format_tag_any). */
 fkd_status fkd_shim_md_any(fkd_shim *s, const fkd_md **out, int ndims, const int64_t *dims,
                            fkd_dtype dt);
+/* (N, C, H, W) in oneDNN's nChw16c: channel blocks of 16 innermost (facekd's own kernels). */
+fkd_status fkd_shim_md_blocked16(fkd_shim *s, const fkd_md **out, const int64_t dims[4], fkd_dtype dt);
 /* The same layout read with other dims of the same element count: only for plain layouts
  * (used by flatten to view (N, C·H·W) as (N, C, H, W)). */
 fkd_status fkd_shim_md_reshape(fkd_shim *s, const fkd_md **out, const fkd_md *md, int ndims,
                                const int64_t *dims);
 bool fkd_shim_md_equal(const fkd_md *a, const fkd_md *b);
+/* The same layout with another element type (fp32 master copies of bf16 weights). */
+fkd_status fkd_shim_md_as(fkd_shim *s, const fkd_md **out, const fkd_md *md, fkd_dtype dt);
+fkd_dtype fkd_shim_md_dtype(const fkd_md *md);
+/* True when oneDNN has bf16 kernels on this CPU (AVX-512 and up; native with avx512_bf16
+ * or AMX, emulated on plain AVX-512). */
+bool fkd_shim_bf16_ok(void);
 /* Bytes a buffer of this layout needs, including blocking padding. */
 size_t fkd_shim_md_bytes(const fkd_md *md);
 

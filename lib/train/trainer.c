@@ -120,13 +120,14 @@ static fkd_status open_loader(fkd_trainer *t)
 static fkd_status build_model(fkd_trainer *t)
 {
     const fkd_recipe *r = t->r;
-    fkd_graph_config gc = {.batch = t->batch, .mode = FKD_GRAPH_TRAIN, .precision = FKD_PREC_F32,
+    /* bf16 keeps fp32 master weights, gradients, optimizer and loss (lib/nn). */
+    bool bf16 = r->model.precision == FKD_RECIPE_PRECISION_BF16;
+    fkd_graph_config gc = {.batch = t->batch, .mode = FKD_GRAPH_TRAIN, .precision = bf16 ? FKD_PREC_BF16 : FKD_PREC_F32,
                            .seed = (uint64_t)r->seed};
-    FKD_TRY(fkd_graph_create(&t->g, &gc));
+    fkd_status s = fkd_graph_create(&t->g, &gc);
+    if (s != FKD_OK) return FKD_WRAP(s, "%s: model.precision: ", r->path);
     fkd_value x = fkd_graph_input(t->g, "input", 3, 112, 112);
     if (x < 0) return (fkd_status)x;
-    if (r->model.precision != FKD_RECIPE_PRECISION_FP32)
-        return FKD_FAIL(FKD_ERR_UNSUPPORTED, "%s: model.precision: only fp32 is available in this version", r->path);
     t->arch = fkd_recipe_enum_name("model.arch", r->model.arch);
     fkd_arch_opts opts = {.num_features = (int)r->model.embedding_size, .width = (int)r->model.width};
     FKD_TRY(fkd_arch_build(t->g, t->arch, &opts, x, &t->emb));

@@ -1,0 +1,282 @@
+/* Grouped convolution with 2, 4 or 8 channels per group (MobileFaceNet's second layer:
+ * groups = width, 2 channels each), facekd's own kernels on nChw16c data.
+ *
+ * Why: oneDNN 2.6 has no blocked kernel for it and runs x64:gemm:jit on plain NCHW data
+ * (im2col per group, plain output, so the next batch norm falls to ncsp_bnorm): at width 16,
+ * batch 32 this one layer took ~70 % of a single-thread MobileFaceNet training step.
+ *
+ * In an nChw16c block the k channels of a group are k adjacent lanes, so with k-aligned
+ * lane groups and perm_j(c) = (c & ~(k-1)) | ((c + j) & (k-1)):
+ *   forward        y[c]  = b[c] + Σ_{kh,kw} Σ_j Wl_j[c] · x[perm_j(c)]
+ *   backward data  dx[c] += Σ_{kh,kw} Σ_j Bl_j[c] · dy[perm_-j(c)]   (scattered from y's pixels)
+ *   backward wts   dWl_j[c] += Σ_{n,oh,ow} dy[c] · x[perm_j(c)],  db[c] += Σ dy[c]
+ * with the lane weights Wl_j[c] = W[g][o][(o + j) mod k] (c = g·k + o) and
+ * Bl_j[c] = Wl_j[perm_-j(c)], rebuilt from the fp32 master weights each forward (a few KB).
+ * Weights stay plain (G, k, k, K, K): param_read/write need no reorder.
+ *
+ * Threads: forward over output rows; backward (data and weights in one pass over dy) over
+ * (image, channel block) planes: each thread owns its dx planes (no races) and has its own
+ * dW/db accumulators, allocated at build (nothing allocates after finalize).
+ *
+ * Always fp32, also in bf16 graphs: x is converted by the reorder into nChw16c, and the
+ * fp32 output makes the next batch norm and PReLU run in fp32 until the next convolution
+ * reorders to bf16 (cheaper than oneDNN's bf16 path for this shape, which is gemm too). */
+#include "nn/conv_grouped.h"
+
+#include <omp.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* One pixel's 16 channels as a vector: GCC lowers the lane permutations to vpermps on
+ * AVX-512 and to shuffles elsewhere; the pixel loops are compiled for both (target_clones,
+ * chosen at load time from the CPU's features). Every pointer here is 64-byte aligned.
+ * The vector helpers are static and inlined: the psABI note about passing 64-byte vectors
+ * without AVX-512 concerns calls across objects, which never happen here. */
+#pragma GCC diagnostic ignored "-Wpsabi"
+typedef float v16 __attribute__((vector_size(64)));
+typedef int v16i __attribute__((vector_size(64)));
+#define FKD__CLONES __attribute__((target_clones("avx512f", "default")))
+
+struct fkd__grouped {
+    int n, cb, h, w, oh, ow, kern, stride, pad, k, threads;
+    fkd_mem *x, *y, *dy, *dx;   /* dy, dx NULL in INFER graphs */
+    bool zero_dx;               /* dx is a temporary (accumulated by a later step) */
+    const float *weight, *bias; /* plain master copies (bias NULL without one) */
+    float *dweight, *dbias;     /* their gradients (TRAIN) */
+    float *wl, *bl;             /* lane weights [k][cb][K][K][16], forward and backward-data */
+    float *acc;                 /* per thread: dWl [k][cb][K][K][16], then db [cb·16] */
+    v16i fmask[8], bmask[8];    /* lane permutations perm_j and perm_-j, j < k */
+    size_t acc_per_thread;
+};
+
+bool fkd__conv_grouped_fits(int in_c, int out_c, int groups)
+{
+    if (groups < 2 || in_c != out_c || in_c % 16) return false;
+    int k = in_c / groups;
+    return k == 2 || k == 4 || k == 8;
+}
+
+static inline int perm(int c, int j, int k)
+{
+    return (c & ~(k - 1)) | ((c + j) & (k - 1));
+}
+
+static size_t lane_size(const fkd__grouped *c)
+{
+    return (size_t)c->k * c->cb * c->kern * c->kern * 16;
+}
+
+/* Index of lane weight (j, cb, kh, kw, lane 0). */
+static size_t lane_at(const fkd__grouped *c, int j, int cb, int kh, int kw)
+{
+    return ((((size_t)j * c->cb + cb) * c->kern + kh) * c->kern + kw) * 16;
+}
+
+/* Index of W[g][o][i][kh][kw] in the plain (G, k, k, K, K) weight for lane (cb, l, j). */
+static size_t plain_at(const fkd__grouped *c, int cb, int l, int j, int kh, int kw)
+{
+    int ch = cb * 16 + l, g = ch / c->k, o = ch % c->k, i = (o + j) % c->k;
+    return ((((size_t)g * c->k + o) * c->k + i) * c->kern + kh) * c->kern + kw;
+}
+
+static void lane_weights(fkd__grouped *c)
+{
+    for (int j = 0; j < c->k; j++)
+        for (int cb = 0; cb < c->cb; cb++)
+            for (int kh = 0; kh < c->kern; kh++)
+                for (int kw = 0; kw < c->kern; kw++) {
+                    float *wl = c->wl + lane_at(c, j, cb, kh, kw);
+                    for (int l = 0; l < 16; l++) wl[l] = c->weight[plain_at(c, cb, l, j, kh, kw)];
+                }
+    for (int j = 0; j < c->k; j++)
+        for (size_t at = 0; at < lane_size(c) / (size_t)c->k; at += 16) {
+            const float *wl = c->wl + (size_t)j * (lane_size(c) / c->k) + at;
+            float *bl = c->bl + (size_t)j * (lane_size(c) / c->k) + at;
+            for (int l = 0; l < 16; l++) bl[l] = wl[perm(l, c->k - j, c->k)];
+        }
+}
+
+
+/* Kernel taps [k0, k1) of output position o that fall inside an input of `size`. */
+static inline void tap_range(const fkd__grouped *c, int o, int size, int *k0, int *k1)
+{
+    int first = o * c->stride - c->pad;
+    *k0 = first < 0 ? -first : 0;
+    *k1 = size - first < c->kern ? size - first : c->kern;
+}
+
+/* Offset (in pixels) of the input tap (kh, kw) of output pixel (oh, ow). */
+static inline size_t tap_pixel(const fkd__grouped *c, int oh, int ow, int kh, int kw)
+{
+    return (size_t)(oh * c->stride - c->pad + kh) * c->w + (size_t)(ow * c->stride - c->pad + kw);
+}
+
+/* acc += Σ_j wl_j · v[mask_j] with the k lane-weight vectors `stride` floats apart. */
+static inline __attribute__((always_inline)) v16 mix(v16 acc, v16 v, const float *wl, size_t stride, int k,
+                                                     const v16i *masks)
+{
+    for (int j = 0; j < k; j++) acc += *(const v16 *)(wl + (size_t)j * stride) * __builtin_shuffle(v, masks[j]);
+    return acc;
+}
+
+FKD__CLONES static void forward_row(const fkd__grouped *c, const float *x, float *y, int n, int cb, int oh)
+{
+    size_t stride = lane_size(c) / (size_t)c->k;
+    const float *xp = x + (size_t)(n * c->cb + cb) * c->h * c->w * 16;
+    float *yp = y + (((size_t)(n * c->cb + cb) * c->oh + oh) * c->ow) * 16;
+    int kh0, kh1;
+    tap_range(c, oh, c->h, &kh0, &kh1);
+    for (int ow = 0; ow < c->ow; ow++) {
+        v16 acc = {0};
+        if (c->bias) acc = *(const v16 *)(c->bias + cb * 16);
+        int kw0, kw1;
+        tap_range(c, ow, c->w, &kw0, &kw1);
+        for (int kh = kh0; kh < kh1; kh++)
+            for (int kw = kw0; kw < kw1; kw++)
+                acc = mix(acc, *(const v16 *)(xp + tap_pixel(c, oh, ow, kh, kw) * 16), c->wl + lane_at(c, 0, cb, kh, kw),
+                          stride, c->k, c->fmask);
+        *(v16 *)(yp + (size_t)ow * 16) = acc;
+    }
+}
+
+/* (N, C, H, W) → (N, C, OH, OW). */
+static fkd_status grouped_forward(void *ctx)
+{
+    fkd__grouped *c = ctx;
+    lane_weights(c);
+    const float *x = fkd_shim_mem_data(c->x);
+    float *y = fkd_shim_mem_data(c->y);
+    int rows = c->n * c->cb * c->oh;
+#pragma omp parallel for schedule(static)
+    for (int r = 0; r < rows; r++) {
+        int oh = r % c->oh, cb = (r / c->oh) % c->cb, n = r / (c->oh * c->cb);
+        forward_row(c, x, y, n, cb, oh);
+    }
+    return FKD_OK;
+}
+
+/* One (image, channel block) plane of the backward: dx (scattered from each output pixel's
+ * taps) and this thread's dW, db lane accumulators, reading dy once. */
+FKD__CLONES static void backward_plane(const fkd__grouped *c, const float *x, const float *dy, float *dx, float *dwl,
+                                       float *db, int n, int cb)
+{
+    size_t stride = lane_size(c) / (size_t)c->k, plane = (size_t)c->h * c->w * 16;
+    const float *xp = x + (size_t)(n * c->cb + cb) * plane;
+    const float *dyp = dy + (size_t)(n * c->cb + cb) * c->oh * c->ow * 16;
+    float *dxp = dx + (size_t)(n * c->cb + cb) * plane;
+    if (c->zero_dx) memset(dxp, 0, plane * sizeof *dxp);
+    for (int oh = 0, kh0, kh1; oh < c->oh; oh++) {
+        tap_range(c, oh, c->h, &kh0, &kh1);
+        for (int ow = 0, kw0, kw1; ow < c->ow; ow++) {
+            v16 g = *(const v16 *)(dyp + ((size_t)oh * c->ow + ow) * 16);
+            *(v16 *)(db + cb * 16) += g;
+            tap_range(c, ow, c->w, &kw0, &kw1);
+            for (int kh = kh0; kh < kh1; kh++)
+                for (int kw = kw0; kw < kw1; kw++) {
+                    size_t pix = tap_pixel(c, oh, ow, kh, kw) * 16, at = lane_at(c, 0, cb, kh, kw);
+                    v16 *d = (v16 *)(dxp + pix), v = *(const v16 *)(xp + pix);
+                    *d = mix(*d, g, c->bl + at, stride, c->k, c->bmask);
+                    for (int j = 0; j < c->k; j++)
+                        *(v16 *)(dwl + at + (size_t)j * stride) += g * __builtin_shuffle(v, c->fmask[j]);
+                }
+        }
+    }
+}
+
+/* dx (accumulated, or into a zeroed temporary), dW += Σ dy · x, db += Σ dy (per-thread lane
+ * accumulators, summed after). */
+static fkd_status grouped_backward(void *ctx)
+{
+    fkd__grouped *c = ctx;
+    const float *x = fkd_shim_mem_data(c->x), *dy = fkd_shim_mem_data(c->dy);
+    float *dx = fkd_shim_mem_data(c->dx);
+    size_t lanes = lane_size(c);
+    int threads = omp_get_max_threads();
+    if (threads > c->threads) threads = c->threads;
+    memset(c->acc, 0, (size_t)threads * c->acc_per_thread * sizeof *c->acc);
+    int planes = c->n * c->cb;
+#pragma omp parallel num_threads(threads)
+    {
+        float *dwl = c->acc + (size_t)omp_get_thread_num() * c->acc_per_thread, *db = dwl + lanes;
+#pragma omp for schedule(static)
+        for (int p = 0; p < planes; p++) backward_plane(c, x, dy, dx, dwl, db, p / c->cb, p % c->cb);
+    }
+    for (int t = 1; t < threads; t++)
+        for (size_t i = 0; i < c->acc_per_thread; i++) c->acc[i] += c->acc[(size_t)t * c->acc_per_thread + i];
+    for (int j = 0; j < c->k; j++)
+        for (int cb = 0; cb < c->cb; cb++)
+            for (int kh = 0; kh < c->kern; kh++)
+                for (int kw = 0; kw < c->kern; kw++) {
+                    const float *a = c->acc + lane_at(c, j, cb, kh, kw);
+                    for (int l = 0; l < 16; l++) c->dweight[plain_at(c, cb, l, j, kh, kw)] += a[l];
+                }
+    if (c->dbias)
+        for (int ch = 0; ch < c->cb * 16; ch++) c->dbias[ch] += c->acc[lanes + ch];
+    return FKD_OK;
+}
+
+void fkd__conv_grouped_free(fkd__grouped *c)
+{
+    if (!c) return;
+    free(c->wl);
+    free(c->bl);
+    free(c->acc);
+    free(c);
+}
+
+fkd_status fkd__conv_grouped_build(fkd_graph *g, fkd__node *n, int kernel, int stride, int padding,
+                                   int groups, fkd__grouped **out)
+{
+    const fkd__value *xv = &g->values[n->inputs[0]], *yv = &g->values[n->output];
+    int w = n->first_param, b = n->n_params == 2 ? w + 1 : -1;
+    fkd__grouped *c = aligned_alloc(64, (sizeof *c + 63) / 64 * 64); /* the masks are vectors */
+    if (!c) return FKD_FAIL(FKD_ERR_NOMEM, "grouped conv: out of memory");
+    *out = c;
+    *c = (fkd__grouped){.n = (int)xv->dims[0], .cb = (int)xv->dims[1] / 16, .h = (int)xv->dims[2],
+                        .w = (int)xv->dims[3], .oh = (int)yv->dims[2], .ow = (int)yv->dims[3],
+                        .kern = kernel, .stride = stride, .pad = padding,
+                        .k = (int)xv->dims[1] / groups, .threads = omp_get_max_threads()};
+    c->acc_per_thread = lane_size(c) + (size_t)c->cb * 16;
+    for (int j = 0; j < c->k; j++)
+        for (int l = 0; l < 16; l++) {
+            c->fmask[j][l] = perm(l, j, c->k);
+            c->bmask[j][l] = perm(l, c->k - j, c->k);
+        }
+    c->wl = aligned_alloc(64, lane_size(c) * sizeof *c->wl);
+    c->bl = aligned_alloc(64, lane_size(c) * sizeof *c->bl);
+    bool train = g->cfg.mode == FKD_GRAPH_TRAIN;
+    if (train) c->acc = aligned_alloc(64, (size_t)c->threads * c->acc_per_thread * sizeof *c->acc);
+    if (!c->wl || !c->bl || (train && !c->acc)) return FKD_FAIL(FKD_ERR_NOMEM, "grouped conv: out of memory");
+
+    const fkd_md *blocked, *w_plain, *b_plain;
+    const int64_t wdims[5] = {groups, c->k, c->k, kernel, kernel}, bdims[1] = {yv->dims[1]};
+    FKD_TRY(fkd_shim_md_blocked16(g->shim, &blocked, yv->dims, FKD_DT_F32));
+    FKD_TRY(fkd_shim_md_plain(g->shim, &w_plain, 5, wdims, FKD_DT_F32));
+    FKD_TRY(fkd__value_alloc(g, n->output, blocked));
+    FKD_TRY(fkd__param_alloc(g, w, w_plain, w_plain));
+    c->weight = g->params[w].data;
+    c->dweight = g->params[w].grad;
+    if (b >= 0) {
+        FKD_TRY(fkd_shim_md_plain(g->shim, &b_plain, 1, bdims, FKD_DT_F32));
+        FKD_TRY(fkd__param_alloc(g, b, b_plain, NULL));
+        c->bias = g->params[b].data;
+        c->dbias = g->params[b].grad;
+    }
+    const fkd_md *x_blocked;
+    FKD_TRY(fkd_shim_md_blocked16(g->shim, &x_blocked, xv->dims, FKD_DT_F32));
+    FKD_TRY(fkd__value_as(g, &n->fwd, n->inputs[0], x_blocked, &c->x));
+    c->y = g->values[n->output].data;
+    FKD_TRY(fkd__steps_add_host(&n->fwd, grouped_forward, c, "grouped_conv:host"));
+    if (!train) return FKD_OK;
+
+    c->dy = g->values[n->output].grad;
+    fkd_mem *x_grad = g->values[n->inputs[0]].grad;
+    if (fkd_shim_md_equal(fkd_shim_mem_md(x_grad), x_blocked)) {
+        c->dx = x_grad;
+    } else {
+        c->zero_dx = true;
+        FKD_TRY(fkd__bwd_temp(g, n, x_blocked, &c->dx));
+    }
+    FKD_TRY(fkd__steps_add_host(&n->bwd, grouped_backward, c, "grouped_conv_bwd:host"));
+    return c->zero_dx ? fkd__accumulate(g, &n->bwd, c->dx, x_grad) : FKD_OK;
+}
