@@ -4,9 +4,6 @@
 #include "cli/commands.h"
 #include "cli/runargs.h"
 #include "distill/distiller.h"
-#include "io/recipe.h"
-#include "train/distill.h"
-#include "train/trainer.h"
 
 static void usage(FILE *out)
 {
@@ -32,22 +29,5 @@ int fkd_cmd_distill(int argc, char **argv)
         usage(stdout);
         return 0;
     }
-    const char *recipe_path, *sets[argc > 0 ? argc : 1];
-    size_t n_sets;
-    int resume;
-    int rc = fkd_cli_parse_run_args(argc, argv, &recipe_path, sets, &n_sets, &resume);
-    if (rc) return rc;
-    fkd_recipe r;
-    if (fkd_recipe_load(&r, recipe_path, sets, n_sets) != FKD_OK) return fkd_cli_fail();
-    fkd_cli_install_stop_handlers();
-    fkd_train_hook hook;
-    fkd_distill_run *run = NULL;
-    fkd_trainer *t = NULL;
-    fkd_status s = fkd_distill_run_create(&run, &r, &hook);
-    if (s == FKD_OK) s = fkd_trainer_create(&t, &r, resume, &hook);
-    if (s == FKD_OK) s = fkd_trainer_run(t);
-    fkd_trainer_free(t);
-    fkd_distill_run_free(run);
-    fkd_recipe_free(&r);
-    return fkd_cli_run_exit_code(s);
+    return fkd_cli_run_recipe(argc, argv, true);
 }

@@ -7,6 +7,7 @@
 #include "cli/runargs.h"
 #include "core/log.h"
 #include "io/recipe.h"
+#include "train/distill.h"
 #include "train/trainer.h"
 
 static volatile sig_atomic_t stop_signal = 0;
@@ -75,12 +76,8 @@ void fkd_cli_install_stop_handlers(void)
     sigaction(SIGTERM, &sa, NULL);
 }
 
-int fkd_cmd_train(int argc, char **argv)
+int fkd_cli_run_recipe(int argc, char **argv, bool distill)
 {
-    if (fkd_cli_wants_help(argc, argv)) {
-        usage(stdout);
-        return 0;
-    }
     const char *recipe_path, *sets[argc > 0 ? argc : 1];
     size_t n_sets;
     int resume;
@@ -89,10 +86,23 @@ int fkd_cmd_train(int argc, char **argv)
     fkd_recipe r;
     if (fkd_recipe_load(&r, recipe_path, sets, n_sets) != FKD_OK) return fkd_cli_fail();
     fkd_cli_install_stop_handlers();
+    fkd_train_hook hook;
+    fkd_distill_run *run = NULL;
     fkd_trainer *t = NULL;
-    fkd_status s = fkd_trainer_create(&t, &r, resume, NULL);
+    fkd_status s = distill ? fkd_distill_run_create(&run, &r, &hook) : FKD_OK;
+    if (s == FKD_OK) s = fkd_trainer_create(&t, &r, resume, distill ? &hook : NULL);
     if (s == FKD_OK) s = fkd_trainer_run(t);
     fkd_trainer_free(t);
+    fkd_distill_run_free(run);
     fkd_recipe_free(&r);
     return fkd_cli_run_exit_code(s);
+}
+
+int fkd_cmd_train(int argc, char **argv)
+{
+    if (fkd_cli_wants_help(argc, argv)) {
+        usage(stdout);
+        return 0;
+    }
+    return fkd_cli_run_recipe(argc, argv, false);
 }

@@ -2,6 +2,7 @@
 #ifndef FKD_CLI_RUNARGS_H
 #define FKD_CLI_RUNARGS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "core/status.h"
@@ -14,5 +15,9 @@ void fkd_cli_install_stop_handlers(void);
 /* 0 on success; prints the error and returns 130 (SIGINT) / 143 (SIGTERM) for an
  * interrupted run, 1 otherwise. */
 int fkd_cli_run_exit_code(fkd_status s);
+
+/* facekd train / facekd distill: parses the arguments, loads the recipe, trains (with the
+ * distillation hook when `distill`) and returns the exit code. */
+int fkd_cli_run_recipe(int argc, char **argv, bool distill);
 
 #endif
