@@ -19,11 +19,6 @@ fkd_status fkd_synth_bench_cached(uint64_t seed, const char *name, const char *c
     fkd_synth_world w;
     /* Benchmarks use held-out identities: the training size does not change them. */
     fkd_synth_world_default(&w, seed, 0);
-    fkd_progress progress;
-    char label[128];
-    snprintf(label, sizeof label, "rendering %s", info->name);
-    fkd_progress_start(&progress, label, 2 * (int64_t)info->n_folds * (info->pos_per_fold + info->neg_per_fold), 1);
-    FKD_TRY(fkd_synth_write_bench(&w, info->name, dir, &progress));
-    fkd_progress_finish(&progress, progress.done, NULL);
-    return FKD_OK;
+    fkd_progress progress; /* started and finished by the writer, labelled with the file */
+    return fkd_synth_write_bench(&w, info->name, dir, &progress);
 }
