@@ -37,10 +37,12 @@ typedef struct {
     int n_benches;
 } compare_set;
 
+/* "set.yaml:4:3: key: what" (fkd_yaml_where ends in ": "). */
 static fkd_status where_fail(const fkd_yaml_node *n, const char *what)
 {
     char at[PATH_CAP + 32];
-    return FKD_FAIL(FKD_ERR_ARG, "%s: %s", fkd_yaml_where(n, true, at, sizeof at), what);
+    return FKD_FAIL(FKD_ERR_ARG, "%s%s%s%s", fkd_yaml_where(n, true, at, sizeof at), n->key ? n->key : "",
+                    n->key ? ": " : "", what);
 }
 
 /* A path written in the set file, relative to the file's folder. */
@@ -93,7 +95,7 @@ static fkd_status parse_bench(compare_set *c, const fkd_yaml_node *item, const c
 
 static fkd_status parse_set(compare_set *c, const fkd_yaml_node *root, const char *dir)
 {
-    if (!root || root->kind != FKD_YAML_MAP) return FKD_FAIL(FKD_ERR_FORMAT, "a compare set is a YAML map");
+    if (!root || root->kind != FKD_YAML_MAP) return FKD_FAIL(FKD_ERR_FORMAT, "%s: a compare set is a YAML map", dir);
     c->far = 1e-3;
     snprintf(c->rows[0].label, sizeof c->rows[0].label, "teacher");
     c->n_rows = 1;
@@ -269,7 +271,6 @@ fkd_status fkd_compare_run(const char *set_path, bool rerun)
     if (s == FKD_OK) s = fkd_yaml_load_file(set_path, &root);
     if (s == FKD_OK) {
         s = parse_set(c, root, dirname(dir));
-        if (s != FKD_OK) FKD_WRAP(s, "%s: ", set_path);
     }
     if (s == FKD_OK) s = fkd_mkdir_p(c->output);
     if (s == FKD_OK && !file_exists(c->rows[0].model)) {

@@ -1,0 +1,233 @@
+/* The distillation layer end to end: `facekd distill` moves a student's embeddings toward
+ * its teacher's (the l2 term falls) and writes its run folder; the teacher cache misses,
+ * hits and is invalidated by a changed teacher; a recipe naming an unknown method or a tap
+ * a model lacks fails before any training; `facekd compare` writes a table whose rows are
+ * its teacher and recipes. Narrow models (mbf width 8) on tiny synthetic data, one thread. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/fileio.h"
+#include "core/status.h"
+#include "io/recipe.h"
+#include "support/tmpdir.h"
+#include "support/train_fixture.h"
+#include "train/compare.h"
+#include "train/distill.h"
+#include "train/trainer.h"
+
+#define PATH 4096
+
+static char dir[256];
+static char cache_dir[PATH];
+
+/* A tiny teacher trained once for every test: dir/teacher/model.safetensors. */
+static const char base_recipe[] = "seed: 4\n"
+                                  "batch_size: 8\n"
+                                  "log_every: 1\n"
+                                  "eval_every: 0\n"
+                                  "checkpoint_every: 0\n"
+                                  "threads: 1\n"
+                                  "data:\n"
+                                  "  source: synth\n"
+                                  "  synth: {seed: 4, identities: 8, images_per_identity: 6}\n"
+                                  "model: {arch: mbf, embedding_size: 32, width: 8}\n"
+                                  "head: {loss: softmax}\n"
+                                  "optimizer: {type: sgd, lr: 0.05, momentum: 0.9, weight_decay: 0}\n"
+                                  "schedule: {type: constant}\n";
+
+static fkd_status run(const char *file, const char *const *sets, size_t n_sets, bool distill)
+{
+    char path[PATH];
+    snprintf(path, sizeof path, "%s/%s", dir, file);
+    fkd_recipe r;
+    FKD_TRY(fkd_recipe_load(&r, path, sets, n_sets));
+    fkd_train_hook hook;
+    fkd_distill_run *d = NULL;
+    fkd_trainer *t = NULL;
+    fkd_status s = distill ? fkd_distill_run_create(&d, &r, &hook) : FKD_OK;
+    if (s == FKD_OK) s = fkd_trainer_create(&t, &r, false, distill ? &hook : NULL);
+    if (s == FKD_OK) s = fkd_trainer_run(t);
+    fkd_trainer_free(t);
+    fkd_distill_run_free(d);
+    fkd_recipe_free(&r);
+    return s;
+}
+
+static int count_cache_files(void)
+{
+    DIR *d = opendir(cache_dir);
+    if (!d) return 0;
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)))
+        if (!strncmp(e->d_name, "teacher-", 8)) n++;
+    closedir(d);
+    return n;
+}
+
+static int setup(void **state)
+{
+    (void)state;
+    if (fkd_test_tmpdir_make(dir, sizeof dir, "distill") != 0) return -1;
+    snprintf(cache_dir, sizeof cache_dir, "%s/cache", dir);
+    char path[PATH], text[4096];
+    snprintf(text, sizeof text, "%sname: teacher\noutput: teacher\nsteps: 12\n", base_recipe);
+    if (fkd_test_write_text(path, dir, "teacher.yaml", text) != 0) return -1;
+    snprintf(text, sizeof text,
+             "%sname: student\noutput: student\nsteps: 16\nteacher: {model: teacher/model.safetensors, cache_dir: cache}\n"
+             "distill:\n  - {method: l2, weight: 10}\n",
+             base_recipe);
+    if (fkd_test_write_text(path, dir, "student.yaml", text) != 0) return -1;
+    return run("teacher.yaml", NULL, 0, false) == FKD_OK ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    return fkd_test_tmpdir_remove(dir);
+}
+
+static double mean(const double *v, int from, int to)
+{
+    double sum = 0;
+    for (int i = from; i < to; i++) sum += v[i];
+    return sum / (to - from);
+}
+
+/* The l2 term (weight 10 on normalised embeddings) falls; the run folder is complete; the
+ * first run computes the teacher cache, the second uses it. */
+static void test_distill_moves_student_toward_teacher(void **state)
+{
+    (void)state;
+    assert_int_equal(count_cache_files(), 0);
+    fkd_status s = run("student.yaml", NULL, 0, true);
+    if (s != FKD_OK) fail_msg("%s", fkd_last_error());
+    assert_int_equal(count_cache_files(), 1);
+    char path[PATH];
+    snprintf(path, sizeof path, "%s/student/log.csv", dir);
+    double *l2 = NULL;
+    int rows = fkd_test_csv_column(path, "l2", &l2);
+    assert_int_equal(rows, 16);
+    double first = mean(l2, 0, 4), last = mean(l2, rows - 4, rows);
+    printf("l2 term: %.4f (steps 1-4) -> %.4f (steps 13-16)\n", first, last);
+    assert_true(last < 0.9 * first);
+    free(l2);
+    static const char *const files[] = {"recipe.yaml", "log.csv", "checkpoint.safetensors", "model.safetensors",
+                                        "loss.png", "lr.png"};
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(path, sizeof path, "%s/student/%s", dir, files[i]);
+        if (!fkd_test_file_nonempty(path)) fail_msg("run folder: %s is missing", files[i]);
+    }
+    /* Same teacher and data: the cache is used, not made again. */
+    char out2[PATH], out3[PATH];
+    snprintf(out2, sizeof out2, "output=%s/student2", dir);
+    snprintf(out3, sizeof out3, "output=%s/student3", dir);
+    const char *sets[] = {out2};
+    assert_int_equal(run("student.yaml", sets, 1, true), FKD_OK);
+    assert_int_equal(count_cache_files(), 1);
+    /* Cached and live teachers give the same run. */
+    const char *live[] = {out3, "teacher.cache=false"};
+    assert_int_equal(run("student.yaml", live, 2, true), FKD_OK);
+    char a[PATH], b[PATH], worst[256];
+    snprintf(a, sizeof a, "%s/student2/model.safetensors", dir);
+    snprintf(b, sizeof b, "%s/student3/model.safetensors", dir);
+    double diff = fkd_test_safetensors_diff(a, b, NULL, worst, sizeof worst);
+    printf("cached vs live teacher: max |diff| %.3g (%s)\n", diff, worst);
+    assert_true(diff >= 0 && diff < 1e-4);
+}
+
+/* Another teacher (different weights) means another cache file, never the old rows. */
+static void test_cache_invalidated_by_a_new_teacher(void **state)
+{
+    (void)state;
+    int before = count_cache_files();
+    char out[PATH], teacher_out[PATH], teacher_model[PATH];
+    snprintf(teacher_out, sizeof teacher_out, "output=%s/teacher2", dir);
+    snprintf(teacher_model, sizeof teacher_model, "teacher.model=%s/teacher2/model.safetensors", dir);
+    snprintf(out, sizeof out, "output=%s/student4", dir);
+    const char *teacher2[] = {teacher_out, "seed=5"};
+    assert_int_equal(run("teacher.yaml", teacher2, 2, false), FKD_OK);
+    const char *sets[] = {out, teacher_model, "steps=2"};
+    fkd_status s = run("student.yaml", sets, 3, true);
+    if (s != FKD_OK) fail_msg("%s", fkd_last_error());
+    assert_int_equal(count_cache_files(), before + 1);
+}
+
+/* Recipe mistakes in the distill block fail before training: nothing is logged. */
+static void test_bad_methods_fail_before_training(void **state)
+{
+    (void)state;
+    char path[PATH], out[3][PATH];
+    for (int i = 0; i < 3; i++) snprintf(out[i], PATH, "output=%s/bad%d", dir, i + 1);
+    const char *unknown[] = {out[0], "distill=[{method: kdd}]"};
+    assert_int_equal(run("student.yaml", unknown, 2, true), FKD_ERR_NOTFOUND);
+    assert_non_null(strstr(fkd_last_error(), "distill[0].method: unknown distillation method \"kdd\""));
+    snprintf(path, sizeof path, "%s/bad1/log.csv", dir);
+    assert_false(fkd_test_file_nonempty(path));
+
+    const char *tap[] = {out[1], "distill=[{method: sp, student_tap: stage9, teacher_tap: stage3}]"};
+    assert_int_not_equal(run("student.yaml", tap, 2, true), FKD_OK);
+    assert_non_null(strstr(fkd_last_error(), "no tap 'stage9'"));
+    snprintf(path, sizeof path, "%s/bad2/log.csv", dir);
+    assert_false(fkd_test_file_nonempty(path));
+
+    const char *param[] = {out[2], "distill=[{method: kd, T: four}]"};
+    assert_int_equal(run("student.yaml", param, 2, true), FKD_ERR_ARG);
+    assert_non_null(strstr(fkd_last_error(), "distill[0].T: expected a number, got \"four\""));
+}
+
+/* compare: rows are the teacher and each run, columns each benchmark's accuracy, TAR and
+ * EKD's view; one ROC plot per benchmark. */
+static void test_compare_writes_its_table(void **state)
+{
+    (void)state;
+    char path[PATH], text[2048];
+    snprintf(path, sizeof path, "%s/tiny.bin", dir);
+    assert_int_equal(fkd_test_write_synth_bin(path, 4, 20), FKD_OK);
+    snprintf(text, sizeof text,
+             "name: tiny\noutput: cmp\nteacher: teacher/model.safetensors\nteacher_label: Teacher\nfar: 1e-1\n"
+             "benchmarks:\n  - {name: tiny, bin: tiny.bin}\n"
+             "runs:\n  - {label: Student L2, recipe: student.yaml}\n");
+    assert_int_equal(fkd_test_write_text(path, dir, "set.yaml", text), 0);
+    fkd_status s = fkd_compare_run(path, false);
+    if (s != FKD_OK) fail_msg("%s", fkd_last_error());
+    snprintf(path, sizeof path, "%s/cmp/compare.md", dir);
+    uint8_t *md;
+    size_t size;
+    assert_int_equal(fkd_file_read_all(path, &md, &size), FKD_OK);
+    const char *teacher = strstr((char *)md, "| Teacher"), *student = strstr((char *)md, "| Student L2");
+    assert_non_null(teacher);
+    assert_non_null(student);
+    assert_true(teacher < student);
+    assert_non_null(strstr((char *)md, "tiny TAR@FAR=0.1"));
+    assert_non_null(strstr((char *)md, "tiny TPR@teacher's T(0.1)"));
+    free(md);
+    snprintf(path, sizeof path, "%s/cmp/compare.csv", dir);
+    assert_true(fkd_test_file_nonempty(path));
+    snprintf(path, sizeof path, "%s/cmp/roc_tiny.png", dir);
+    assert_true(fkd_test_file_nonempty(path));
+
+    char bad[PATH];
+    assert_int_equal(fkd_test_write_text(bad, dir, "bad.yaml", "output: cmp2\ncolour: blue\n"), 0);
+    assert_int_not_equal(fkd_compare_run(bad, false), FKD_OK);
+    printf("bad set: %s\n", fkd_last_error());
+    assert_non_null(strstr(fkd_last_error(), "bad.yaml:2:1: colour: unknown key"));
+}
+
+int main(void)
+{
+    setenv("FACEKD_LOG", "warn", 1);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_distill_moves_student_toward_teacher),
+        cmocka_unit_test(test_cache_invalidated_by_a_new_teacher),
+        cmocka_unit_test(test_bad_methods_fail_before_training),
+        cmocka_unit_test(test_compare_writes_its_table),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
