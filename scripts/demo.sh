@@ -6,6 +6,8 @@
 #      students without and with distillation, evaluates each once and prints the table.
 # Runs already finished are reused (delete runs/quickstart to start over).
 set -euo pipefail
+# OpenMP threads that spin while they wait starve the loader threads on a small machine.
+export OMP_WAIT_POLICY=${OMP_WAIT_POLICY:-passive}
 FACEKD=${1:-build/facekd}
 cd "$(dirname "$0")/.."
 start=$(date +%s)
