@@ -1,6 +1,8 @@
 #include "core/fileio.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -96,6 +98,43 @@ fkd_status fkd_atomic_write(const char *path, const void *data, size_t size)
         return s;
     }
     return fkd_atomic_commit(&f);
+}
+
+/* The pid of a temporary's writer, or 0 when `name` is not "<something>.tmp.<digits>". */
+static long temporary_owner(const char *name)
+{
+    const char *tag = strstr(name, ".tmp.");
+    if (!tag || tag == name) return 0;
+    for (;;) {
+        const char *next = strstr(tag + 1, ".tmp.");
+        if (!next) break;
+        tag = next;
+    }
+    const char *digits = tag + 5;
+    if (!*digits || strspn(digits, "0123456789") != strlen(digits) || strlen(digits) > 9) return 0;
+    return strtol(digits, NULL, 10);
+}
+
+fkd_status fkd_atomic_cleanup_dir(const char *dir, int *removed)
+{
+    if (removed) *removed = 0;
+    DIR *d = opendir(dir);
+    if (!d) return FKD_FAIL(FKD_ERR_IO, "%s: cannot list: %s", dir, strerror(errno));
+    fkd_status s = FKD_OK;
+    struct dirent *e;
+    while (s == FKD_OK && (e = readdir(d)) != NULL) {
+        long pid = temporary_owner(e->d_name);
+        /* A live writer (this process or another run in the same folder) keeps its file. */
+        if (pid <= 0 || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        char path[4096];
+        if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= (int)sizeof path) continue;
+        if (remove(path) != 0)
+            s = FKD_FAIL(FKD_ERR_IO, "%s: cannot remove a stale temporary: %s", path, strerror(errno));
+        else if (removed)
+            (*removed)++;
+    }
+    closedir(d);
+    return s;
 }
 
 fkd_status fkd_mkdir_p(const char *path)

@@ -31,6 +31,11 @@ fkd_status fkd_atomic_open(fkd_atomic_file *f, const char *path);
 fkd_status fkd_atomic_commit(fkd_atomic_file *f);
 void fkd_atomic_abort(fkd_atomic_file *f);
 
+/* Removes the temporaries ("<name>.tmp.<pid>") that writers killed before commit or
+ * abort (SIGKILL, power loss) left in `dir`: only those whose process no longer exists.
+ * *removed (may be NULL) receives how many went. */
+fkd_status fkd_atomic_cleanup_dir(const char *dir, int *removed);
+
 /* Where facekd keeps files it can make again (rendered synthetic benchmarks, teacher
  * caches): $FACEKD_CACHE, else $XDG_CACHE_HOME/facekd, else $HOME/.cache/facekd. */
 const char *fkd_cache_dir(void);

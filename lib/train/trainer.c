@@ -244,6 +244,9 @@ fkd_status fkd_trainer_create(fkd_trainer **out, const fkd_recipe *r, bool resum
     char recipe_out[PATH_CAP];
     snprintf(recipe_out, sizeof recipe_out, "%s/recipe.yaml", r->output);
     fkd_status s = fkd_mkdir_p(r->output);
+    int stale = 0;
+    if (s == FKD_OK) s = fkd_atomic_cleanup_dir(r->output, &stale);
+    if (stale) FKD_INFO("%s: removed %d temporary file(s) left by an interrupted run", r->output, stale);
     /* Writing the resolved recipe first also proves the folder is writable. */
     if (s == FKD_OK) s = fkd_recipe_save(r, recipe_out);
     if (s == FKD_OK) s = open_dataset(t);
@@ -324,7 +327,12 @@ static fkd_status train_step(fkd_trainer *t, const fkd_batch *batch, double lr, 
     FKD_TRY(fkd_graph_params(t->g, &lists[0], &counts[0]));
     FKD_TRY(fkd_margin_head_params(t->head, &lists[1], &counts[1]));
     fkd_status s = fkd_params_check_finite(lists, counts, 2);
-    if (s != FKD_OK) return FKD_WRAP(s, "step %lld: ", (long long)t->step);
+    if (s != FKD_OK) {
+        char why[512]; /* a copy: the message is formatted into the buffer it came from */
+        snprintf(why, sizeof why, "%s", fkd_last_error());
+        return FKD_FAIL(FKD_ERR_NUMERIC, "step %lld: %s; the last good checkpoint is %s", (long long)t->step, why,
+                        t->ckpt_path);
+    }
     return fkd_optim_step(t->optim, (float)lr);
 }
 
