@@ -96,6 +96,9 @@ static const field schema[] = {
      "OpenMP threads (0: OMP_NUM_THREADS or all cores)"},
     {"deterministic", T_BOOL, "false", 0, 0, NULL, R(deterministic), 0, 0, NULL, 0,
      "bit-reproducible runs (fixed reduction order, one loader thread); slower"},
+    {"skip_nonfinite", T_BOOL, "false", 0, 0, NULL, R(skip_nonfinite), 0, 0, NULL, 0,
+     "skip a batch whose loss or gradient is NaN or Inf (a warning each time; the run stops after 10 in a "
+     "row) instead of stopping at the first"},
 
     {"data", T_SECTION, NULL, 0, 0, NULL, 0, 0, 0, NULL, 0, "training data and evaluation benchmarks"},
     {"data.source", T_ENUM, "synth", 0, 0, source_names, R(data.source), 0, 0, NULL, 0,

@@ -36,6 +36,7 @@ struct fkd_trainer {
     fkd_loader *loader;
     int batch;
     int64_t steps_per_epoch, total_steps, step;
+    int64_t ckpt_step; /* step of the checkpoint on disk; -1 before the first */
 
     fkd_graph *g;
     fkd_value emb;
@@ -230,6 +231,7 @@ fkd_status fkd_trainer_create(fkd_trainer **out, const fkd_recipe *r, bool resum
     fkd_trainer *t = calloc(1, sizeof *t);
     if (!t) return FKD_FAIL(FKD_ERR_NOMEM, "trainer: out of memory");
     t->r = r;
+    t->ckpt_step = -1;
     if (hook) t->hook = *hook;
     if (r->threads > 0) omp_set_num_threads((int)r->threads);
     if (strlen(r->output) >= RUN_DIR_CAP) {
@@ -270,6 +272,7 @@ fkd_status fkd_trainer_create(fkd_trainer **out, const fkd_recipe *r, bool resum
         ck = checkpoint_parts(t, true);
         s = fkd_checkpoint_load(t->ckpt_path, &ck);
         if (s == FKD_OK) FKD_INFO("resuming %s at step %lld", r->name, (long long)ck.step);
+        t->ckpt_step = t->step;
     }
     if (s == FKD_OK) s = start_logs(t, resume);
     if (s != FKD_OK) {
@@ -316,10 +319,11 @@ static fkd_status train_step(fkd_trainer *t, const fkd_batch *batch, double lr, 
         FKD_TRY(t->hook.step(t->hook.ctx, batch, t->embedding, t->d_embedding, terms + 1));
         for (int i = 0; i < t->hook.n_terms; i++) *total += terms[1 + i];
     }
+    /* Steps are numbered from 1 in messages, as in log.csv. */
     for (int i = 0; i <= t->hook.n_terms; i++)
         if (!isfinite(terms[i]))
-            return FKD_FAIL(FKD_ERR_NUMERIC, "step %lld: loss term '%s' is %g; the last good checkpoint is %s",
-                            (long long)t->step, i ? t->hook.names[i - 1] : t->head_name, terms[i], t->ckpt_path);
+            return FKD_FAIL(FKD_ERR_NUMERIC, "step %lld: loss term '%s' is %g", (long long)t->step + 1,
+                            i ? t->hook.names[i - 1] : t->head_name, terms[i]);
     FKD_TRY(fkd_graph_add_grad(t->g, t->emb, t->d_embedding));
     FKD_TRY(fkd_graph_backward(t->g));
     fkd_param *lists[2];
@@ -327,12 +331,7 @@ static fkd_status train_step(fkd_trainer *t, const fkd_batch *batch, double lr, 
     FKD_TRY(fkd_graph_params(t->g, &lists[0], &counts[0]));
     FKD_TRY(fkd_margin_head_params(t->head, &lists[1], &counts[1]));
     fkd_status s = fkd_params_check_finite(lists, counts, 2);
-    if (s != FKD_OK) {
-        char why[512]; /* a copy: the message is formatted into the buffer it came from */
-        snprintf(why, sizeof why, "%s", fkd_last_error());
-        return FKD_FAIL(FKD_ERR_NUMERIC, "step %lld: %s; the last good checkpoint is %s", (long long)t->step, why,
-                        t->ckpt_path);
-    }
+    if (s != FKD_OK) return FKD_WRAP(s, "step %lld: ", (long long)t->step + 1);
     return fkd_optim_step(t->optim, (float)lr);
 }
 
@@ -388,7 +387,23 @@ static fkd_status evaluate(fkd_trainer *t, bool final)
 static fkd_status save_checkpoint(fkd_trainer *t)
 {
     fkd_checkpoint ck = checkpoint_parts(t, true);
-    return fkd_checkpoint_save(t->ckpt_path, &ck);
+    FKD_TRY(fkd_checkpoint_save(t->ckpt_path, &ck));
+    t->ckpt_step = t->step;
+    return FKD_OK;
+}
+
+/* The error for a non-finite loss or gradient (the last error): adds what is left on disk. */
+static fkd_status nonfinite_failure(const fkd_trainer *t, int skipped_in_row)
+{
+    char why[1024]; /* a copy: the new message is formatted into the buffer this came from */
+    snprintf(why, sizeof why, "%s", fkd_last_error());
+    char skipped[96] = "";
+    if (skipped_in_row > 0)
+        snprintf(skipped, sizeof skipped, " (%d batches in a row skipped by skip_nonfinite)", skipped_in_row);
+    if (t->ckpt_step < 0)
+        return FKD_FAIL(FKD_ERR_NUMERIC, "%s%s; no checkpoint was written yet", why, skipped);
+    return FKD_FAIL(FKD_ERR_NUMERIC, "%s%s; the last good checkpoint is %s (step %lld)", why, skipped, t->ckpt_path,
+                    (long long)t->ckpt_step);
 }
 
 static bool every(int64_t step, int64_t interval) { return interval > 0 && step % interval == 0; }
@@ -402,6 +417,7 @@ fkd_status fkd_trainer_run(fkd_trainer *t)
     double window_start = fkd_now();
     int64_t window_steps = 0;
     fkd_status s = FKD_OK;
+    int skipped_in_row = 0;
     while (s == FKD_OK && t->step < t->total_steps) {
         if (fkd_train_stop_requested) {
             s = save_checkpoint(t);
@@ -414,6 +430,17 @@ fkd_status fkd_trainer_run(fkd_trainer *t)
         s = fkd_loader_next(t->loader, &batch);
         double lr = fkd_schedule_lr(&t->schedule, t->step), total = 0;
         if (s == FKD_OK) s = train_step(t, batch, lr, terms, &total);
+        if (s == FKD_ERR_NUMERIC && r->skip_nonfinite && ++skipped_in_row <= FKD_TRAIN_MAX_SKIPS_IN_ROW) {
+            /* The weights and the optimizer state are untouched: only the update is lost.
+             * (Batch-norm running statistics did see the batch's forward pass.) */
+            FKD_WARN("%s; batch skipped (skip_nonfinite)", fkd_last_error());
+            s = FKD_OK;
+        } else if (s == FKD_ERR_NUMERIC) {
+            s = nonfinite_failure(t, skipped_in_row);
+            break;
+        } else if (s == FKD_OK) {
+            skipped_in_row = 0;
+        }
         if (s != FKD_OK) break;
         t->step++;
         window_steps++;

@@ -27,6 +27,8 @@
 extern volatile sig_atomic_t fkd_train_stop_requested;
 
 #define FKD_TRAIN_MAX_TERMS 16
+/* With the recipe's skip_nonfinite, this many non-finite batches in a row end the run. */
+#define FKD_TRAIN_MAX_SKIPS_IN_ROW 10
 
 /* Extra loss terms (distillation) computed after the head on the same batch.
  * `terms` receives one weighted value per name; gradients w.r.t. the student embedding
