@@ -195,7 +195,10 @@ static fkd_status synth_load(const fkd_dataset *ds, int64_t i, fkd_image *out)
     return fkd_synth_render(&s->world, i / s->images_per_identity, (uint32_t)(i % s->images_per_identity), NULL, out);
 }
 
-static const fkd_dataset_ops synth_ops = {"synth", synth_count, synth_label, synth_identities, synth_load, NULL};
+static void synth_free(fkd_dataset *ds) { free(ds->impl); }
+
+static const fkd_dataset_ops synth_ops = {"synth", synth_count, synth_label, synth_identities, synth_load,
+                                          synth_free};
 
 fkd_status fkd_dataset_open_synth(fkd_dataset *ds, uint64_t seed, int32_t identities, int64_t images_per_identity)
 {
