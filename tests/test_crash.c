@@ -382,9 +382,10 @@ static void test_read_only_output_fails_before_training(void **state)
     fixture_free(&f);
 }
 
-/* A disk that fills up mid-run, as a file-size limit: the first checkpoint cannot be
- * written. The run stops with the reason and leaves no partial checkpoint. */
-static void test_full_disk_mid_run_leaves_no_partial_file(void **state)
+/* A full disk, as a file-size limit: the starting checkpoint (step 0) cannot be written.
+ * The run stops before training with the reason and leaves no partial checkpoint. A disk
+ * filling up later fails the same atomic write the same way. */
+static void test_full_disk_fails_before_training_without_partial_file(void **state)
 {
     (void)state;
     fixture f;
@@ -395,6 +396,7 @@ static void test_full_disk_mid_run_leaves_no_partial_file(void **state)
     assert_output_has(&f, "File too large");
     assert_int_equal(checkpoint_step(&f, "checkpoint.safetensors"), -1);
     assert_false(has_temporary(&f, ""));
+    assert_false(output_contains(&f, "tiny 1/"));
     fixture_free(&f);
 }
 
@@ -461,8 +463,9 @@ static void test_inf_gradient_stops_naming_parameter_and_step(void **state)
     const char *msg = fkd_last_error();
     assert_non_null(strstr(msg, "step 1: gradient of '"));
     assert_non_null(strstr(msg, "is not finite"));
-    assert_non_null(strstr(msg, "no checkpoint was written yet"));
-    assert_int_equal(checkpoint_step(&f, "checkpoint.safetensors"), -1);
+    /* A fresh run checkpoints its starting point. */
+    assert_non_null(strstr(msg, "checkpoint.safetensors (step 0)"));
+    assert_int_equal(checkpoint_step(&f, "checkpoint.safetensors"), 0);
     fixture_free(&f);
 }
 
@@ -502,7 +505,7 @@ int main(void)
         cmocka_unit_test(test_sigterm_checkpoints_and_exits_143),
         cmocka_unit_test(test_output_under_a_file_fails_before_training),
         cmocka_unit_test(test_read_only_output_fails_before_training),
-        cmocka_unit_test(test_full_disk_mid_run_leaves_no_partial_file),
+        cmocka_unit_test(test_full_disk_fails_before_training_without_partial_file),
         cmocka_unit_test(test_nan_loss_stops_naming_term_and_step),
         cmocka_unit_test(test_inf_gradient_stops_naming_parameter_and_step),
         cmocka_unit_test(test_skip_nonfinite_skips_the_batch),

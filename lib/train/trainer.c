@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include "core/fileio.h"
 #include "core/log.h"
@@ -207,6 +209,31 @@ static fkd_checkpoint checkpoint_parts(fkd_trainer *t, bool with_optim)
     return ck;
 }
 
+static fkd_status save_checkpoint(fkd_trainer *t)
+{
+    fkd_checkpoint ck = checkpoint_parts(t, true);
+    FKD_TRY(fkd_checkpoint_save(t->ckpt_path, &ck));
+    t->ckpt_step = t->step;
+    return FKD_OK;
+}
+
+/* Before the first step, where a full disk can still be caught: a fresh run writes its
+ * starting checkpoint (step 0), which proves the folder takes one; then there must be room
+ * for about two more (the next checkpoint is written beside the current one before it
+ * replaces it; the final model is smaller than a checkpoint). */
+static fkd_status check_room(fkd_trainer *t, bool resume)
+{
+    if (!resume) FKD_TRY(save_checkpoint(t));
+    struct stat st;
+    struct statvfs vfs;
+    if (stat(t->ckpt_path, &st) != 0 || statvfs(t->run_dir, &vfs) != 0) return FKD_OK;
+    double avail = (double)vfs.f_bavail * (double)vfs.f_frsize, need = 2.0 * (double)st.st_size;
+    if (avail < need)
+        return FKD_FAIL(FKD_ERR_IO, "%s: %.1f MB free, but the run needs about %.1f MB more (the next checkpoint "
+                        "beside this one, then the final model)", t->run_dir, avail / 1e6, need / 1e6);
+    return FKD_OK;
+}
+
 static fkd_status start_logs(fkd_trainer *t, bool resume)
 {
     char header[1024];
@@ -275,6 +302,7 @@ fkd_status fkd_trainer_create(fkd_trainer **out, const fkd_recipe *r, bool resum
         t->ckpt_step = t->step;
     }
     if (s == FKD_OK) s = start_logs(t, resume);
+    if (s == FKD_OK) s = check_room(t, resume);
     if (s != FKD_OK) {
         fkd_trainer_free(t);
         return s;
@@ -382,14 +410,6 @@ static fkd_status evaluate(fkd_trainer *t, bool final)
     free(bench_ptrs);
     free(row);
     return s;
-}
-
-static fkd_status save_checkpoint(fkd_trainer *t)
-{
-    fkd_checkpoint ck = checkpoint_parts(t, true);
-    FKD_TRY(fkd_checkpoint_save(t->ckpt_path, &ck));
-    t->ckpt_step = t->step;
-    return FKD_OK;
 }
 
 /* The error for a non-finite loss or gradient (the last error): adds what is left on disk. */
