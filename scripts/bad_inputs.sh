@@ -169,5 +169,23 @@ row "train: read-only parent folder" "${as_user[@]}" "$FACEKD" train tiny.yaml -
 row "train: --resume without a checkpoint" "$FACEKD" train tiny.yaml --set output=fresh --resume
 mkdir -p cut && cp run/recipe.yaml cut/ && head -c 5000 run/checkpoint.safetensors > cut/checkpoint.safetensors
 row "train: --resume from a cut checkpoint" "$FACEKD" train tiny.yaml --set output=cut --resume
+row "train: NaN in model.weights" "$FACEKD" train tiny.yaml --set model.width=0 --set model.embedding_size=512 \
+  --set model.weights=nan.safetensors --set output=nan
+
+# Stopped while training: the exit code and the last line facekd prints.
+stop_row() { # stop_row SIGNAL
+  rm -rf stop_$1
+  "$FACEKD" train tiny.yaml --set steps=100000 --set output=stop_$1 >/dev/null 2>stop_$1.txt &
+  local pid=$! i
+  for i in $(seq 600); do [ -f stop_$1/log.csv ] && [ "$(wc -l < stop_$1/log.csv)" -gt 1 ] && break; sleep 0.1; done
+  kill -s "$1" $pid
+  wait $pid
+  local rc=$? out
+  out=$(grep '^facekd' stop_$1.txt | tail -1)
+  echo "| train: SIG$1 while training | \`facekd train tiny.yaml\` + \`kill -$1\` | ${out//$work\//} | $rc |"
+}
+stop_row INT
+stop_row TERM
+
 row "train: model.weights of another architecture" "$FACEKD" train tiny.yaml --set model.arch=iresnet18 \
   --set model.weights=$model --set output=other
