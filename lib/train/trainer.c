@@ -137,7 +137,7 @@ static fkd_status build_head(fkd_trainer *t)
     FKD_TRY(fkd_margin_params_validate(&p));
     int classes = t->ds.ops->identities(&t->ds);
     if (classes < 2)
-        return FKD_FAIL(FKD_ERR_ARG, "%s: %d identit%s; a %s head needs at least 2", t->ds.source, classes,
+        return FKD_FAIL(FKD_ERR_ARG, "%s: %d identit%s; the %s head needs at least 2", t->ds.source, classes,
                         classes == 1 ? "y" : "ies", t->head_name);
     return fkd_margin_head_create(&t->head, &p, classes, t->dim, t->batch, (uint64_t)t->r->seed);
 }
