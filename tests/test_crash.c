@@ -18,10 +18,12 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <math.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/inotify.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -171,7 +173,8 @@ static void wait_for_step(pid_t pid, const fixture *f, long step)
     fail_msg("facekd train did not reach step %ld in %d s", step, WAIT_SECONDS);
 }
 
-/* Whether the run folder holds a temporary (".tmp.") whose name starts with `prefix`. */
+/* Whether the run folder holds a temporary (".tmp.") whose name starts with `prefix`
+ * ("" for any). */
 static bool has_temporary(const fixture *f, const char *prefix)
 {
     DIR *d = opendir(f->run);
@@ -182,6 +185,27 @@ static bool has_temporary(const fixture *f, const char *prefix)
         found = strncmp(e->d_name, prefix, strlen(prefix)) == 0 && strstr(e->d_name, ".tmp.");
     closedir(d);
     return found;
+}
+
+/* Waits for inotify (watching the run folder) to report the creation of the file
+ * "<prefix><pid>"; false if the child ends first. An event cannot be missed, however
+ * briefly the file exists. */
+static bool wait_for_creation(int watch, pid_t pid, const char *prefix)
+{
+    char want[128];
+    snprintf(want, sizeof want, "%s%ld", prefix, (long)pid);
+    char buf[4096] __attribute__((aligned(__alignof__(struct inotify_event))));
+    for (int i = 0; i < WAIT_SECONDS * 10 && child_running(pid); i++) {
+        struct pollfd p = {.fd = watch, .events = POLLIN};
+        if (poll(&p, 1, 100) <= 0) continue;
+        ssize_t n = read(watch, buf, sizeof buf);
+        for (ssize_t off = 0; off < n;) {
+            const struct inotify_event *e = (const struct inotify_event *)(buf + off);
+            if (e->len && strcmp(e->name, want) == 0) return true;
+            off += (ssize_t)(sizeof *e + e->len);
+        }
+    }
+    return false;
 }
 
 /* The step recorded in run/<name>, or -1 when the file does not load. */
@@ -256,17 +280,18 @@ static void test_sigkill_at_several_points_then_resume(void **state)
     assert_int_equal(wait_child(pid), 128 + SIGKILL);
     long good = assert_checkpoint_good(&f, 2);
 
-    /* 2. Killed while a checkpoint is being written (its temporary exists): the previous
-     *    checkpoint must still load. */
+    /* 2. Killed while a checkpoint is being written (this process's temporary exists):
+     *    the previous checkpoint must still load. */
+    int watch = inotify_init1(IN_CLOEXEC);
+    assert_true(watch >= 0);
+    assert_true(inotify_add_watch(watch, f.run, IN_CREATE) >= 0);
     pid = spawn_train(&f, &resume);
-    bool seen = false;
-    for (int i = 0; i < WAIT_SECONDS * 2000 && !seen && child_running(pid); i++) {
-        seen = last_logged_step(&f) > good && has_temporary(&f, "checkpoint.safetensors");
-        if (!seen) usleep(500);
-    }
+    bool seen = wait_for_creation(watch, pid, "checkpoint.safetensors.tmp.");
+    close(watch);
     kill(pid, SIGKILL);
     assert_int_equal(wait_child(pid), 128 + SIGKILL);
     assert_true(seen);
+    print_message("killed %s the checkpoint's rename\n", has_temporary(&f, "checkpoint.safetensors.tmp.") ? "before" : "after");
     good = assert_checkpoint_good(&f, good);
 
     /* 3. Killed again a few steps after resuming. */
