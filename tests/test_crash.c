@@ -324,6 +324,34 @@ static void test_resume_without_checkpoint_fails_clearly(void **state)
     fixture_free(&f);
 }
 
+/* fkd_atomic_cleanup_dir removes the temporaries of writers that are gone, and only those. */
+static void test_cleanup_removes_only_dead_writers_temporaries(void **state)
+{
+    (void)state;
+    fixture f;
+    fixture_init(&f);
+    pid_t gone = fork();
+    assert_true(gone >= 0);
+    if (gone == 0) _exit(0);
+    assert_int_equal(wait_child(gone), 0);
+    char name[3][64], path[PATH_CAP];
+    snprintf(name[0], sizeof name[0], "checkpoint.safetensors.tmp.%ld", (long)gone); /* dead writer */
+    snprintf(name[1], sizeof name[1], "log.csv.tmp.%ld", (long)getpid());            /* live writer */
+    snprintf(name[2], sizeof name[2], "notes.tmp.txt");                               /* not a temporary */
+    for (int i = 0; i < 3; i++) {
+        fkd_test_tmpdir_path(path, sizeof path, f.dir, name[i]);
+        assert_int_equal(fkd_atomic_write(path, "x", 1), FKD_OK);
+    }
+    int removed = -1;
+    assert_int_equal(fkd_atomic_cleanup_dir(f.dir, &removed), FKD_OK);
+    assert_int_equal(removed, 1);
+    for (int i = 0; i < 3; i++) {
+        fkd_test_tmpdir_path(path, sizeof path, f.dir, name[i]);
+        assert_int_equal(access(path, F_OK) == 0, i > 0);
+    }
+    fixture_free(&f);
+}
+
 /* ---- SIGINT / SIGTERM ------------------------------------------------------------------ */
 
 static void stop_with(int sig, int expected_exit)
@@ -526,6 +554,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_sigkill_at_several_points_then_resume),
         cmocka_unit_test(test_resume_without_checkpoint_fails_clearly),
+        cmocka_unit_test(test_cleanup_removes_only_dead_writers_temporaries),
         cmocka_unit_test(test_sigint_checkpoints_and_exits_130),
         cmocka_unit_test(test_sigterm_checkpoints_and_exits_143),
         cmocka_unit_test(test_output_under_a_file_fails_before_training),

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -71,6 +72,26 @@ void fkd_atomic_abort(fkd_atomic_file *f)
     memset(f, 0, sizeof *f);
 }
 
+/* A rename survives a power cut only once its directory is synced too. Best effort: some
+ * file systems refuse fsync on a directory, and the data itself is already safe. */
+static void sync_parent_dir(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char dir[4096] = ".";
+    if (slash == path) {
+        snprintf(dir, sizeof dir, "/");
+    } else if (slash) {
+        size_t len = (size_t)(slash - path);
+        if (len >= sizeof dir) return;
+        memcpy(dir, path, len);
+        dir[len] = '\0';
+    }
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return;
+    (void)fsync(fd);
+    close(fd);
+}
+
 fkd_status fkd_atomic_commit(fkd_atomic_file *f)
 {
     fkd_status s = FKD_OK;
@@ -81,7 +102,10 @@ fkd_status fkd_atomic_commit(fkd_atomic_file *f)
     f->fp = NULL;
     if (s == FKD_OK && rename(f->tmp_path, f->path) != 0)
         s = FKD_FAIL(FKD_ERR_IO, "%s: rename failed: %s", f->path, strerror(errno));
-    if (s != FKD_OK) remove(f->tmp_path);
+    if (s != FKD_OK)
+        remove(f->tmp_path);
+    else
+        sync_parent_dir(f->path);
     free(f->path);
     free(f->tmp_path);
     memset(f, 0, sizeof *f);

@@ -2,7 +2,8 @@
  *
  * Every output facekd writes (checkpoints, caches, reports, images, exports) goes
  * through fkd_atomic_*: the data is written to "<path>.tmp.<pid>", fsync'ed and renamed
- * over <path>, so a crash leaves either the old file or the new one, never half of one. */
+ * over <path> (then the folder is fsync'ed), so a crash leaves either the old file or the
+ * new one, never half of one. */
 #ifndef FKD_CORE_FILEIO_H
 #define FKD_CORE_FILEIO_H
 
