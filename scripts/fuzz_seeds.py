@@ -183,6 +183,9 @@ data:
 def recipes():
     for name, text in RECIPES.items():
         put("recipe", name, text)
+    # YAML, NUL, then --set assignments separated by NUL.
+    sets = ["optimizer.lr=0.05", "data.eval[0].name=x", "head.loss=cosface", "model={arch: resnet18}"]
+    put("recipe", "with_sets.bin", RECIPES["quickstart.yaml"] + "\0" + "\0".join(sets))
 
 
 if __name__ == "__main__":

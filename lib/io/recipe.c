@@ -728,7 +728,9 @@ static fkd_status load_chain(const char *path, extends_chain *chain, fkd_yaml_no
     if (s == FKD_OK && !(real = realpath(base_path, NULL)))
         s = fail_at(ext, false, "extends", "cannot open %s: %s", base_path, strerror(errno));
     for (int i = 0; s == FKD_OK && i < chain->n; i++) {
-        if (strcmp(chain->real[i], real) != 0) continue;
+        /* The first recipe's real path is NULL when realpath failed on it (a file
+         * deleted since, a memfd): a cycle through it still ends at the depth limit. */
+        if (!chain->real[i] || strcmp(chain->real[i], real) != 0) continue;
         char cycle[FKD__RECIPE_MSG_CAP] = "";
         for (int j = i; j < chain->n; j++)
             snprintf(cycle + strlen(cycle), sizeof cycle - strlen(cycle), "%s -> ", chain->shown[j]);
