@@ -206,6 +206,7 @@ static fkd_checkpoint checkpoint_parts(fkd_trainer *t, bool with_optim)
     fkd_margin_head_params(t->head, &ck.head_params, &ck.head_count);
     snprintf(ck.meta.architecture, sizeof ck.meta.architecture, "%s", t->arch);
     ck.meta.embedding_size = t->dim;
+    ck.meta.width = (int)t->r->model.width; /* so eval, embed and info rebuild a narrow model */
     snprintf(ck.meta.producer, sizeof ck.meta.producer, "facekd %s train %s", FKD_VERSION, t->r->name);
     ck.epoch = t->steps_per_epoch ? t->step / t->steps_per_epoch : 0;
     ck.extra[ck.extra_count++] = (fkd_st_meta){"head", (char *)t->head_name};
