@@ -8,6 +8,7 @@ import io
 import os
 import pickle
 import struct
+import subprocess
 import json
 
 import numpy as np
@@ -188,6 +189,18 @@ def recipes():
     put("recipe", "with_sets.bin", RECIPES["quickstart.yaml"] + "\0" + "\0".join(sets))
 
 
+def checkpoint():
+    """The checkpoint target writes its own seed (a checkpoint of its network)."""
+    target = os.path.join(ROOT, "..", "..", "..", "build-fuzz", "fuzz_checkpoint")
+    if not os.path.exists(target):
+        print("build-fuzz/fuzz_checkpoint missing (make fuzz-build): checkpoint seed not written")
+        return
+    d = os.path.join(ROOT, "checkpoint")
+    os.makedirs(d, exist_ok=True)
+    env = dict(os.environ, FUZZ_WRITE_SEED=os.path.join(d, "sgd.safetensors"))
+    subprocess.run([target, "-runs=1"], env=env, check=True, capture_output=True)
+
+
 if __name__ == "__main__":
     images()
     safetensors()
@@ -195,3 +208,4 @@ if __name__ == "__main__":
     verbin()
     recordio()
     recipes()
+    checkpoint()

@@ -17,6 +17,9 @@
 #include "tests/support/fuzz_file.h"
 
 /* The targets, each under its own name. */
+#define LLVMFuzzerTestOneInput fuzz_checkpoint_one
+#include "tests/fuzz/fuzz_checkpoint.c"
+#undef LLVMFuzzerTestOneInput
 #define LLVMFuzzerTestOneInput fuzz_image_one
 #include "tests/fuzz/fuzz_image.c"
 #undef LLVMFuzzerTestOneInput
@@ -42,7 +45,7 @@ static const struct {
     const char *parser;
     fuzz_target run;
 } targets[] = {
-    {"image", fuzz_image_one},       {"npy", fuzz_npy_one},
+    {"checkpoint", fuzz_checkpoint_one}, {"image", fuzz_image_one}, {"npy", fuzz_npy_one},
     {"recipe", fuzz_recipe_one},     {"recordio", fuzz_recordio_one},
     {"safetensors", fuzz_safetensors_one}, {"verbin", fuzz_verbin_one},
 };
@@ -82,7 +85,7 @@ static void test_crash_inputs_replay_cleanly(void **state)
 static void test_seed_corpora_replay_cleanly(void **state)
 {
     (void)state;
-    /* Six parsers' worth of seeds are committed (scripts/fuzz_seeds.py). */
+    /* Seven targets' worth of seeds are committed (scripts/fuzz_seeds.py). */
     assert_true(replay_all("tests/fuzz/corpus") >= 30);
 }
 
@@ -116,12 +119,28 @@ static void test_recordio_empty_record_is_an_error(void **state)
     free(data);
 }
 
+/* The checkpoint seed must load into the target's network, or fuzzing starts from
+ * inputs that fail at the first tensor. */
+static void test_checkpoint_seed_loads(void **state)
+{
+    (void)state;
+    ck_net net = {0};
+    assert_int_equal(ck_net_build(&net), 0);
+    fkd_checkpoint ck = ck_parts(&net);
+    ck.step = 0;
+    assert_int_equal(fkd_checkpoint_load("tests/fuzz/corpus/checkpoint/sgd.safetensors", &ck), FKD_OK);
+    assert_int_equal(ck.step, 6);
+    fkd_optim_free(net.optim);
+    fkd_graph_free(net.g);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_crash_inputs_replay_cleanly),
         cmocka_unit_test(test_seed_corpora_replay_cleanly),
         cmocka_unit_test(test_recordio_empty_record_is_an_error),
+        cmocka_unit_test(test_checkpoint_seed_loads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
