@@ -189,6 +189,12 @@ def recipes():
     put("recipe", "with_sets.bin", RECIPES["quickstart.yaml"] + "\0" + "\0".join(sets))
 
 
+def pairs():
+    # Identities A and B with images 1..9 exist under the target's root.
+    put("pairs", "lfw.txt", "2\t1\nA\t1\t2\nA\t3\tB\t4\nB\t5\t9\nB\t1\tA\t7\n")
+    put("pairs", "count.txt", "1\nA 1 2\n")
+
+
 def checkpoint():
     """The checkpoint target writes its own seed (a checkpoint of its network)."""
     target = os.path.join(ROOT, "..", "..", "..", "build-fuzz", "fuzz_checkpoint")
@@ -208,4 +214,5 @@ if __name__ == "__main__":
     verbin()
     recordio()
     recipes()
+    pairs()
     checkpoint()

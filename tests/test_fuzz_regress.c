@@ -26,6 +26,9 @@
 #define LLVMFuzzerTestOneInput fuzz_npy_one
 #include "tests/fuzz/fuzz_npy.c"
 #undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput fuzz_pairs_one
+#include "tests/fuzz/fuzz_pairs.c"
+#undef LLVMFuzzerTestOneInput
 #define LLVMFuzzerTestOneInput fuzz_recipe_one
 #include "tests/fuzz/fuzz_recipe.c"
 #undef LLVMFuzzerTestOneInput
@@ -46,7 +49,7 @@ static const struct {
     fuzz_target run;
 } targets[] = {
     {"checkpoint", fuzz_checkpoint_one}, {"image", fuzz_image_one}, {"npy", fuzz_npy_one},
-    {"recipe", fuzz_recipe_one},     {"recordio", fuzz_recordio_one},
+    {"pairs", fuzz_pairs_one},       {"recipe", fuzz_recipe_one},     {"recordio", fuzz_recordio_one},
     {"safetensors", fuzz_safetensors_one}, {"verbin", fuzz_verbin_one},
 };
 
@@ -85,7 +88,7 @@ static void test_crash_inputs_replay_cleanly(void **state)
 static void test_seed_corpora_replay_cleanly(void **state)
 {
     (void)state;
-    /* Seven targets' worth of seeds are committed (scripts/fuzz_seeds.py). */
+    /* Eight targets' worth of seeds are committed (scripts/fuzz_seeds.py). */
     assert_true(replay_all("tests/fuzz/corpus") >= 30);
 }
 
@@ -119,6 +122,17 @@ static void test_recordio_empty_record_is_an_error(void **state)
     free(data);
 }
 
+/* fuzz_pairs: a header "folds pairs_per_fold" whose product overflowed a long (UB). */
+static void test_pairs_huge_header_is_an_error(void **state)
+{
+    (void)state;
+    fkd_pairs p;
+    assert_int_equal(fkd_pairs_load(&p, "tests/fuzz/regress/pairs/header-count-overflow", "lfw"), FKD_ERR_FORMAT);
+    assert_non_null(strstr(fkd_last_error(), "header-count-overflow: line 1: 315511111111115 folds of 2 x 111110 pairs "
+                                             "is more than 1000000000 pairs"));
+    fkd_pairs_free(&p);
+}
+
 /* The checkpoint seed must load into the target's network, or fuzzing starts from
  * inputs that fail at the first tensor. */
 static void test_checkpoint_seed_loads(void **state)
@@ -140,6 +154,7 @@ int main(void)
         cmocka_unit_test(test_crash_inputs_replay_cleanly),
         cmocka_unit_test(test_seed_corpora_replay_cleanly),
         cmocka_unit_test(test_recordio_empty_record_is_an_error),
+        cmocka_unit_test(test_pairs_huge_header_is_an_error),
         cmocka_unit_test(test_checkpoint_seed_loads),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
