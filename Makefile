@@ -4,6 +4,7 @@
 #   make demo       install missing packages, build, run the synthetic demo
 #   make install PREFIX=/usr/local
 #   make SAN=1 …    AddressSanitizer + UndefinedBehaviorSanitizer build (in build-san/)
+#   make fuzz       libFuzzer targets (clang, in build-fuzz/), FUZZ_TIME seconds each
 
 PREFIX ?= /usr/local
 CC ?= gcc
@@ -82,6 +83,36 @@ ort-check: all
 	bash scripts/check_onnxruntime.sh
 
 clean:
-	rm -rf build build-san
+	rm -rf build build-san build-fuzz
 
--include $(shell find $(BUILD)/obj -name '*.d' 2>/dev/null)
+# ---- fuzzing: tests/fuzz/fuzz_<parser>.c against the library built with clang -------
+#   make fuzz [FUZZ_TIME=60] [FUZZ_TARGETS="npy image"]
+FUZZ_CC ?= clang
+FUZZ_BUILD := build-fuzz
+FUZZ_TIME ?= 60
+FUZZ_SAN := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+# -Wno-pass-failed: clang reports "omp simd" loops it could not vectorize under the sanitizers.
+FUZZ_CFLAGS := -O1 -g -std=c11 -Wall -Wextra -Werror -Wno-pass-failed -fopenmp -D_GNU_SOURCE -fsanitize=fuzzer-no-link $(FUZZ_SAN)
+FUZZ_TARGETS ?= $(patsubst tests/fuzz/fuzz_%.c,%,$(wildcard tests/fuzz/fuzz_*.c))
+FUZZ_LIB_OBJ := $(LIB_SRC:%.c=$(FUZZ_BUILD)/obj/%.o)
+
+$(FUZZ_BUILD)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(FUZZ_CC) $(CPPFLAGS) $(FUZZ_CFLAGS) -MMD -MP -c $< -o $@
+
+$(FUZZ_BUILD)/libfacekd.a: $(FUZZ_LIB_OBJ)
+	rm -f $@ && ar rcs $@ $^
+
+$(FUZZ_BUILD)/fuzz_%: $(FUZZ_BUILD)/obj/tests/fuzz/fuzz_%.o $(FUZZ_BUILD)/obj/tests/support/fuzz_file.o $(FUZZ_BUILD)/libfacekd.a
+	$(FUZZ_CC) -fopenmp -fsanitize=fuzzer $(FUZZ_SAN) -o $@ $^ $(LDLIBS)
+
+.PHONY: fuzz fuzz-build
+.PRECIOUS: $(FUZZ_BUILD)/obj/%.o
+fuzz-build:
+	@bash scripts/deps.sh fuzz
+	@$(MAKE) --no-print-directory $(FUZZ_TARGETS:%=$(FUZZ_BUILD)/fuzz_%)
+
+fuzz: fuzz-build
+	@bash scripts/fuzz.sh $(FUZZ_BUILD) $(FUZZ_TIME) $(FUZZ_TARGETS)
+
+-include $(shell find $(BUILD)/obj $(FUZZ_BUILD)/obj -name '*.d' 2>/dev/null)

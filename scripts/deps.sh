@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Installs the Debian packages facekd needs, only those that are missing.
+#   deps.sh        what build, test and demo need
+#   deps.sh fuzz   what `make fuzz` needs besides (clang, libFuzzer, LLVM's OpenMP)
 set -euo pipefail
 packages=(gcc make libc6-dev libdnnl-dev libyaml-dev libcmocka-dev libjpeg62-turbo-dev libpng-dev
           zlib1g-dev libprotobuf-c-dev protobuf-c-compiler)
+[ "${1:-}" = fuzz ] && packages=(clang libclang-rt-14-dev libomp-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

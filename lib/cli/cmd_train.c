@@ -28,7 +28,8 @@ static void usage(FILE *out)
             "  --set K=V   override a recipe key (repeatable), e.g. --set optimizer.lr=0.05\n"
             "  --resume    continue from the run folder's checkpoint.safetensors\n\n"
             "Ctrl-C (SIGINT) or SIGTERM finishes the current step, writes a checkpoint and exits\n"
-            "with 130 or 143; run the same command with --resume to continue.\n");
+            "with 130 or 143; run the same command with --resume to continue. A second Ctrl-C stops\n"
+            "at once, keeping the last checkpoint written.\n");
 }
 
 /* Shared by train and distill: parses RECIPE, --set and --resume. */
@@ -71,6 +72,9 @@ void fkd_cli_install_stop_handlers(void)
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_stop_signal;
+    /* SA_RESTART: a signal must not turn a write or fsync under way into an EINTR error.
+     * SA_RESETHAND: a second Ctrl-C stops at once (the last checkpoint stays intact). */
+    sa.sa_flags = SA_RESTART | SA_RESETHAND;
     sigemptyset(&sa.sa_mask);
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);

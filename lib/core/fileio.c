@@ -1,6 +1,9 @@
 #include "core/fileio.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -69,6 +72,26 @@ void fkd_atomic_abort(fkd_atomic_file *f)
     memset(f, 0, sizeof *f);
 }
 
+/* A rename survives a power cut only once its directory is synced too. Best effort: some
+ * file systems refuse fsync on a directory, and the data itself is already safe. */
+static void sync_parent_dir(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char dir[4096] = ".";
+    if (slash == path) {
+        snprintf(dir, sizeof dir, "/");
+    } else if (slash) {
+        size_t len = (size_t)(slash - path);
+        if (len >= sizeof dir) return;
+        memcpy(dir, path, len);
+        dir[len] = '\0';
+    }
+    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return;
+    (void)fsync(fd);
+    close(fd);
+}
+
 fkd_status fkd_atomic_commit(fkd_atomic_file *f)
 {
     fkd_status s = FKD_OK;
@@ -79,7 +102,10 @@ fkd_status fkd_atomic_commit(fkd_atomic_file *f)
     f->fp = NULL;
     if (s == FKD_OK && rename(f->tmp_path, f->path) != 0)
         s = FKD_FAIL(FKD_ERR_IO, "%s: rename failed: %s", f->path, strerror(errno));
-    if (s != FKD_OK) remove(f->tmp_path);
+    if (s != FKD_OK)
+        remove(f->tmp_path);
+    else
+        sync_parent_dir(f->path);
     free(f->path);
     free(f->tmp_path);
     memset(f, 0, sizeof *f);
@@ -96,6 +122,43 @@ fkd_status fkd_atomic_write(const char *path, const void *data, size_t size)
         return s;
     }
     return fkd_atomic_commit(&f);
+}
+
+/* The pid of a temporary's writer, or 0 when `name` is not "<something>.tmp.<digits>". */
+static long temporary_owner(const char *name)
+{
+    const char *tag = strstr(name, ".tmp.");
+    if (!tag || tag == name) return 0;
+    for (;;) {
+        const char *next = strstr(tag + 1, ".tmp.");
+        if (!next) break;
+        tag = next;
+    }
+    const char *digits = tag + 5;
+    if (!*digits || strspn(digits, "0123456789") != strlen(digits) || strlen(digits) > 9) return 0;
+    return strtol(digits, NULL, 10);
+}
+
+fkd_status fkd_atomic_cleanup_dir(const char *dir, int *removed)
+{
+    if (removed) *removed = 0;
+    DIR *d = opendir(dir);
+    if (!d) return FKD_FAIL(FKD_ERR_IO, "%s: cannot list: %s", dir, strerror(errno));
+    fkd_status s = FKD_OK;
+    struct dirent *e;
+    while (s == FKD_OK && (e = readdir(d)) != NULL) {
+        long pid = temporary_owner(e->d_name);
+        /* A live writer (this process or another run in the same folder) keeps its file. */
+        if (pid <= 0 || kill((pid_t)pid, 0) == 0 || errno != ESRCH) continue;
+        char path[4096];
+        if (snprintf(path, sizeof path, "%s/%s", dir, e->d_name) >= (int)sizeof path) continue;
+        if (remove(path) != 0)
+            s = FKD_FAIL(FKD_ERR_IO, "%s: cannot remove a stale temporary: %s", path, strerror(errno));
+        else if (removed)
+            (*removed)++;
+    }
+    closedir(d);
+    return s;
 }
 
 fkd_status fkd_mkdir_p(const char *path)

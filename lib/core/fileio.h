@@ -2,7 +2,8 @@
  *
  * Every output facekd writes (checkpoints, caches, reports, images, exports) goes
  * through fkd_atomic_*: the data is written to "<path>.tmp.<pid>", fsync'ed and renamed
- * over <path>, so a crash leaves either the old file or the new one, never half of one. */
+ * over <path> (then the folder is fsync'ed), so a crash leaves either the old file or the
+ * new one, never half of one. */
 #ifndef FKD_CORE_FILEIO_H
 #define FKD_CORE_FILEIO_H
 
@@ -30,6 +31,11 @@ typedef struct {
 fkd_status fkd_atomic_open(fkd_atomic_file *f, const char *path);
 fkd_status fkd_atomic_commit(fkd_atomic_file *f);
 void fkd_atomic_abort(fkd_atomic_file *f);
+
+/* Removes the temporaries ("<name>.tmp.<pid>") that writers killed before commit or
+ * abort (SIGKILL, power loss) left in `dir`: only those whose process no longer exists.
+ * *removed (may be NULL) receives how many went. */
+fkd_status fkd_atomic_cleanup_dir(const char *dir, int *removed);
 
 /* Where facekd keeps files it can make again (rendered synthetic benchmarks, teacher
  * caches): $FACEKD_CACHE, else $XDG_CACHE_HOME/facekd, else $HOME/.cache/facekd. */

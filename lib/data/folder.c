@@ -144,6 +144,9 @@ void fkd_folder_free(fkd_folder *f)
 
 /* ---- pairs.txt -------------------------------------------------------------------------- */
 
+/* Pairs a pairs.txt may announce: far beyond any benchmark (LFW: 10 folds x 600). */
+#define PAIRS_MAX 1000000000L
+
 static bool parse_count(const char *tok, long *out)
 {
     char *end;
@@ -187,9 +190,16 @@ fkd_status fkd_pairs_load(fkd_pairs *p, const char *pairs_txt, const char *image
         long a, b;
         if (expected < 0) { /* header: "folds pairs_per_fold" (each fold: that many same + different) */
             if (nt == 2 && parse_count(tok[0], &a) && parse_count(tok[1], &b) && a > 0 && b > 0) {
-                p->n_folds = (int)a;
-                expected = 2 * a * b;
+                /* The bound keeps 2·a·b from overflowing (and a within an int). */
+                if (a > PAIRS_MAX / 2 / b)
+                    s = FKD_FAIL(FKD_ERR_FORMAT, "%s: line %" PRId64 ": %ld folds of 2 x %ld pairs is more than %ld pairs",
+                                 pairs_txt, line, a, b, PAIRS_MAX);
+                p->n_folds = (int)(s == FKD_OK ? a : 0);
+                expected = s == FKD_OK ? 2 * a * b : 0;
             } else if (nt == 1 && parse_count(tok[0], &a) && a > 0) {
+                if (a > PAIRS_MAX)
+                    s = FKD_FAIL(FKD_ERR_FORMAT, "%s: line %" PRId64 ": %ld pairs is more than %ld", pairs_txt, line, a,
+                                 PAIRS_MAX);
                 p->n_folds = 1;
                 expected = a;
             } else {

@@ -222,7 +222,8 @@ fkd_status fkd_recordio_read_key(const fkd_recordio *r, uint64_t key, uint8_t **
             wr_u32(*buf + used, FKD_RECORDIO_MAGIC);
             used += 4;
         }
-        memcpy(*buf + used, r->map + pos + 8, len);
+        /* An empty record leaves *buf NULL: no pointer arithmetic on it. */
+        if (len) memcpy(*buf + used, r->map + pos + 8, len);
         used += len;
         pos += 8 + (((uint64_t)len + 3) & ~(uint64_t)3);
         if (cflag == CFLAG_WHOLE || cflag == CFLAG_END) break;

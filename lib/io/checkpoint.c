@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define PREFIX_HEAD "" /* head parameters are already named "head.weight", ... */
+#define PREFIX_HEAD "head."
 #define PREFIX_OPTIM "optim."
 
 /* Head parameters and optimizer state as extra tensors of the model file; names are

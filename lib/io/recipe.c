@@ -97,6 +97,9 @@ static const field schema[] = {
      "OpenMP threads (0: OMP_NUM_THREADS or all cores)"},
     {"deterministic", T_BOOL, "false", 0, 0, NULL, R(deterministic), 0, 0, NULL, 0,
      "bit-reproducible runs (fixed reduction order, one loader thread); slower"},
+    {"skip_nonfinite", T_BOOL, "false", 0, 0, NULL, R(skip_nonfinite), 0, 0, NULL, 0,
+     "skip a batch whose loss or gradient is NaN or Inf (a warning each time; the run stops after 10 in a "
+     "row) instead of stopping at the first"},
 
     {"data", T_SECTION, NULL, 0, 0, NULL, 0, 0, 0, NULL, 0, "training data and evaluation benchmarks"},
     {"data.source", T_ENUM, "synth", 0, 0, source_names, R(data.source), 0, 0, NULL, 0,
@@ -746,7 +749,9 @@ static fkd_status load_chain(const char *path, extends_chain *chain, fkd_yaml_no
     if (s == FKD_OK && !(real = realpath(base_path, NULL)))
         s = fail_at(ext, false, "extends", "cannot open %s: %s", base_path, strerror(errno));
     for (int i = 0; s == FKD_OK && i < chain->n; i++) {
-        if (strcmp(chain->real[i], real) != 0) continue;
+        /* The first recipe's real path is NULL when realpath failed on it (a file
+         * deleted since, a memfd): a cycle through it still ends at the depth limit. */
+        if (!chain->real[i] || strcmp(chain->real[i], real) != 0) continue;
         char cycle[FKD__RECIPE_MSG_CAP] = "";
         for (int j = i; j < chain->n; j++)
             snprintf(cycle + strlen(cycle), sizeof cycle - strlen(cycle), "%s -> ", chain->shown[j]);

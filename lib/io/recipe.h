@@ -171,6 +171,7 @@ typedef struct {
     int64_t eval_every, checkpoint_every, log_every; /* in steps; 0 = only at the end */
     int64_t threads; /* 0 = OMP_NUM_THREADS or all cores */
     bool deterministic;
+    bool skip_nonfinite; /* skip batches with a non-finite loss or gradient */
     fkd_recipe_data data;
     fkd_recipe_model model;
     fkd_recipe_head head;

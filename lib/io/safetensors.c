@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
 
 #include "core/fileio.h"
@@ -672,8 +673,9 @@ fkd_status fkd_safetensors_write(const char *path, const fkd_st_entry *entries, 
     }
     free(h.s);
     if (!ok) {
+        int err = errno; /* before abort's close and remove can change it */
         fkd_atomic_abort(&f);
-        return FKD_FAIL(FKD_ERR_IO, "%s: write failed", path);
+        return FKD_FAIL(FKD_ERR_IO, "%s: write failed: %s", path, strerror(err));
     }
     return fkd_atomic_commit(&f);
 }

@@ -136,12 +136,12 @@ fkd_status fkd__check_inputs(fkd_graph *g, fkd__op_kind op, const char *name, co
 fkd_value fkd__node_add(fkd_graph *g, fkd__op_kind op, const char *name, const int *inputs,
                         int n_inputs, void *state, int ndims, const int64_t *dims)
 {
-    /* Builders pass their input value's dims (g->values[x].dims), which the grow below
-     * may move: copy them first. */
-    int64_t d[4] = {0};
-    for (int i = 0; i < ndims && i < 4; i++) d[i] = dims[i];
-    dims = d;
-    fkd_status st = fkd__check_inputs(g, op, name, inputs, n_inputs);
+    /* `dims` may point into g->values (an op whose output has its input's shape), which
+     * growing the array below can move: copy it first. */
+    int64_t shape[4] = {0};
+    for (int i = 0; i < ndims && i < 4; i++) shape[i] = dims[i];
+    fkd_status st = ndims >= 0 && ndims <= 4 ? FKD_OK : FKD_FAIL(FKD_ERR_ARG, "graph: '%s': %d dimensions", name, ndims);
+    if (st == FKD_OK) st = fkd__check_inputs(g, op, name, inputs, n_inputs);
     if (st == FKD_OK) st = fkd__grow((void **)&g->nodes, &g->cap_nodes, g->n_nodes + 1, sizeof *g->nodes);
     if (st == FKD_OK) st = fkd__grow((void **)&g->values, &g->cap_values, g->n_values + 1, sizeof *g->values);
     char *copy = st == FKD_OK ? strdup(name) : NULL;
@@ -163,7 +163,7 @@ fkd_value fkd__node_add(fkd_graph *g, fkd__op_kind op, const char *name, const i
     memset(v, 0, sizeof *v);
     v->ndims = ndims;
     v->producer = g->n_nodes;
-    for (int i = 0; i < ndims; i++) v->dims[i] = dims[i];
+    for (int i = 0; i < ndims; i++) v->dims[i] = shape[i];
     g->n_nodes++;
     return g->n_values++;
 }

@@ -32,7 +32,9 @@ fkd_status fkd_runlog_start(const char *path, const char *header, int64_t keep_u
     int line_no = 0;
     for (char *line = (char *)old; line && *line; line_no++) {
         char *next = strchr(line, '\n');
-        size_t len = next ? (size_t)(next - line) + 1 : strlen(line);
+        /* A last line without its newline is a row cut short by a killed run. */
+        if (!next) break;
+        size_t len = (size_t)(next - line) + 1;
         if (line_no == 0 || strtoll(line, NULL, 10) <= keep_until_step) {
             memcpy(out + used, line, len);
             used += len;

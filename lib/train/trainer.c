@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include "core/fileio.h"
 #include "core/log.h"
@@ -37,6 +39,7 @@ struct fkd_trainer {
     fkd_loader *loader;
     int batch;
     int64_t steps_per_epoch, total_steps, step;
+    int64_t ckpt_step; /* step of the checkpoint on disk; -1 before the first */
 
     fkd_graph *g;
     fkd_value emb;
@@ -169,6 +172,9 @@ static fkd_status load_head_start(fkd_trainer *t, const char *path)
 static fkd_status build_head(fkd_trainer *t)
 {
     int classes = t->ds.ops->identities(&t->ds);
+    if (classes < 2)
+        return FKD_FAIL(FKD_ERR_ARG, "%s: %d identit%s; the %s head needs at least 2", t->ds.source, classes,
+                        classes == 1 ? "y" : "ies", fkd_recipe_enum_name("head.loss", t->r->head.loss));
     FKD_TRY(fkd_label_loss_create(&t->loss, &t->r->head, t->r->path, classes, t->dim, t->batch, (uint64_t)t->r->seed));
     t->n_label_terms = fkd_label_loss_terms(t->loss, t->label_terms);
     t->head_name = fkd_recipe_enum_name("head.loss", t->r->head.loss);
@@ -268,12 +274,36 @@ static fkd_checkpoint checkpoint_parts(fkd_trainer *t, bool with_optim)
     ck.head_count = t->n_saved;
     snprintf(ck.meta.architecture, sizeof ck.meta.architecture, "%s", t->arch);
     ck.meta.embedding_size = t->dim;
-    /* A narrow model must say so, or fkd_model_open builds the full width. */
-    ck.meta.width = (int)t->r->model.width;
+    ck.meta.width = (int)t->r->model.width; /* so eval, embed and info rebuild a narrow model */
     snprintf(ck.meta.producer, sizeof ck.meta.producer, "facekd %s train %s", FKD_VERSION, t->r->name);
     ck.epoch = t->steps_per_epoch ? t->step / t->steps_per_epoch : 0;
     ck.extra[ck.extra_count++] = (fkd_st_meta){"head", (char *)t->head_name};
     return ck;
+}
+
+static fkd_status save_checkpoint(fkd_trainer *t)
+{
+    fkd_checkpoint ck = checkpoint_parts(t, true);
+    FKD_TRY(fkd_checkpoint_save(t->ckpt_path, &ck));
+    t->ckpt_step = t->step;
+    return FKD_OK;
+}
+
+/* Before the first step, where a full disk can still be caught: a fresh run writes its
+ * starting checkpoint (step 0), which proves the folder takes one; then there must be room
+ * for about two more (the next checkpoint is written beside the current one before it
+ * replaces it; the final model is smaller than a checkpoint). */
+static fkd_status check_room(fkd_trainer *t, bool resume)
+{
+    if (!resume) FKD_TRY(save_checkpoint(t));
+    struct stat st;
+    struct statvfs vfs;
+    if (stat(t->ckpt_path, &st) != 0 || statvfs(t->run_dir, &vfs) != 0) return FKD_OK;
+    double avail = (double)vfs.f_bavail * (double)vfs.f_frsize, need = 2.0 * (double)st.st_size;
+    if (avail < need)
+        return FKD_FAIL(FKD_ERR_IO, "%s: %.1f MB free, but the run needs about %.1f MB more (the next checkpoint "
+                        "beside this one, then the final model)", t->run_dir, avail / 1e6, need / 1e6);
+    return FKD_OK;
 }
 
 static fkd_status start_logs(fkd_trainer *t, bool resume)
@@ -301,6 +331,7 @@ fkd_status fkd_trainer_create(fkd_trainer **out, const fkd_recipe *r, bool resum
     fkd_trainer *t = calloc(1, sizeof *t);
     if (!t) return FKD_FAIL(FKD_ERR_NOMEM, "trainer: out of memory");
     t->r = r;
+    t->ckpt_step = -1;
     if (hook) t->hook = *hook;
     if (r->threads > 0) omp_set_num_threads((int)r->threads);
     if (strlen(r->output) >= RUN_DIR_CAP) {
@@ -315,6 +346,9 @@ fkd_status fkd_trainer_create(fkd_trainer **out, const fkd_recipe *r, bool resum
     char recipe_out[PATH_CAP];
     snprintf(recipe_out, sizeof recipe_out, "%s/recipe.yaml", r->output);
     fkd_status s = fkd_mkdir_p(r->output);
+    int stale = 0;
+    if (s == FKD_OK) s = fkd_atomic_cleanup_dir(r->output, &stale);
+    if (stale) FKD_INFO("%s: removed %d temporary file(s) left by an interrupted run", r->output, stale);
     /* Writing the resolved recipe first also proves the folder is writable. */
     if (s == FKD_OK) s = fkd_recipe_save(r, recipe_out);
     if (s == FKD_OK) s = open_dataset(t);
@@ -339,8 +373,10 @@ fkd_status fkd_trainer_create(fkd_trainer **out, const fkd_recipe *r, bool resum
         ck = checkpoint_parts(t, true);
         s = fkd_checkpoint_load(t->ckpt_path, &ck);
         if (s == FKD_OK) FKD_INFO("resuming %s at step %lld", r->name, (long long)ck.step);
+        t->ckpt_step = t->step;
     }
     if (s == FKD_OK) s = start_logs(t, resume);
+    if (s == FKD_OK) s = check_room(t, resume);
     if (s != FKD_OK) {
         fkd_trainer_free(t);
         return s;
@@ -399,12 +435,11 @@ static fkd_status train_step(fkd_trainer *t, const fkd_batch *batch, double lr, 
     for (int i = 0; i < t->n_label_terms; i++) *total += terms[i];
     if (t->hook.step)
         for (size_t k = 0; k < n_emb; k++) t->d_embedding[k] += t->d_hook[k];
+    /* Steps are numbered from 1 in messages, as in log.csv. */
     for (int i = 0; i < t->n_label_terms + t->hook.n_terms; i++)
         if (!isfinite(terms[i]))
-            return FKD_FAIL(FKD_ERR_NUMERIC, "step %lld: loss term '%s' is %g; the last good checkpoint is %s",
-                            (long long)t->step,
-                            i < t->n_label_terms ? t->label_terms[i] : t->hook.names[i - t->n_label_terms], terms[i],
-                            t->ckpt_path);
+            return FKD_FAIL(FKD_ERR_NUMERIC, "step %lld: loss term '%s' is %g", (long long)t->step + 1,
+                            i < t->n_label_terms ? t->label_terms[i] : t->hook.names[i - t->n_label_terms], terms[i]);
     FKD_TRY(fkd_graph_add_grad(t->g, t->emb, t->d_embedding));
     FKD_TRY(fkd_graph_backward(t->g));
     fkd_param *lists[3];
@@ -412,7 +447,7 @@ static fkd_status train_step(fkd_trainer *t, const fkd_batch *batch, double lr, 
     int n_lists = collect_params(t, lists, counts);
     if (n_lists < 0) return (fkd_status)n_lists;
     fkd_status s = fkd_params_check_finite(lists, counts, n_lists);
-    if (s != FKD_OK) return FKD_WRAP(s, "step %lld: ", (long long)t->step);
+    if (s != FKD_OK) return FKD_WRAP(s, "step %lld: ", (long long)t->step + 1);
     FKD_TRY(fkd_optim_step(t->optim, (float)lr));
     return fkd_label_loss_after_step(t->loss, t->embedding, batch->labels, batch->n);
 }
@@ -463,10 +498,18 @@ static fkd_status evaluate(fkd_trainer *t, bool final)
     return s;
 }
 
-static fkd_status save_checkpoint(fkd_trainer *t)
+/* The error for a non-finite loss or gradient (the last error): adds what is left on disk. */
+static fkd_status nonfinite_failure(const fkd_trainer *t, int skipped_in_row)
 {
-    fkd_checkpoint ck = checkpoint_parts(t, true);
-    return fkd_checkpoint_save(t->ckpt_path, &ck);
+    char why[1024]; /* a copy: the new message is formatted into the buffer this came from */
+    snprintf(why, sizeof why, "%s", fkd_last_error());
+    char skipped[96] = "";
+    if (skipped_in_row > 0)
+        snprintf(skipped, sizeof skipped, " (%d batches in a row skipped by skip_nonfinite)", skipped_in_row);
+    if (t->ckpt_step < 0)
+        return FKD_FAIL(FKD_ERR_NUMERIC, "%s%s; no checkpoint was written yet", why, skipped);
+    return FKD_FAIL(FKD_ERR_NUMERIC, "%s%s; the last good checkpoint is %s (step %lld)", why, skipped, t->ckpt_path,
+                    (long long)t->ckpt_step);
 }
 
 static bool every(int64_t step, int64_t interval) { return interval > 0 && step % interval == 0; }
@@ -480,6 +523,7 @@ fkd_status fkd_trainer_run(fkd_trainer *t)
     double window_start = fkd_now();
     int64_t window_steps = 0;
     fkd_status s = FKD_OK;
+    int skipped_in_row = 0;
     while (s == FKD_OK && t->step < t->total_steps) {
         if (fkd_train_stop_requested) {
             s = save_checkpoint(t);
@@ -492,6 +536,17 @@ fkd_status fkd_trainer_run(fkd_trainer *t)
         s = fkd_loader_next(t->loader, &batch);
         double lr = fkd_schedule_lr(&t->schedule, t->step), total = 0;
         if (s == FKD_OK) s = train_step(t, batch, lr, terms, &total);
+        if (s == FKD_ERR_NUMERIC && r->skip_nonfinite && ++skipped_in_row <= FKD_TRAIN_MAX_SKIPS_IN_ROW) {
+            /* The weights and the optimizer state are untouched: only the update is lost.
+             * (Batch-norm running statistics did see the batch's forward pass.) */
+            FKD_WARN("%s; batch skipped (skip_nonfinite)", fkd_last_error());
+            s = FKD_OK;
+        } else if (s == FKD_ERR_NUMERIC) {
+            s = nonfinite_failure(t, skipped_in_row);
+            break;
+        } else if (s == FKD_OK) {
+            skipped_in_row = 0;
+        }
         if (s != FKD_OK) break;
         t->step++;
         window_steps++;

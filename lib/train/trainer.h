@@ -5,8 +5,9 @@
  *   recipe.yaml              the resolved recipe
  *   log.csv                  step, epoch, lr, loss, each loss term, images/s
  *   eval.csv                 step, benchmark, accuracy ± std, TAR@FAR=1e-3, EER, AUC, XNorm
- *   checkpoint.safetensors   model + head + optimizer state + step (atomic, every
- *                            checkpoint_every steps and at the end)
+ *   checkpoint.safetensors   model + head + optimizer state + step (atomic; at step 0 of
+ *                            a fresh run, every checkpoint_every steps, on SIGINT/SIGTERM
+ *                            and at the end)
  *   model.safetensors        the final model with its class centres (head.weight)
  *   eval.md, eval.csv-table  the final evaluation table; roc.png its ROC curves
  *   loss.png, lr.png, accuracy.png   training curves
@@ -27,6 +28,8 @@
 extern volatile sig_atomic_t fkd_train_stop_requested;
 
 #define FKD_TRAIN_MAX_TERMS 16
+/* With the recipe's skip_nonfinite, this many non-finite batches in a row end the run. */
+#define FKD_TRAIN_MAX_SKIPS_IN_ROW 10
 
 typedef struct fkd_trainer fkd_trainer;
 
@@ -49,7 +52,8 @@ typedef struct fkd_train_hook {
 } fkd_train_hook;
 
 /* Builds everything a run needs — dataset, loader, model, head, optimizer, schedule,
- * benchmarks, run folder — and fails before any training when something is wrong.
+ * benchmarks, run folder — and fails before any training when something is wrong,
+ * including a run folder that cannot be written or lacks room for the checkpoints.
  * With `resume`, continues from <output>/checkpoint.safetensors. `hook` may be NULL. */
 fkd_status fkd_trainer_create(fkd_trainer **out, const fkd_recipe *r, bool resume, const fkd_train_hook *hook);
 /* Trains to the end (or until a stop is requested), evaluating and checkpointing as the
