@@ -35,6 +35,8 @@ TEST_SUPPORT_OBJ := $(TEST_SUPPORT:%.c=$(BUILD)/obj/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
 .PHONY: all deps test demo install clean proto ort-check
+# Keep test objects between runs (they are intermediate files of the test binaries).
+.SECONDARY:
 all: $(BUILD)/facekd $(BUILD)/libfacekd.a
 
 deps:
