@@ -45,17 +45,12 @@ static void bench_usage(void)
            "  --resize     resize images that are not 112x112 (else they are an error)\n");
 }
 
-static int parse_int(const char *flag, const char *text, long lo, long hi, long *out)
+/* Usage errors print the message and count as bad. */
+static int parse_int(const char *flag, const char *text, int64_t lo, int64_t hi, int64_t *out)
 {
-    char *end;
-    errno = 0;
-    long v = text ? strtol(text, &end, 10) : 0;
-    if (!text || errno || *end || end == text || v < lo || v > hi) {
-        fprintf(stderr, "facekd bench: %s needs an integer in %ld..%ld\n", flag, lo, hi);
-        return -1;
-    }
-    *out = v;
-    return 0;
+    if (fkd_cli_int(flag, text, lo, hi, out) == 0) return 0;
+    fprintf(stderr, "facekd bench: %s\n", fkd_last_error());
+    return -1;
 }
 
 /* Decode + normalise of n images on this thread, cycling through the dataset. */
@@ -181,7 +176,7 @@ int fkd_cmd_bench(int argc, char **argv)
         return 0;
     }
     const char *data = NULL, *mode = "infer", *precision = "fp32";
-    long n = 2000, workers = 2, batch = 0, threads = 0, width = 0, steps = 10, warmup = 3;
+    int64_t n = 2000, workers = 2, batch = 0, threads = 0, width = 0, steps = 10, warmup = 3;
     bool resize = false, json = false;
     fkd_perf_config pc = fkd_perf_defaults();
     pc.arch = NULL;

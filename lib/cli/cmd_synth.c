@@ -36,19 +36,6 @@ static void usage(FILE *out)
             "  --bench-speed          render for 3 s on one thread and print images/s\n");
 }
 
-static int parse_i64(const char *flag, const char *v, int64_t lo, int64_t hi, int64_t *out)
-{
-    char *end;
-    errno = 0;
-    long long x = v ? strtoll(v, &end, 10) : 0;
-    if (!v || errno || *end || end == v || x < lo || x > hi) {
-        FKD_FAIL(FKD_ERR_ARG, "%s: need an integer in %lld..%lld, got '%s'", flag, (long long)lo, (long long)hi,
-                 v ? v : "");
-        return -1;
-    }
-    *out = x;
-    return 0;
-}
 
 static int parse_f(const char *flag, const char *v, double lo, double hi, double *out)
 {
@@ -199,12 +186,12 @@ int fkd_cmd_synth(int argc, char **argv)
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         int rc = 0;
         const char **str = NULL;
-        if (strcmp(a, "--seed") == 0) rc = parse_i64(a, v, 0, INT64_MAX, &seed), i++;
-        else if (strcmp(a, "--identities") == 0) rc = parse_i64(a, v, 1, INT64_C(1) << 24, &identities), i++;
-        else if (strcmp(a, "--images-per-id") == 0) rc = parse_i64(a, v, 1, 1 << 20, &per_id), i++;
+        if (strcmp(a, "--seed") == 0) rc = fkd_cli_int(a, v, 0, INT64_MAX, &seed), i++;
+        else if (strcmp(a, "--identities") == 0) rc = fkd_cli_int(a, v, 1, INT64_C(1) << 24, &identities), i++;
+        else if (strcmp(a, "--images-per-id") == 0) rc = fkd_cli_int(a, v, 1, 1 << 20, &per_id), i++;
         else if (strcmp(a, "--lookalikes") == 0) rc = parse_f(a, v, 0, 0.95, &lookalikes), i++;
-        else if (strcmp(a, "--rows") == 0) rc = parse_i64(a, v, 1, 64, &rows), i++;
-        else if (strcmp(a, "--cols") == 0) rc = parse_i64(a, v, 1, 64, &cols), i++;
+        else if (strcmp(a, "--rows") == 0) rc = fkd_cli_int(a, v, 1, 64, &rows), i++;
+        else if (strcmp(a, "--cols") == 0) rc = fkd_cli_int(a, v, 1, 64, &cols), i++;
         else if (strcmp(a, "--bench-speed") == 0) speed = 1;
         else if (strcmp(a, "--preview") == 0) str = &preview;
         else if (strcmp(a, "--preview-bench") == 0) str = &preview_bench;

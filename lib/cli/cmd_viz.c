@@ -41,14 +41,9 @@ static void usage(FILE *out)
 }
 
 /* A whole-string integer in [min, max]. */
-static int parse_int(const char *text, long long min, long long max, long long *out)
+static int parse_int(const char *flag, const char *text, int64_t min, int64_t max, int64_t *out)
 {
-    char *end;
-    errno = 0;
-    long long v = strtoll(text, &end, 10);
-    if (errno || end == text || *end || v < min || v > max) return -1;
-    *out = v;
-    return 0;
+    return fkd_cli_int(flag, text, min, max, out);
 }
 
 static int parse_presets(char *list, fkd_viz_options *o)
@@ -72,7 +67,7 @@ int fkd_cmd_viz(int argc, char **argv)
     o.out = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        long long n = 0;
+        int64_t n = 0;
         int bad = !v;
         if (v) i++;
         if (bad) {
@@ -81,28 +76,28 @@ int fkd_cmd_viz(int argc, char **argv)
         } else if (!strcmp(a, "--presets")) {
             bad = parse_presets(argv[i], &o);
         } else if (!strcmp(a, "--steps")) {
-            bad = parse_int(v, 1, 1000000, &n);
+            bad = parse_int(a, v, 1, 1000000, &n);
             o.steps = n;
         } else if (!strcmp(a, "--pretrain")) {
-            bad = parse_int(v, 0, 1000000, &n);
+            bad = parse_int(a, v, 0, 1000000, &n);
             o.pretrain_steps = n;
         } else if (!strcmp(a, "--identities")) {
-            bad = parse_int(v, 2, 64, &n);
+            bad = parse_int(a, v, 2, 64, &n);
             o.identities = (int)n;
         } else if (!strcmp(a, "--images")) {
-            bad = parse_int(v, 1, 100000, &n);
+            bad = parse_int(a, v, 1, 100000, &n);
             o.images_per_identity = (int)n;
         } else if (!strcmp(a, "--heldout")) {
-            bad = parse_int(v, 1, 10000, &n);
+            bad = parse_int(a, v, 1, 10000, &n);
             o.heldout = (int)n;
         } else if (!strcmp(a, "--seed")) {
-            bad = parse_int(v, 0, 9007199254740991LL, &n);
+            bad = parse_int(a, v, 0, 9007199254740991LL, &n);
             o.seed = n;
         } else if (!strcmp(a, "--width")) {
-            bad = parse_int(v, 1, 1024, &n);
+            bad = parse_int(a, v, 1, 1024, &n);
             o.width = (int)n;
         } else if (!strcmp(a, "--batch")) {
-            bad = parse_int(v, 1, 65536, &n);
+            bad = parse_int(a, v, 1, 65536, &n);
             o.batch = (int)n;
         } else if (!strcmp(a, "--lr")) {
             char *end;

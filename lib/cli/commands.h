@@ -3,6 +3,8 @@
 #ifndef FKD_CLI_COMMANDS_H
 #define FKD_CLI_COMMANDS_H
 
+#include <stdint.h>
+
 /* X(name, one-line summary). Add a line here and a lib/cli/cmd_<name>.c file. */
 #define FKD_COMMAND_LIST(X)                                                                  \
     X(train, "train a model and its head from labels, as a YAML recipe says")                 \
@@ -25,6 +27,9 @@ FKD_COMMAND_LIST(FKD__COMMAND_DECL)
 
 /* Prints "facekd: <last error>" to stderr and returns exit code 1 (2 for usage errors). */
 int fkd_cli_fail(void);
+/* Parses a whole decimal integer in [lo, hi] given for option `flag`. On failure records
+ * "FLAG: need an integer in LO..HI, got 'TEXT'" (fkd_last_error) and returns -1; else 0. */
+int fkd_cli_int(const char *flag, const char *text, int64_t lo, int64_t hi, int64_t *out);
 /* True when argv holds -h or --help. */
 int fkd_cli_wants_help(int argc, char **argv);
 

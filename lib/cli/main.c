@@ -1,5 +1,7 @@
 /* facekd: the command-line tool. Dispatches to one subcommand per file. */
+#include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "cli/commands.h"
@@ -29,6 +31,20 @@ int fkd_cli_fail(void)
 {
     fprintf(stderr, "facekd: %s\n", fkd_last_error());
     return 1;
+}
+
+int fkd_cli_int(const char *flag, const char *text, int64_t lo, int64_t hi, int64_t *out)
+{
+    char *end = NULL;
+    errno = 0;
+    long long v = text ? strtoll(text, &end, 10) : 0;
+    if (!text || errno || end == text || *end || v < lo || v > hi) {
+        FKD_FAIL(FKD_ERR_ARG, "%s: need an integer in %lld..%lld, got '%s'", flag, (long long)lo, (long long)hi,
+                 text ? text : "");
+        return -1;
+    }
+    *out = v;
+    return 0;
 }
 
 int fkd_cli_wants_help(int argc, char **argv)
