@@ -30,6 +30,7 @@
 #include "core/fileio.h"
 #include "core/rng.h"
 #include "io/model.h"
+#include "io/npy.h"
 #include "io/model_any.h"
 #include "io/onnx.pb-c.h"
 #include "io/onnx_export.h"
@@ -267,10 +268,25 @@ static void test_onnxruntime(void **state)
     fkd_rng rng;
     fkd_rng_seed(&rng, 99, 1);
     for (size_t i = 0; i < nx; i++) x[i] = (float)(2 * fkd_rng_uniform(&rng) - 1);
-    assert_int_equal(fkd_graph_set_input(g, "input", x), FKD_OK);
-    assert_int_equal(fkd_graph_forward(g), FKD_OK);
-    assert_int_equal(fkd_graph_read(g, emb, y), FKD_OK);
     fkd_graph_free(g);
+    /* The reference is what a user gets from `facekd embed` on the same batch (.npy). */
+    char xin[160], yout[160], embed[1024];
+    snprintf(xin, sizeof xin, "%s/x.npy", tmp);
+    snprintf(yout, sizeof yout, "%s/y.npy", tmp);
+    const int64_t xshape[4] = {N, 3, 112, 112};
+    assert_int_equal(fkd_npy_write(xin, FKD_NPY_F32, x, 4, xshape), FKD_OK);
+    const char *build = getenv("BUILD");
+    snprintf(embed, sizeof embed, "%s/facekd embed --model %s --input '%s' --out '%s' 2>/dev/null",
+             build && *build ? build : "build", STUDENTS "mbf_narrow.safetensors", xin, yout);
+    assert_int_equal(system(embed), 0);
+    fkd_npy_array ya;
+    assert_int_equal(fkd_npy_read(yout, FKD_NPY_F32, &ya), FKD_OK);
+    assert_int_equal(ya.info.dims[0], N);
+    assert_int_equal(ya.info.dims[1], dims[1]);
+    memcpy(y, ya.data, ne * sizeof *y);
+    fkd_npy_free(&ya);
+    unlink(xin);
+    unlink(yout);
     const int64_t xd[4] = {N, 3, 112, 112}, yd[2] = {N, dims[1]};
     const fkd_st_entry entries[2] = {{"input", FKD_ST_F32, 4, xd, x}, {"embedding", FKD_ST_F32, 2, yd, y}};
     if (fkd_safetensors_write(casef, entries, 2, NULL, 0) != FKD_OK) fail_msg("%s", fkd_last_error());
