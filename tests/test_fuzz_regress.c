@@ -26,6 +26,9 @@
 #define LLVMFuzzerTestOneInput fuzz_npy_one
 #include "tests/fuzz/fuzz_npy.c"
 #undef LLVMFuzzerTestOneInput
+#define LLVMFuzzerTestOneInput fuzz_onnx_one
+#include "tests/fuzz/fuzz_onnx.c"
+#undef LLVMFuzzerTestOneInput
 #define LLVMFuzzerTestOneInput fuzz_pairs_one
 #include "tests/fuzz/fuzz_pairs.c"
 #undef LLVMFuzzerTestOneInput
@@ -49,6 +52,7 @@ static const struct {
     fuzz_target run;
 } targets[] = {
     {"checkpoint", fuzz_checkpoint_one}, {"image", fuzz_image_one}, {"npy", fuzz_npy_one},
+    {"onnx", fuzz_onnx_one},
     {"pairs", fuzz_pairs_one},       {"recipe", fuzz_recipe_one},     {"recordio", fuzz_recordio_one},
     {"safetensors", fuzz_safetensors_one}, {"verbin", fuzz_verbin_one},
 };

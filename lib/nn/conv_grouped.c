@@ -35,7 +35,30 @@
 #pragma GCC diagnostic ignored "-Wpsabi"
 typedef float v16 __attribute__((vector_size(64)));
 typedef int v16i __attribute__((vector_size(64)));
+
+#if defined(__clang__)
+/* clang (only the fuzz build uses it) refuses 64-byte vector arguments in a "default"
+ * clone: there the whole file is compiled for AVX-512, which the fuzzing machine has. */
+#pragma clang attribute push(__attribute__((target("avx512f"))), apply_to = function)
+#define FKD__CLONES
+#define FKD__CLANG_AVX512_PUSHED
+#endif
+
+/* Lane permutation by a mask vector: GCC's __builtin_shuffle; clang (the fuzz build) has
+ * no variable-mask shuffle builtin, so it gets the plain per-lane definition. */
+#if defined(__clang__)
+static inline v16 permute16(v16 v, v16i m)
+{
+    v16 r;
+    for (int i = 0; i < 16; i++) r[i] = v[m[i] & 15];
+    return r;
+}
+#else
+#define permute16(v, m) __builtin_shuffle((v), (m))
+#endif
+#ifndef FKD__CLONES
 #define FKD__CLONES __attribute__((target_clones("avx512f", "default")))
+#endif
 
 struct fkd__grouped {
     int n, cb, h, w, oh, ow, kern, stride, pad, k, threads;
@@ -115,7 +138,7 @@ static inline size_t tap_pixel(const fkd__grouped *c, int oh, int ow, int kh, in
 static inline __attribute__((always_inline)) v16 mix(v16 acc, v16 v, const float *wl, size_t stride, int k,
                                                      const v16i *masks)
 {
-    for (int j = 0; j < k; j++) acc += *(const v16 *)(wl + (size_t)j * stride) * __builtin_shuffle(v, masks[j]);
+    for (int j = 0; j < k; j++) acc += *(const v16 *)(wl + (size_t)j * stride) * permute16(v, masks[j]);
     return acc;
 }
 
@@ -177,7 +200,7 @@ FKD__CLONES static void backward_plane(const fkd__grouped *c, const float *x, co
                     v16 *d = (v16 *)(dxp + pix), v = *(const v16 *)(xp + pix);
                     *d = mix(*d, g, c->bl + at, stride, c->k, c->bmask);
                     for (int j = 0; j < c->k; j++)
-                        *(v16 *)(dwl + at + (size_t)j * stride) += g * __builtin_shuffle(v, c->fmask[j]);
+                        *(v16 *)(dwl + at + (size_t)j * stride) += g * permute16(v, c->fmask[j]);
                 }
         }
     }
@@ -280,3 +303,7 @@ fkd_status fkd__conv_grouped_build(fkd_graph *g, fkd__node *n, int kernel, int s
     FKD_TRY(fkd__steps_add_host(&n->bwd, grouped_backward, c, "grouped_conv_bwd:host"));
     return c->zero_dx ? fkd__accumulate(g, &n->bwd, c->dx, x_grad) : FKD_OK;
 }
+
+#ifdef FKD__CLANG_AVX512_PUSHED
+#pragma clang attribute pop
+#endif
