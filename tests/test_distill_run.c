@@ -47,14 +47,7 @@ static fkd_status run(const char *file, const char *const *sets, size_t n_sets, 
     snprintf(path, sizeof path, "%s/%s", dir, file);
     fkd_recipe r;
     FKD_TRY(fkd_recipe_load(&r, path, sets, n_sets));
-    fkd_train_hook hook;
-    fkd_distill_run *d = NULL;
-    fkd_trainer *t = NULL;
-    fkd_status s = distill ? fkd_distill_run_create(&d, &r, &hook) : FKD_OK;
-    if (s == FKD_OK) s = fkd_trainer_create(&t, &r, false, distill ? &hook : NULL);
-    if (s == FKD_OK) s = fkd_trainer_run(t);
-    fkd_trainer_free(t);
-    fkd_distill_run_free(d);
+    fkd_status s = fkd_run_recipe(&r, false, distill);
     fkd_recipe_free(&r);
     return s;
 }

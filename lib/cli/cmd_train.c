@@ -90,14 +90,7 @@ int fkd_cli_run_recipe(int argc, char **argv, bool distill)
     fkd_recipe r;
     if (fkd_recipe_load(&r, recipe_path, sets, n_sets) != FKD_OK) return fkd_cli_fail();
     fkd_cli_install_stop_handlers();
-    fkd_train_hook hook;
-    fkd_distill_run *run = NULL;
-    fkd_trainer *t = NULL;
-    fkd_status s = distill ? fkd_distill_run_create(&run, &r, &hook) : FKD_OK;
-    if (s == FKD_OK) s = fkd_trainer_create(&t, &r, resume, distill ? &hook : NULL);
-    if (s == FKD_OK) s = fkd_trainer_run(t);
-    fkd_trainer_free(t);
-    fkd_distill_run_free(run);
+    fkd_status s = fkd_run_recipe(&r, resume, distill);
     fkd_recipe_free(&r);
     return fkd_cli_run_exit_code(s);
 }

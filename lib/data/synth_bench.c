@@ -1,9 +1,9 @@
 #include "data/synth_bench.h"
 
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 
-#include "core/fileio.h"
 #include "data/synth_export.h"
 
 fkd_status fkd_synth_bench_cached(uint64_t seed, const char *name, const char *cache_dir, char *path, size_t cap)

@@ -157,15 +157,7 @@ static fkd_status run_recipe(const char *recipe_path, bool rerun, char *model_ou
     if (!rerun && file_exists(model_out)) {
         FKD_INFO("%s: %s exists, not trained again (--rerun to train)", r.name, model_out);
     } else {
-        fkd_train_hook hook;
-        fkd_distill_run *run = NULL;
-        fkd_trainer *t = NULL;
-        bool distill = r.n_distill > 0;
-        if (distill) s = fkd_distill_run_create(&run, &r, &hook);
-        if (s == FKD_OK) s = fkd_trainer_create(&t, &r, false, distill ? &hook : NULL);
-        if (s == FKD_OK) s = fkd_trainer_run(t);
-        fkd_trainer_free(t);
-        fkd_distill_run_free(run);
+        s = fkd_run_recipe(&r, false, r.n_distill > 0);
     }
     fkd_recipe_free(&r);
     return s;

@@ -344,3 +344,16 @@ fkd_status fkd_distill_run_create(fkd_distill_run **out, const fkd_recipe *r, fk
     *out = d;
     return FKD_OK;
 }
+
+fkd_status fkd_run_recipe(const fkd_recipe *r, bool resume, bool distill)
+{
+    fkd_train_hook hook;
+    fkd_distill_run *run = NULL;
+    fkd_trainer *t = NULL;
+    fkd_status s = distill ? fkd_distill_run_create(&run, r, &hook) : FKD_OK;
+    if (s == FKD_OK) s = fkd_trainer_create(&t, r, resume, distill ? &hook : NULL);
+    if (s == FKD_OK) s = fkd_trainer_run(t);
+    fkd_trainer_free(t);
+    fkd_distill_run_free(run);
+    return s;
+}

@@ -21,4 +21,8 @@ fkd_status fkd_distill_run_create(fkd_distill_run **out, const fkd_recipe *r, fk
 /* Safe on NULL. */
 void fkd_distill_run_free(fkd_distill_run *d);
 
+/* One whole run of a loaded recipe: `facekd distill` (the teacher hook) when `distill`,
+ * else `facekd train` (a recipe's teacher and distill sections are then unused). */
+fkd_status fkd_run_recipe(const fkd_recipe *r, bool resume, bool distill);
+
 #endif
