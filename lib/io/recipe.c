@@ -96,7 +96,7 @@ static const field schema[] = {
     {"threads", T_INT, "0", 0, 4096, NULL, R(threads), 0, 0, NULL, 0,
      "OpenMP threads (0: OMP_NUM_THREADS or all cores)"},
     {"deterministic", T_BOOL, "false", 0, 0, NULL, R(deterministic), 0, 0, NULL, 0,
-     "bit-reproducible runs (fixed reduction order, one loader thread); slower"},
+     "bit-reproducible runs on any core count: a fixed thread count (threads, or 1) and one loader thread; slower"},
     {"skip_nonfinite", T_BOOL, "false", 0, 0, NULL, R(skip_nonfinite), 0, 0, NULL, 0,
      "skip a batch whose loss or gradient is NaN or Inf (a warning each time; the run stops after 10 in a "
      "row) instead of stopping at the first"},

@@ -101,6 +101,7 @@ static fkd_status open_loader(fkd_trainer *t)
     o.seed = (uint64_t)r->seed;
     o.flip = r->data.flip;
     o.resize = r->data.resize;
+    if (r->deterministic) o.workers = 1;
     o.start_step = t->step;
     if (r->data.sampler.kind == FKD_RECIPE_SAMPLER_PK) {
         o.sampler = FKD_SAMPLER_PK;
@@ -333,7 +334,9 @@ fkd_status fkd_trainer_create(fkd_trainer **out, const fkd_recipe *r, bool resum
     t->r = r;
     t->ckpt_step = -1;
     if (hook) t->hook = *hook;
-    if (r->threads > 0) omp_set_num_threads((int)r->threads);
+    /* deterministic: a fixed thread count (1 unless `threads` says), so oneDNN's reductions
+     * and the loader repeat bit for bit whatever the machine's core count. */
+    if (r->threads > 0 || r->deterministic) omp_set_num_threads(r->threads > 0 ? (int)r->threads : 1);
     if (strlen(r->output) >= RUN_DIR_CAP) {
         free(t);
         return FKD_FAIL(FKD_ERR_ARG, "%s: output: path too long", r->path);
