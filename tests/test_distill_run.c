@@ -213,6 +213,44 @@ static void test_compare_writes_its_table(void **state)
     assert_non_null(strstr(fkd_last_error(), "bad.yaml:2:1: colour: unknown key"));
 }
 
+/* compare trains a missing teacher from a list of recipes, in order: a softmax warm start,
+ * then ArcFace from its weights; the last one writes the teacher the set names. */
+static void test_compare_trains_a_staged_teacher(void **state)
+{
+    (void)state;
+    char path[PATH], text[4096];
+    snprintf(text, sizeof text, "%sname: warm\noutput: warm\nsteps: 3\n", base_recipe);
+    assert_int_equal(fkd_test_write_text(path, dir, "warm.yaml", text), 0);
+    snprintf(text, sizeof text,
+             "extends: warm.yaml\nname: staged\noutput: staged\nmodel: {weights: warm/model.safetensors}\n"
+             "head: {loss: arcface, s: 16, m2: 0.2}\n");
+    assert_int_equal(fkd_test_write_text(path, dir, "staged.yaml", text), 0);
+    snprintf(path, sizeof path, "%s/tiny2.bin", dir);
+    assert_int_equal(fkd_test_write_synth_bin(path, 4, 20), FKD_OK);
+    snprintf(text, sizeof text,
+             "name: staged\noutput: cmp3\nteacher: staged/model.safetensors\n"
+             "teacher_recipe: [warm.yaml, staged.yaml]\n"
+             "benchmarks:\n  - {name: tiny, bin: tiny2.bin}\n"
+             "runs:\n  - {label: Student L2, recipe: student.yaml}\n");
+    assert_int_equal(fkd_test_write_text(path, dir, "staged_set.yaml", text), 0);
+    fkd_status s = fkd_compare_run(path, false);
+    if (s != FKD_OK) fail_msg("%s", fkd_last_error());
+    snprintf(path, sizeof path, "%s/warm/model.safetensors", dir);
+    assert_true(fkd_test_file_nonempty(path));
+    snprintf(path, sizeof path, "%s/staged/model.safetensors", dir);
+    assert_true(fkd_test_file_nonempty(path));
+    snprintf(path, sizeof path, "%s/cmp3/compare.md", dir);
+    assert_true(fkd_test_file_nonempty(path));
+
+    /* a list item that is not a path is named with its place */
+    assert_int_equal(fkd_test_write_text(path, dir, "bad_stages.yaml",
+                                         "output: cmp4\nteacher: nowhere.safetensors\nteacher_recipe: []\n"),
+                     0);
+    assert_int_not_equal(fkd_compare_run(path, false), FKD_OK);
+    assert_non_null(strstr(fkd_last_error(), "bad_stages.yaml:3:"));
+    assert_non_null(strstr(fkd_last_error(), "teacher_recipe: expected a recipe path or a list of them"));
+}
+
 int main(void)
 {
     setenv("FACEKD_LOG", "warn", 1);
@@ -221,6 +259,7 @@ int main(void)
         cmocka_unit_test(test_cache_invalidated_by_a_new_teacher),
         cmocka_unit_test(test_bad_methods_fail_before_training),
         cmocka_unit_test(test_compare_writes_its_table),
+        cmocka_unit_test(test_compare_trains_a_staged_teacher),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -343,6 +343,8 @@ fkd_status fkd_verify_flip_pairs(const float *emb, const float *emb_flip, const 
     free(dist);
     if (s == FKD_OK && emb_flip) /* insightface: the mean over both passes, 4N rows */
         res->xnorm = 0.5 * (fkd_verify_xnorm(emb, 2 * n_pairs, d) + fkd_verify_xnorm(emb_flip, 2 * n_pairs, d));
+    else if (s == FKD_OK) /* without the flip test: the mean over the one pass */
+        res->xnorm = fkd_verify_xnorm(emb, 2 * n_pairs, d);
     return s;
 }
 

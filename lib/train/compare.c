@@ -21,6 +21,7 @@
 #define MAX_ROWS 32
 #define MAX_BENCHES 16
 #define PATH_CAP 4096
+#define MAX_TEACHER_STAGES 4
 
 typedef struct {
     char label[128];
@@ -29,7 +30,11 @@ typedef struct {
 } compare_row;
 
 typedef struct {
-    char name[128], output[PATH_CAP], teacher_recipe[PATH_CAP];
+    char name[128], output[PATH_CAP];
+    /* recipes that train the teacher when it is missing, run in order (e.g. a softmax
+     * warm start, then ArcFace from its weights); the last one writes the teacher */
+    char teacher_recipes[MAX_TEACHER_STAGES][PATH_CAP];
+    int n_teacher_stages;
     double far;
     compare_row rows[MAX_ROWS + 1]; /* rows[0] is the teacher */
     int n_rows;
@@ -93,6 +98,20 @@ static fkd_status parse_bench(compare_set *c, const fkd_yaml_node *item, const c
     return FKD_OK;
 }
 
+/* teacher_recipe: one path, or a list of them run in order. */
+static fkd_status parse_teacher_recipes(compare_set *c, const fkd_yaml_node *n, const char *dir)
+{
+    if (n->kind == FKD_YAML_SCALAR) {
+        c->n_teacher_stages = 1;
+        return set_path(n, dir, c->teacher_recipes[0]);
+    }
+    if (n->kind != FKD_YAML_LIST || n->n == 0) return where_fail(n, "expected a recipe path or a list of them");
+    if (n->n > MAX_TEACHER_STAGES) return where_fail(n, "too many teacher recipes (at most 4)");
+    for (size_t k = 0; k < n->n; k++) FKD_TRY(set_path(n->items[k], dir, c->teacher_recipes[k]));
+    c->n_teacher_stages = (int)n->n;
+    return FKD_OK;
+}
+
 static fkd_status parse_set(compare_set *c, const fkd_yaml_node *root, const char *dir)
 {
     if (!root || root->kind != FKD_YAML_MAP) return FKD_FAIL(FKD_ERR_FORMAT, "%s: a compare set is a YAML map", dir);
@@ -110,7 +129,7 @@ static fkd_status parse_set(compare_set *c, const fkd_yaml_node *root, const cha
         } else if (!strcmp(n->key, "teacher_label") && n->text) {
             snprintf(c->rows[0].label, sizeof c->rows[0].label, "%s", n->text);
         } else if (!strcmp(n->key, "teacher_recipe")) {
-            FKD_TRY(set_path(n, dir, c->teacher_recipe));
+            FKD_TRY(parse_teacher_recipes(c, n, dir));
         } else if (!strcmp(n->key, "far") && n->text) {
             char *end;
             c->far = strtod(n->text, &end);
@@ -266,11 +285,11 @@ fkd_status fkd_compare_run(const char *set_path, bool rerun)
     }
     if (s == FKD_OK) s = fkd_mkdir_p(c->output);
     if (s == FKD_OK && !file_exists(c->rows[0].model)) {
-        if (!c->teacher_recipe[0])
+        if (c->n_teacher_stages == 0)
             s = FKD_FAIL(FKD_ERR_NOTFOUND, "%s: teacher %s does not exist (train it, or give teacher_recipe)", set_path,
                          c->rows[0].model);
-        char trained[PATH_CAP];
-        if (s == FKD_OK) s = run_recipe(c->teacher_recipe, rerun, trained);
+        char trained[PATH_CAP] = "";
+        for (int k = 0; s == FKD_OK && k < c->n_teacher_stages; k++) s = run_recipe(c->teacher_recipes[k], rerun, trained);
         if (s == FKD_OK && strcmp(trained, c->rows[0].model) != 0 && !file_exists(c->rows[0].model))
             s = FKD_FAIL(FKD_ERR_ARG, "%s: teacher_recipe writes %s, not the teacher %s", set_path, trained,
                          c->rows[0].model);

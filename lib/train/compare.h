@@ -8,6 +8,8 @@
  *   output: ../runs/quickstart/compare      # compare.md, compare.csv, roc_<bench>.png
  *   teacher: ../runs/quickstart/r50-arcface/model.safetensors
  *   teacher_recipe: ../teachers/quickstart_r50_arcface.yaml   # trains it when missing
+ *                                   # (or a list of recipes run in order, the last one
+ *                                   #  writing the teacher: a warm start, then ArcFace)
  *   far: 1e-3                                # the FAR of the TAR and EKD columns
  *   benchmarks:
  *     - {name: synth-lfw, synth: synth-lfw}
