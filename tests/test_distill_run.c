@@ -229,7 +229,7 @@ static void test_compare_trains_a_staged_teacher(void **state)
     assert_int_equal(fkd_test_write_synth_bin(path, 4, 20), FKD_OK);
     snprintf(text, sizeof text,
              "name: staged\noutput: cmp3\nteacher: staged/model.safetensors\n"
-             "teacher_recipe: [warm.yaml, staged.yaml]\n"
+             "teacher_recipe: [warm.yaml, staged.yaml]\nflip: false\n"
              "benchmarks:\n  - {name: tiny, bin: tiny2.bin}\n"
              "runs:\n  - {label: Student L2, recipe: student.yaml}\n");
     assert_int_equal(fkd_test_write_text(path, dir, "staged_set.yaml", text), 0);

@@ -36,6 +36,7 @@ typedef struct {
     char teacher_recipes[MAX_TEACHER_STAGES][PATH_CAP];
     int n_teacher_stages;
     double far;
+    bool flip; /* insightface's flip test (default on) */
     compare_row rows[MAX_ROWS + 1]; /* rows[0] is the teacher */
     int n_rows;
     fkd_bench benches[MAX_BENCHES];
@@ -116,6 +117,7 @@ static fkd_status parse_set(compare_set *c, const fkd_yaml_node *root, const cha
 {
     if (!root || root->kind != FKD_YAML_MAP) return FKD_FAIL(FKD_ERR_FORMAT, "%s: a compare set is a YAML map", dir);
     c->far = 1e-3;
+    c->flip = true;
     snprintf(c->rows[0].label, sizeof c->rows[0].label, "teacher");
     c->n_rows = 1;
     for (size_t i = 0; i < root->n; i++) {
@@ -134,6 +136,10 @@ static fkd_status parse_set(compare_set *c, const fkd_yaml_node *root, const cha
             char *end;
             c->far = strtod(n->text, &end);
             if (*end || !(c->far > 0 && c->far < 1)) return where_fail(n, "expected a number in (0, 1)");
+        } else if (!strcmp(n->key, "flip")) {
+            if (n->kind != FKD_YAML_SCALAR || !n->text || (strcmp(n->text, "true") && strcmp(n->text, "false")))
+                return where_fail(n, "expected true or false");
+            c->flip = !strcmp(n->text, "true");
         } else if (!strcmp(n->key, "benchmarks") && n->kind == FKD_YAML_LIST) {
             for (size_t k = 0; k < n->n; k++) FKD_TRY(parse_bench(c, n->items[k], dir));
         } else if (!strcmp(n->key, "runs") && n->kind == FKD_YAML_LIST) {
@@ -148,7 +154,7 @@ static fkd_status parse_set(compare_set *c, const fkd_yaml_node *root, const cha
             }
         } else {
             return where_fail(n, "unknown key (known: name, output, teacher, teacher_label, teacher_recipe, far, "
-                                 "benchmarks, runs)");
+                                 "flip, benchmarks, runs)");
         }
     }
     if (!c->output[0]) return FKD_FAIL(FKD_ERR_ARG, "output: the compare set needs an output folder");
@@ -199,11 +205,11 @@ static fkd_status evaluate_row(compare_set *c, int row, cell *cells)
     for (int b = 0; s == FKD_OK && b < c->n_benches; b++) {
         char label[256];
         snprintf(label, sizeof label, "eval %s on %s", c->rows[row].label, c->benches[b].name);
-        fkd_progress_start(&progress, label, 4 * c->benches[b].n_pairs, 1);
+        fkd_progress_start(&progress, label, (c->flip ? 4 : 2) * c->benches[b].n_pairs, 1);
         float *e = NULL;
         int dim = 0;
         cell *x = &cells[row * MAX_BENCHES + b];
-        s = fkd_bench_evaluate(&c->benches[b], &ec, true, &x->res, &e, &dim);
+        s = fkd_bench_evaluate(&c->benches[b], &ec, c->flip, &x->res, &e, &dim);
         if (s == FKD_OK) fkd_progress_finish(&progress, progress.done, NULL);
         if (s == FKD_OK && !(x->dist = malloc(sizeof(double) * (size_t)c->benches[b].n_pairs)))
             s = FKD_FAIL(FKD_ERR_NOMEM, "compare: out of memory");

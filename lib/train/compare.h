@@ -11,6 +11,7 @@
  *                                   # (or a list of recipes run in order, the last one
  *                                   #  writing the teacher: a warm start, then ArcFace)
  *   far: 1e-3                                # the FAR of the TAR and EKD columns
+ *   flip: true                               # insightface's flip test (false: one pass)
  *   benchmarks:
  *     - {name: synth-lfw, synth: synth-lfw}
  *     - {name: lfw, bin: /data/faces_emore/lfw.bin}
