@@ -77,8 +77,8 @@ test: deps
 test-mpi:
 	@bash scripts/deps.sh
 	@bash scripts/deps.sh mpi
-	@$(MAKE) --no-print-directory MPI=1 all
-	@bash scripts/run_mpi_tests.sh build-mpi/facekd
+	@$(MAKE) --no-print-directory MPI=1 all build-mpi/tests/test_dist
+	@bash scripts/run_mpi_tests.sh build-mpi
 
 demo: deps
 	@$(MAKE) --no-print-directory all

@@ -101,36 +101,51 @@ static void expect_close(const char *what, const float *a, const float *b, size_
     if (diff > rel * scale + 1e-5) fail_msg("%s: max |diff| %g with max |ref| %g (tolerance %g relative)", what, diff, scale, rel);
 }
 
-/* One training forward/backward of both nets on the same batch and upstream gradient;
- * outputs, running statistics, dL/dx and every parameter gradient agree. Tolerance
- * 1e-4 of the largest reference value: the synchronised path forms the variance as
- * E[x²] − μ² (in double) and adds the backward's mean terms in a second pass, so it
- * rounds differently from oneDNN's fused kernels (measured: below 1e-6 relative). */
+/* One training forward/backward of the reference net (per-batch statistics, the global
+ * batch of world*N images) and of the synchronised net (this rank's N images): outputs,
+ * running statistics, dL/dx and every parameter gradient (averaged over the ranks) agree.
+ * Each rank's upstream gradient is that of its own mean loss, world times the global
+ * one's, as in the trainer; dL/dx comes out scaled the same way. With one rank this
+ * checks the synchronised arithmetic against oneDNN's batch norm; under mpirun
+ * (tests/mpi) the reductions too. Tolerance 1e-4 of the largest reference value: the
+ * synchronised path forms the variance as E[x²] − μ² (in double) and adds the backward's
+ * mean terms in a second pass, so it rounds differently from oneDNN's fused kernels
+ * (measured with one rank: below 3e-7 relative). */
 static void test_sync_bn_matches_batch_norm(void **state)
 {
     (void)state;
     enum { N = 4 };
+    const int world = fkd_dist_world(), rank = fkd_dist_rank();
     fkd_value out_ref, out_sync;
-    fkd_graph *ref = bn_net(N, false, &out_ref), *syn = bn_net(N, true, &out_sync);
-    size_t nx = (size_t)N * 3 * 6 * 6, ny = (size_t)N * 10;
-    float *x = random_array(nx, 1), *dy = random_array(ny, 2);
-    float *y_ref = malloc(ny * sizeof(float)), *y_syn = malloc(ny * sizeof(float));
-    float *dx_ref = malloc(nx * sizeof(float)), *dx_syn = malloc(nx * sizeof(float));
-    fkd_graph *graphs[2] = {ref, syn};
-    fkd_value outs[2] = {out_ref, out_sync};
-    float *ys[2] = {y_ref, y_syn}, *dxs[2] = {dx_ref, dx_syn};
-    for (int k = 0; k < 2; k++) {
-        OK(fkd_graph_set_training(graphs[k], true));
-        OK(fkd_graph_set_input(graphs[k], "x", x));
-        OK(fkd_graph_forward(graphs[k]));
-        OK(fkd_graph_read(graphs[k], outs[k], ys[k]));
-        OK(fkd_graph_zero_grad(graphs[k]));
-        OK(fkd_graph_add_grad(graphs[k], outs[k], dy));
-        OK(fkd_graph_backward(graphs[k]));
-        OK(fkd_graph_read_input_grad(graphs[k], "x", dxs[k]));
-    }
-    expect_close("y", y_syn, y_ref, ny, 1e-4);
-    expect_close("dL/dx", dx_syn, dx_ref, nx, 1e-4);
+    fkd_graph *ref = bn_net(N * world, false, &out_ref), *syn = bn_net(N, true, &out_sync);
+    const size_t nx = (size_t)N * 3 * 6 * 6, ny = (size_t)N * 10;
+    float *x = random_array(nx * world, 1), *dy = random_array(ny * world, 2);
+    float *y_ref = malloc(ny * world * sizeof(float)), *y_syn = malloc(ny * sizeof(float));
+    float *dx_ref = malloc(nx * world * sizeof(float)), *dx_syn = malloc(nx * sizeof(float));
+    float *dy_rank = malloc(ny * sizeof(float));
+    for (size_t i = 0; i < ny; i++) dy_rank[i] = dy[rank * ny + i] * (float)world;
+
+    OK(fkd_graph_set_training(ref, true));
+    OK(fkd_graph_set_input(ref, "x", x));
+    OK(fkd_graph_forward(ref));
+    OK(fkd_graph_read(ref, out_ref, y_ref));
+    OK(fkd_graph_zero_grad(ref));
+    OK(fkd_graph_add_grad(ref, out_ref, dy));
+    OK(fkd_graph_backward(ref));
+    OK(fkd_graph_read_input_grad(ref, "x", dx_ref));
+
+    OK(fkd_graph_set_training(syn, true));
+    OK(fkd_graph_set_input(syn, "x", x + rank * nx));
+    OK(fkd_graph_forward(syn));
+    OK(fkd_graph_read(syn, out_sync, y_syn));
+    OK(fkd_graph_zero_grad(syn));
+    OK(fkd_graph_add_grad(syn, out_sync, dy_rank));
+    OK(fkd_graph_backward(syn));
+    OK(fkd_graph_read_input_grad(syn, "x", dx_syn));
+    for (size_t i = 0; i < nx; i++) dx_syn[i] /= (float)world;
+
+    expect_close("y", y_syn, y_ref + rank * ny, ny, 1e-4);
+    expect_close("dL/dx", dx_syn, dx_ref + rank * nx, nx, 1e-4);
     fkd_param *p_ref, *p_syn;
     int n_ref, n_syn;
     OK(fkd_graph_params(ref, &p_ref, &n_ref));
@@ -143,23 +158,34 @@ static void test_sync_bn_matches_batch_norm(void **state)
         expect_close(p_ref[i].name, a, b, (size_t)p_ref[i].numel, 1e-4); /* running statistics included */
         if (p_ref[i].grad) {
             OK(fkd_graph_param_read_grad(syn, i, a));
+            OK(fkd_dist_allreduce_f32(a, (size_t)p_ref[i].numel));
+            for (int64_t k = 0; k < p_ref[i].numel; k++) a[k] /= (float)world;
             OK(fkd_graph_param_read_grad(ref, i, b));
             expect_close(p_ref[i].name, a, b, (size_t)p_ref[i].numel, 1e-4);
         }
         free(a);
         free(b);
     }
-    free(x), free(dy), free(y_ref), free(y_syn), free(dx_ref), free(dx_syn);
+    free(x), free(dy), free(dy_rank), free(y_ref), free(y_syn), free(dx_ref), free(dx_syn);
     fkd_graph_free(ref);
     fkd_graph_free(syn);
 }
 
+/* In the one-rank build: everything. Built with MPI=1 and run under mpirun (tests/mpi):
+ * the synchronised batch norm across the ranks. */
 int main(void)
 {
-    const struct CMUnitTest tests[] = {
+    if (fkd_dist_init() != FKD_OK) return 1;
+    const struct CMUnitTest one_rank[] = {
         cmocka_unit_test(test_one_rank_world),
         cmocka_unit_test(test_grad_sync_one_rank),
         cmocka_unit_test(test_sync_bn_matches_batch_norm),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    const struct CMUnitTest ranks[] = {
+        cmocka_unit_test(test_sync_bn_matches_batch_norm),
+    };
+    int failed = fkd_dist_world() == 1 ? cmocka_run_group_tests(one_rank, NULL, NULL)
+                                       : cmocka_run_group_tests(ranks, NULL, NULL);
+    fkd_dist_finalize();
+    return failed;
 }
