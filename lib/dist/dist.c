@@ -5,6 +5,8 @@
 #ifdef FKD_MPI
 #include <mpi.h>
 
+#include "core/log.h"
+
 /* MPI counts are int: longer buffers go in pieces of this many elements. */
 #define PIECE ((size_t)1 << 30)
 
@@ -12,6 +14,10 @@ static int rank = 0, world = 1;
 static bool joined = false;
 static MPI_Request pending[FKD_DIST_MAX_PENDING];
 static int n_pending = 0;
+/* Seconds spent in reductions, waits and barriers (waiting for the slowest rank included). */
+static double mpi_seconds = 0;
+
+double fkd_dist_seconds(void) { return mpi_seconds; }
 
 static fkd_status mpi_fail(int rc, const char *call)
 {
@@ -51,11 +57,13 @@ bool fkd_dist_has_mpi(void) { return true; }
 static fkd_status allreduce(void *buf, size_t n, MPI_Datatype type, size_t elem)
 {
     if (world == 1) return FKD_OK;
+    double start = fkd_now();
     for (size_t at = 0; at < n; at += PIECE) {
         int count = (int)(n - at < PIECE ? n - at : PIECE);
         MPI_TRY(MPI_Allreduce(MPI_IN_PLACE, (char *)buf + at * elem, count, type, MPI_SUM, MPI_COMM_WORLD),
                 "MPI_Allreduce");
     }
+    mpi_seconds += fkd_now() - start;
     return FKD_OK;
 }
 
@@ -82,7 +90,9 @@ fkd_status fkd_dist_wait_all(void)
     int n = n_pending;
     n_pending = 0;
     if (n == 0) return FKD_OK;
+    double start = fkd_now();
     MPI_TRY(MPI_Waitall(n, pending, MPI_STATUSES_IGNORE), "MPI_Waitall");
+    mpi_seconds += fkd_now() - start;
     return FKD_OK;
 }
 
@@ -98,7 +108,10 @@ fkd_status fkd_dist_broadcast_f32(float *buf, size_t n)
 
 fkd_status fkd_dist_barrier(void)
 {
-    if (world > 1) MPI_TRY(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
+    if (world == 1) return FKD_OK;
+    double start = fkd_now();
+    MPI_TRY(MPI_Barrier(MPI_COMM_WORLD), "MPI_Barrier");
+    mpi_seconds += fkd_now() - start;
     return FKD_OK;
 }
 
@@ -129,6 +142,7 @@ fkd_status fkd_dist_allreduce_f32_start(float *buf, size_t n) { (void)buf, (void
 fkd_status fkd_dist_wait_all(void) { return FKD_OK; }
 fkd_status fkd_dist_broadcast_f32(float *buf, size_t n) { (void)buf, (void)n; return FKD_OK; }
 fkd_status fkd_dist_barrier(void) { return FKD_OK; }
+double fkd_dist_seconds(void) { return 0; }
 void fkd_dist_fail(const char *message, int exit_code) { (void)message, (void)exit_code; }
 void fkd_dist_finalize(void) {}
 

@@ -45,6 +45,9 @@ fkd_status fkd_dist_wait_all(void);
 /* Same values everywhere: rank 0's buffer is copied to every other rank. */
 fkd_status fkd_dist_broadcast_f32(float *buf, size_t n);
 fkd_status fkd_dist_barrier(void);
+/* Seconds this rank has spent in reductions, waits and barriers so far (time waiting for
+ * slower ranks included); 0 in the one-rank build. */
+double fkd_dist_seconds(void);
 
 /* After an error on this rank in a job of several: prints "facekd: rank R of N failed:
  * <message>" to stderr and aborts the whole job (MPI_Abort with `exit_code`), so the other

@@ -592,6 +592,18 @@ static fkd_status log_row(fkd_trainer *t, double lr, double total, const double 
                              (long long)(t->step / t->steps_per_epoch), lr, total, cols, ips);
 }
 
+/* Under mpirun: the share of the training loop spent in MPI (rank 0's view; waiting for
+ * slower ranks included) and the gradient averaging's part of it. */
+static void report_communication(const fkd_trainer *t, int64_t steps, double seconds, double mpi_seconds)
+{
+    long calls;
+    double grads = fkd_grad_sync_seconds(t->grad_sync, &calls);
+    FKD_INFO("data parallel: %.2f steps/s; MPI %.1f ms per step (%.1f%% of the step), of which gradient averaging "
+             "%.1f ms (packing and scaling included)",
+             (double)steps / seconds, 1e3 * mpi_seconds / (double)steps, 100 * mpi_seconds / seconds,
+             calls ? 1e3 * grads / (double)calls : 0.0);
+}
+
 /* The end of a finished run (rank 0): final checkpoint, model, evaluation, plots. */
 static fkd_status finish_run(fkd_trainer *t)
 {
@@ -616,8 +628,8 @@ fkd_status fkd_trainer_run(fkd_trainer *t)
     double terms[FKD_TRAIN_MAX_TERMS + FKD_LABEL_LOSS_MAX_TERMS];
     fkd_progress progress;
     if (t->root) fkd_progress_start(&progress, r->name, t->total_steps, (int64_t)t->batch * t->world);
-    double window_start = fkd_now();
-    int64_t window_steps = 0;
+    double window_start = fkd_now(), run_start = window_start, mpi_start = fkd_dist_seconds();
+    int64_t window_steps = 0, first_step = t->step;
     fkd_status s = FKD_OK;
     int skipped_in_row = 0;
     while (s == FKD_OK && t->step < t->total_steps) {
@@ -671,5 +683,8 @@ fkd_status fkd_trainer_run(fkd_trainer *t)
         if (s == FKD_OK && every(t->step, r->checkpoint_every)) s = save_checkpoint(t);
     }
     if (t->root) fkd_progress_finish(&progress, t->step, NULL);
+    if (s == FKD_OK && t->grad_sync && t->step > first_step) report_communication(t, t->step - first_step,
+                                                                                 fkd_now() - run_start,
+                                                                                 fkd_dist_seconds() - mpi_start);
     return s == FKD_OK ? finish_run(t) : s;
 }
