@@ -82,14 +82,18 @@ void fkd_cli_install_stop_handlers(void)
 }
 
 /* Under mpirun (several ranks) a failure on any rank ends the whole job with that rank's
- * message: the others would otherwise wait forever in their next reduction. */
+ * message: the others would otherwise wait forever in their next reduction. A stop
+ * request is the exception: every rank stops at the same step (the trainer agrees on it)
+ * after rank 0 has written the checkpoint, so they leave together and rank 0 alone
+ * says so. */
 static int run_exit_code(fkd_status s)
 {
-    if (s != FKD_OK && fkd_dist_world() > 1) {
-        int code = s == FKD_ERR_INTERRUPTED ? (stop_signal == SIGTERM ? 143 : 130) : 1;
-        fkd_dist_fail(fkd_last_error(), code);
-    }
-    int rc = fkd_cli_run_exit_code(s);
+    if (s != FKD_OK && s != FKD_ERR_INTERRUPTED && fkd_dist_world() > 1) fkd_dist_fail(fkd_last_error(), 1);
+    int rc;
+    if (fkd_dist_is_root())
+        rc = fkd_cli_run_exit_code(s);
+    else
+        rc = s == FKD_OK ? 0 : (stop_signal == SIGTERM ? 143 : 130);
     fkd_dist_finalize();
     return rc;
 }
