@@ -101,6 +101,19 @@ static void expect_close(const char *what, const float *a, const float *b, size_
     if (diff > rel * scale + 1e-5) fail_msg("%s: max |diff| %g with max |ref| %g (tolerance %g relative)", what, diff, scale, rel);
 }
 
+/* A training forward from x, a backward from dL/dout = dy: out and dL/dx. */
+static void train_once(fkd_graph *g, fkd_value out, const float *x, const float *dy, float *y, float *dx)
+{
+    OK(fkd_graph_set_training(g, true));
+    OK(fkd_graph_set_input(g, "x", x));
+    OK(fkd_graph_forward(g));
+    OK(fkd_graph_read(g, out, y));
+    OK(fkd_graph_zero_grad(g));
+    OK(fkd_graph_add_grad(g, out, dy));
+    OK(fkd_graph_backward(g));
+    OK(fkd_graph_read_input_grad(g, "x", dx));
+}
+
 /* One training forward/backward of the reference net (per-batch statistics, the global
  * batch of world*N images) and of the synchronised net (this rank's N images): outputs,
  * running statistics, dL/dx and every parameter gradient (averaged over the ranks) agree.
@@ -125,23 +138,8 @@ static void test_sync_bn_matches_batch_norm(void **state)
     float *dy_rank = malloc(ny * sizeof(float));
     for (size_t i = 0; i < ny; i++) dy_rank[i] = dy[rank * ny + i] * (float)world;
 
-    OK(fkd_graph_set_training(ref, true));
-    OK(fkd_graph_set_input(ref, "x", x));
-    OK(fkd_graph_forward(ref));
-    OK(fkd_graph_read(ref, out_ref, y_ref));
-    OK(fkd_graph_zero_grad(ref));
-    OK(fkd_graph_add_grad(ref, out_ref, dy));
-    OK(fkd_graph_backward(ref));
-    OK(fkd_graph_read_input_grad(ref, "x", dx_ref));
-
-    OK(fkd_graph_set_training(syn, true));
-    OK(fkd_graph_set_input(syn, "x", x + rank * nx));
-    OK(fkd_graph_forward(syn));
-    OK(fkd_graph_read(syn, out_sync, y_syn));
-    OK(fkd_graph_zero_grad(syn));
-    OK(fkd_graph_add_grad(syn, out_sync, dy_rank));
-    OK(fkd_graph_backward(syn));
-    OK(fkd_graph_read_input_grad(syn, "x", dx_syn));
+    train_once(ref, out_ref, x, dy, y_ref, dx_ref);
+    train_once(syn, out_sync, x + rank * nx, dy_rank, y_syn, dx_syn);
     for (size_t i = 0; i < nx; i++) dx_syn[i] /= (float)world;
 
     expect_close("y", y_syn, y_ref + rank * ny, ny, 1e-4);
