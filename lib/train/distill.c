@@ -6,13 +6,13 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "dist/dist.h"
 #include "distill/distiller.h"
 #include "heads/margin.h"
 #include "io/model.h"
 #include "io/model_any.h"
 #include "io/safetensors.h"
 #include "train/teacher_cache.h"
-#include "dist/dist.h"
 #include "core/fileio.h"
 
 #define MAX_METHODS FKD_TRAIN_MAX_TERMS
