@@ -1,8 +1,9 @@
 /* dist: the one-rank world of the build without MPI (what every non-MPI run goes
  * through), gradient averaging there, and synchronised batch norm's arithmetic: with one
  * rank its forward and backward (statistics reduced, gradient correction as a second
- * batch-norm forward) must give what oneDNN's own training batch norm gives. The
- * multi-rank checks run under mpirun in tests/mpi/ (make test-mpi). */
+ * batch-norm forward) must give what oneDNN's own training batch norm gives. Under
+ * mpirun (tests/mpi, make test-mpi) gradient averaging and synchronised batch norm are
+ * checked across the ranks. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -40,21 +41,30 @@ static void test_one_rank_world(void **state)
     fkd_dist_fail("not an error: one rank returns", 1); /* returns in a one-rank world */
 }
 
-static void test_grad_sync_one_rank(void **state)
+/* Gradients that differ by rank come back as their mean on every rank: rank r holds
+ * base + r, the mean is base + (world - 1) / 2 (exact in fp32 for these values). 300
+ * one-float parameters with 4-byte buckets make 300 reductions, more than may be under way
+ * at once (FKD_DIST_MAX_PENDING); a buffer (no gradient) is left alone. */
+static void test_grad_sync_averages(void **state)
 {
     (void)state;
-    float g0[5] = {1, 2, 3, 4, 5}, g1[2] = {-1, 0.5f}, d[7] = {0};
-    fkd_param params[3] = {
-        {.name = "a", .numel = 5, .data = d, .grad = g0, .storage = 5, .trainable = true},
-        {.name = "buf", .numel = 1, .data = d + 5, .grad = NULL, .storage = 1, .is_buffer = true},
-        {.name = "b", .numel = 2, .data = d + 6, .grad = g1, .storage = 2, .trainable = true},
-    };
+    enum { P = 300 };
+    const int rank = fkd_dist_rank(), world = fkd_dist_world();
+    float data[P + 1] = {0}, grad[P];
+    fkd_param params[P + 1];
+    memset(params, 0, sizeof params);
+    for (int i = 0; i < P; i++) {
+        grad[i] = (float)(i % 7) + (float)rank;
+        params[i] = (fkd_param){.name = "p", .numel = 1, .data = data + i, .grad = grad + i, .storage = 1,
+                                .trainable = true};
+    }
+    params[P] = (fkd_param){.name = "buf", .numel = 1, .data = data + P, .storage = 1, .is_buffer = true};
     fkd_param *lists[1] = {params};
-    int counts[1] = {3};
+    int counts[1] = {P + 1};
     fkd_grad_sync *gs;
-    OK(fkd_grad_sync_create(&gs, lists, counts, 1, 8)); /* 2-float buckets */
+    OK(fkd_grad_sync_create(&gs, lists, counts, 1, 4));
     OK(fkd_grad_sync_run(gs));
-    assert_true(g0[0] == 1 && g0[4] == 5 && g1[0] == -1 && g1[1] == 0.5f);
+    for (int i = 0; i < P; i++) assert_true(grad[i] == (float)(i % 7) + 0.5f * (float)(world - 1));
     fkd_grad_sync_free(gs);
     fkd_grad_sync_free(NULL);
 }
@@ -170,16 +180,17 @@ static void test_sync_bn_matches_batch_norm(void **state)
 }
 
 /* In the one-rank build: everything. Built with MPI=1 and run under mpirun (tests/mpi):
- * the synchronised batch norm across the ranks. */
+ * gradient averaging and the synchronised batch norm across the ranks. */
 int main(void)
 {
     if (fkd_dist_init() != FKD_OK) return 1;
     const struct CMUnitTest one_rank[] = {
         cmocka_unit_test(test_one_rank_world),
-        cmocka_unit_test(test_grad_sync_one_rank),
+        cmocka_unit_test(test_grad_sync_averages),
         cmocka_unit_test(test_sync_bn_matches_batch_norm),
     };
     const struct CMUnitTest ranks[] = {
+        cmocka_unit_test(test_grad_sync_averages),
         cmocka_unit_test(test_sync_bn_matches_batch_norm),
     };
     int failed = fkd_dist_world() == 1 ? cmocka_run_group_tests(one_rank, NULL, NULL)

@@ -46,6 +46,19 @@ fkd_status fkd_grad_sync_create(fkd_grad_sync **out, fkd_param *const *lists, co
     return FKD_OK;
 }
 
+/* Starts the sum of one bucket; first waits for those under way when the bucket's
+ * requests (one per 2^30 floats) would not fit beside them. */
+static fkd_status start_bucket(float *buf, size_t n, int *in_flight)
+{
+    int requests = (int)(n >> 30) + 1;
+    if (*in_flight + requests > FKD_DIST_MAX_PENDING) {
+        FKD_TRY(fkd_dist_wait_all());
+        *in_flight = 0;
+    }
+    *in_flight += requests;
+    return fkd_dist_allreduce_f32_start(buf, n);
+}
+
 fkd_status fkd_grad_sync_run(fkd_grad_sync *gs)
 {
     int world = fkd_dist_world();
@@ -53,17 +66,18 @@ fkd_status fkd_grad_sync_run(fkd_grad_sync *gs)
     double start = fkd_now();
     /* Pack in parameter order; whenever `bucket` elements are ready, start their sum. */
     size_t filled = 0, started = 0;
+    int in_flight = 0;
     fkd_status s = FKD_OK;
     for (int i = 0; s == FKD_OK && i < gs->n_params; i++) {
         const fkd_param *p = gs->params[i];
         memcpy(gs->packed + filled, p->grad, p->storage * sizeof(float));
         filled += p->storage;
         if (filled - started >= gs->bucket) {
-            s = fkd_dist_allreduce_f32_start(gs->packed + started, filled - started);
+            s = start_bucket(gs->packed + started, filled - started, &in_flight);
             started = filled;
         }
     }
-    if (s == FKD_OK && filled > started) s = fkd_dist_allreduce_f32_start(gs->packed + started, filled - started);
+    if (s == FKD_OK && filled > started) s = start_bucket(gs->packed + started, filled - started, &in_flight);
     fkd_status w = fkd_dist_wait_all(); /* also after a failed start: nothing may stay pending */
     if (s == FKD_OK) s = w;
     if (s != FKD_OK) return FKD_WRAP(s, "gradient averaging: ");
