@@ -5,23 +5,35 @@
 #   make install PREFIX=/usr/local
 #   make SAN=1 …    AddressSanitizer + UndefinedBehaviorSanitizer build (in build-san/)
 #   make fuzz       libFuzzer targets (clang, in build-fuzz/), FUZZ_TIME seconds each
+#   make MPI=1 …    data-parallel build against Open MPI (in build-mpi/; docs/MPI.md)
+#   make test-mpi   the MPI build and its mpirun checks (tests/mpi/)
 
 PREFIX ?= /usr/local
 CC ?= gcc
 SAN ?= 0
+MPI ?= 0
+
+# MPI=1 builds into its own folder (build-mpi, build-san-mpi) so objects never mix.
+ifeq ($(MPI),1)
+MPI_SUFFIX := -mpi
+MPI_CPPFLAGS := -DFKD_MPI $(shell mpicc --showme:compile 2>/dev/null)
+MPI_LDLIBS := $(shell mpicc --showme:link 2>/dev/null)
+else
+MPI_SUFFIX :=
+endif
 
 ifeq ($(SAN),1)
-BUILD ?= build-san
+BUILD ?= build-san$(MPI_SUFFIX)
 SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
 else
-BUILD ?= build
+BUILD ?= build$(MPI_SUFFIX)
 SANFLAGS :=
 endif
 
 CFLAGS ?= -O2 -g
 CFLAGS += -std=c11 -Wall -Wextra -Werror -fopenmp -D_GNU_SOURCE $(SANFLAGS)
-CPPFLAGS += -Ilib -I.
-LDLIBS += -ldnnl -lyaml -ljpeg -lpng -lz -lprotobuf-c -lm -lpthread
+CPPFLAGS += -Ilib -I. $(MPI_CPPFLAGS)
+LDLIBS += -ldnnl -lyaml -ljpeg -lpng -lz -lprotobuf-c -lm -lpthread $(MPI_LDLIBS)
 LDFLAGS += -fopenmp $(SANFLAGS)
 
 LIB_SRC := $(sort $(filter-out lib/cli/%,$(wildcard lib/*/*.c)) $(wildcard teachers/*.c) $(wildcard students/*.c))
@@ -34,7 +46,7 @@ CLI_OBJ := $(CLI_SRC:%.c=$(BUILD)/obj/%.o)
 TEST_SUPPORT_OBJ := $(TEST_SUPPORT:%.c=$(BUILD)/obj/%.o)
 TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
 
-.PHONY: all deps test demo install clean proto ort-check
+.PHONY: all deps test test-mpi demo install clean proto ort-check
 # Keep test objects between runs (they are intermediate files of the test binaries).
 .SECONDARY:
 all: $(BUILD)/facekd $(BUILD)/libfacekd.a
@@ -61,6 +73,13 @@ test: deps
 	@$(MAKE) --no-print-directory all $(TEST_BIN)
 	@BUILD=$(BUILD) bash scripts/run_tests.sh $(TEST_BIN)
 
+# Builds with MPI=1 (installing Open MPI if missing) and runs tests/mpi/*.sh with mpirun.
+test-mpi:
+	@bash scripts/deps.sh
+	@bash scripts/deps.sh mpi
+	@$(MAKE) --no-print-directory MPI=1 all build-mpi/tests/test_dist
+	@bash scripts/run_mpi_tests.sh build-mpi
+
 demo: deps
 	@$(MAKE) --no-print-directory all
 	@bash scripts/demo.sh $(BUILD)/facekd
@@ -85,7 +104,7 @@ ort-check: all
 	bash scripts/check_onnxruntime.sh
 
 clean:
-	rm -rf build build-san build-fuzz
+	rm -rf build build-san build-fuzz build-mpi build-san-mpi
 
 # ---- fuzzing: tests/fuzz/fuzz_<parser>.c against the library built with clang -------
 #   make fuzz [FUZZ_TIME=60] [FUZZ_TARGETS="npy image"]

@@ -25,6 +25,7 @@
 #include "data/synth.h"
 #include "data/synth_bench.h"
 #include "data/verbin.h"
+#include "dist/dist.h"
 #include "distill/distiller.h"
 #include "eval/bench.h"
 #include "eval/embed.h"

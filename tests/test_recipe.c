@@ -469,7 +469,7 @@ static void test_resolved_round_trip(void **state)
     load_ok(&r, "run/saved/recipe.yaml", NULL, 0);
     int64_t v;
     assert_int_equal(fkd_recipe_param_int(&r.distill[0], "label", 0, 0, 100, &v), FKD_ERR_FORMAT);
-    assert_string_equal(fkd_last_error(), "run/saved/recipe.yaml:67:10: distill[0].label: expected an integer, got \"42\"");
+    assert_string_equal(fkd_last_error(), "run/saved/recipe.yaml:68:10: distill[0].label: expected an integer, got \"42\"");
     assert_string_equal(r.name, "null");
     assert_true(r.optim.lr == 0.1234567890123456789 && r.optim.eps == 1e-300);
     fkd_recipe_free(&r);

@@ -6,6 +6,7 @@
 #include "cli/commands.h"
 #include "cli/runargs.h"
 #include "core/log.h"
+#include "dist/dist.h"
 #include "io/recipe.h"
 #include "train/distill.h"
 #include "train/trainer.h"
@@ -80,6 +81,23 @@ void fkd_cli_install_stop_handlers(void)
     sigaction(SIGTERM, &sa, NULL);
 }
 
+/* Under mpirun (several ranks) a failure on any rank ends the whole job with that rank's
+ * message: the others would otherwise wait forever in their next reduction. A stop
+ * request is the exception: every rank stops at the same step (the trainer agrees on it)
+ * after rank 0 has written the checkpoint, so they leave together and rank 0 alone
+ * says so. */
+static int run_exit_code(fkd_status s)
+{
+    if (s != FKD_OK && s != FKD_ERR_INTERRUPTED && fkd_dist_world() > 1) fkd_dist_fail(fkd_last_error(), 1);
+    int rc;
+    if (fkd_dist_is_root())
+        rc = fkd_cli_run_exit_code(s);
+    else
+        rc = s == FKD_OK ? 0 : (stop_signal == SIGTERM ? 143 : 130);
+    fkd_dist_finalize();
+    return rc;
+}
+
 int fkd_cli_run_recipe(int argc, char **argv, bool distill)
 {
     const char *recipe_path, *sets[argc > 0 ? argc : 1];
@@ -87,12 +105,18 @@ int fkd_cli_run_recipe(int argc, char **argv, bool distill)
     int resume;
     int rc = fkd_cli_parse_run_args(argc, argv, &recipe_path, sets, &n_sets, &resume);
     if (rc) return rc;
+    /* One process: a world of one rank. Under mpirun (facekd built with MPI=1): every rank
+     * trains on its slice of each global batch; rank 0 alone logs and writes (docs/MPI.md). */
+    fkd_status s = fkd_dist_init();
+    if (s != FKD_OK) return fkd_cli_fail();
+    if (!fkd_dist_is_root() && fkd_log_get_level() < FKD_LOG_WARN) fkd_log_set_level(FKD_LOG_WARN);
     fkd_recipe r;
-    if (fkd_recipe_load(&r, recipe_path, sets, n_sets) != FKD_OK) return fkd_cli_fail();
+    s = fkd_recipe_load(&r, recipe_path, sets, n_sets);
+    if (s != FKD_OK) return run_exit_code(s);
     fkd_cli_install_stop_handlers();
-    fkd_status s = fkd_run_recipe(&r, resume, distill);
+    s = fkd_run_recipe(&r, resume, distill);
     fkd_recipe_free(&r);
-    return fkd_cli_run_exit_code(s);
+    return run_exit_code(s);
 }
 
 int fkd_cmd_train(int argc, char **argv)

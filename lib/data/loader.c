@@ -94,8 +94,14 @@ static void plan_batch(fkd_loader *l, slot *s, int64_t step)
     fkd_batch *b = &s->batch;
     const int64_t epoch = step / l->steps_per_epoch, t = step % l->steps_per_epoch;
     const int world = l->o.world, rank = l->o.rank, B = l->batch_size;
-    fkd_rng r; /* this rank's batch stream: flips, and K-of-M draws */
-    fkd_rng_seed(&r, fkd_hash_mix(l->o.seed, STREAM_BATCH), (uint64_t)(step * world + rank));
+    /* The batch stream: flips, and PK's K-of-M draws. SHUFFLE and SEQUENTIAL: one stream
+     * per global step, this rank's draws after the rank*B of the ranks before it, so that
+     * N ranks x B images see the flips of one process x N*B. PK: one stream per rank and
+     * step (its draws per image vary). With one rank both are the stream of the step. */
+    fkd_rng r;
+    bool pk = l->o.sampler == FKD_SAMPLER_PK;
+    fkd_rng_seed(&r, fkd_hash_mix(l->o.seed, STREAM_BATCH), (uint64_t)(pk ? step * world + rank : step));
+    for (int64_t j = 0; !pk && j < (int64_t)rank * B; j++) fkd_rng_uniform(&r);
     b->step = step;
     b->epoch = epoch;
     switch (l->o.sampler) {

@@ -9,7 +9,8 @@
  * Samplers:
  *   SHUFFLE     each epoch a permutation of all images (seeded by seed and epoch); the
  *               epoch's global batches of world*batch images are cut in order and rank r
- *               takes the r-th slice of each; the incomplete tail is dropped.
+ *               takes the r-th slice of each; the incomplete tail is dropped. N ranks x
+ *               batch B get the images and flips of one process x batch N*B.
  *   PK          P identities x K images per batch: each epoch a permutation of the
  *               identities; each global step takes world*P of them, rank r the r-th P;
  *               K images of each, drawn without replacement (with replacement when an

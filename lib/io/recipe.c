@@ -145,6 +145,9 @@ static const field schema[] = {
     {"model.weights", T_PATH, NULL, 0, 0, NULL, R(model.weights), 0, 0, NULL, 0,
      "initial weights (.safetensors); random initialisation when left out. Class centres (head.weight) "
      "of the same shape in the file start the head too"},
+    {"model.sync_bn", T_BOOL, "false", 0, 0, NULL, R(model.sync_bn), 0, 0, NULL, 0,
+     "under mpirun: batch-norm statistics (and their gradients) over the global batch of every rank "
+     "instead of each rank's own batch (docs/MPI.md); in one process the same statistics either way"},
 
     {"head", T_SECTION, NULL, 0, 0, NULL, 0, 0, 0, NULL, 0,
      "loss on labels; margin family: true-class logit s*(cos(m1*theta + m2) - m3)"},

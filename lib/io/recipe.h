@@ -104,6 +104,7 @@ typedef struct {
     int64_t width;  /* base width; 0 = the architecture's (narrow models for quick runs) */
     fkd_recipe_precision precision;
     char *weights; /* initial weights (.safetensors) or NULL */
+    bool sync_bn;  /* batch-norm statistics over every MPI rank (lib/dist) */
 } fkd_recipe_model;
 
 /* Margin-softmax family: true-class logit s*(cos(m1*theta + m2) - m3). Parameters left out

@@ -39,6 +39,10 @@ typedef struct {
     fkd_graph_mode mode;     /* TRAIN keeps what backward needs; INFER may fold/fuse */
     fkd_precision precision; /* compute precision; master weights are always fp32 */
     uint64_t seed;           /* dropout masks */
+    /* TRAIN graphs under mpirun: batch norm in training mode takes its statistics over the
+     * batches of every rank (sums reduced through lib/dist in forward, and the sums of its
+     * gradient in backward), as one process with the global batch would. */
+    bool sync_bn;
 } fkd_graph_config;
 
 typedef struct fkd_graph fkd_graph;

@@ -6,9 +6,25 @@
  *   μ_run ← (1 − m) μ_run + m μ,  σ²_run ← (1 − m) σ²_run + m σ² M / (M − 1)  (unbiased).
  * Eval: the same with μ_run, σ²_run (oneDNN's use_global_stats).
  * Backward (training): oneDNN's full derivative through the batch statistics; in eval mode
- * the statistics are constants. dγ, dβ, dx accumulate. */
+ * the statistics are constants. dγ, dβ, dx accumulate.
+ *
+ * Synchronised (config sync_bn, TRAIN graphs in training mode): the statistics are those
+ * of the global batch of every rank, M_g = world·M values per channel. Forward: oneDNN
+ * computes this rank's μ_r, σ²_r; one reduction of (μ_r, σ²_r + μ_r²) gives
+ *   μ = mean_r μ_r,  σ² = mean_r (σ²_r + μ_r²) − μ²   (equal batches on every rank)
+ * and y is computed with them as constants. Backward: with x̂ = (x − μ)/σ, σ = sqrt(σ² + eps),
+ *   dx = γ/σ (dy − Σ_g dy / M_g − x̂ Σ_g (dy x̂) / M_g)
+ * where Σ_g sums over the global batch. oneDNN's backward with constant statistics gives
+ * the first term γ/σ dy and this rank's dβ_r = Σ dy, dγ_r = Σ dy x̂; one reduction gives
+ * the global sums, and the rest, a per-channel a·x̂ + b, is one more batch-norm forward
+ * with scale a = −γ Σ_g(dy x̂)/(σ M_g) and shift b = −γ Σ_g dy/(σ M_g). Each rank's dy is
+ * the gradient of its own mean loss, world times that of the global mean loss: dx comes
+ * out scaled the same way, as every other gradient before lib/dist averages them; dγ, dβ
+ * keep this rank's share and are averaged with the other parameters. */
+#include <math.h>
 #include <stdlib.h>
 
+#include "dist/dist.h"
 #include "nn/op.h"
 
 /* Steps: n->fwd / n->bwd run with batch statistics in TRAIN graphs, with running
@@ -18,6 +34,13 @@ typedef struct {
     float eps, momentum;
     fkd_mem *mean, *var; /* batch statistics of the last training forward, (C) */
     fkd__steps eval_fwd, eval_bwd;
+    /* sync_bn */
+    bool sync;
+    int64_t channels, per_rank;      /* C; M values per channel on this rank */
+    const fkd_param *gamma;          /* γ (C), plain; its data is read at run time */
+    fkd_mem *dgamma, *dbeta;         /* (C) this rank's Σ dy x̂, Σ dy (backward temporaries) */
+    fkd_mem *corr_scale, *corr_shift; /* (C) a, b of the backward's correction a·x̂ + b */
+    double *sums;                    /* (2C) what is reduced */
 } bn_state;
 
 fkd_value fkd_graph_batchnorm(fkd_graph *g, const char *name, fkd_value x, float eps, float momentum)
@@ -44,6 +67,62 @@ fkd_value fkd_graph_batchnorm(fkd_graph *g, const char *name, fkd_value x, float
     return st == FKD_OK ? y : st;
 }
 
+/* Appends a forward primitive of `fwd` computing dst = scale (src − mean)/sqrt(var + eps) + shift. */
+static fkd_status add_forward(fkd_graph *g, fkd_pd *fwd, fkd_mem *src, fkd_mem *dst, fkd_mem *scale,
+                              fkd_mem *shift, fkd_mem *mean, fkd_mem *var, fkd__steps *steps)
+{
+    fkd_prim *p;
+    FKD_TRY(fkd_shim_prim(g->shim, &p, fwd));
+    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_SRC, src));
+    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_DST, dst));
+    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_SCALE, scale));
+    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_SHIFT, shift));
+    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_MEAN, mean));
+    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_VARIANCE, var));
+    return fkd__steps_add(steps, p);
+}
+
+/* Appends oneDNN's backward (statistics from `mean`, `var`; constants when global_stats):
+ * dx to its target, dγ and dβ into temporaries *dgamma, *dbeta. The caller appends what
+ * follows (corrections, then fkd__dx_done and the accumulation of dγ, dβ). */
+static fkd_status add_backward(fkd_graph *g, fkd__node *n, fkd_pd *fwd, bool global_stats, fkd_mem *mean,
+                               fkd_mem *var, fkd__steps *steps, fkd_mem **dx, fkd_mem **dgamma, fkd_mem **dbeta)
+{
+    const bn_state *s = n->state;
+    int x = n->inputs[0], y = n->output;
+    fkd__param_impl *gamma = &g->pimpl[n->first_param], *beta = gamma + 1;
+    const fkd_md *data = fkd_shim_mem_md(g->values[x].data);
+    fkd_pd *bwd;
+    fkd_prim *p;
+    fkd_mem *dy;
+    FKD_TRY(fkd_shim_bnorm_bwd_pd(g->shim, &bwd, data, data, s->eps, global_stats, fwd));
+    FKD_TRY(fkd__grad_as(g, n, steps, y, fkd_shim_pd_md(bwd, FKD_ARG_DIFF_DST), &dy));
+    FKD_TRY(fkd__dx_target(g, n, x, fkd_shim_pd_md(bwd, FKD_ARG_DIFF_SRC), dx));
+    FKD_TRY(fkd__bwd_temp(g, n, fkd_shim_pd_md(bwd, FKD_ARG_DIFF_SCALE), dgamma));
+    FKD_TRY(fkd__bwd_temp(g, n, fkd_shim_pd_md(bwd, FKD_ARG_DIFF_SHIFT), dbeta));
+    FKD_TRY(fkd_shim_prim(g->shim, &p, bwd));
+    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_SRC, g->values[x].data));
+    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_MEAN, mean));
+    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_VARIANCE, var));
+    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_SCALE, gamma->data));
+    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_SHIFT, beta->data));
+    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_DIFF_DST, dy));
+    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_DIFF_SRC, *dx));
+    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_DIFF_SCALE, *dgamma));
+    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_DIFF_SHIFT, *dbeta));
+    return fkd__steps_add(steps, p);
+}
+
+/* dx into x's gradient, dγ and dβ into the parameters' gradients. */
+static fkd_status add_backward_done(fkd_graph *g, fkd__node *n, fkd__steps *steps, fkd_mem *dx, fkd_mem *dgamma,
+                                    fkd_mem *dbeta)
+{
+    fkd__param_impl *gamma = &g->pimpl[n->first_param], *beta = gamma + 1;
+    FKD_TRY(fkd__dx_done(g, steps, n->inputs[0], dx));
+    FKD_TRY(fkd__accumulate(g, steps, dgamma, gamma->grad));
+    return fkd__accumulate(g, steps, dbeta, beta->grad);
+}
+
 /* Forward and backward steps with the given statistics (batch or running). */
 static fkd_status build_mode(fkd_graph *g, fkd__node *n, bool global_stats, fkd_mem *mean,
                              fkd_mem *var, fkd__steps *fwd_steps, fkd__steps *bwd_steps)
@@ -52,41 +131,93 @@ static fkd_status build_mode(fkd_graph *g, fkd__node *n, bool global_stats, fkd_
     bool train_graph = g->cfg.mode == FKD_GRAPH_TRAIN;
     int x = n->inputs[0], y = n->output;
     fkd__param_impl *gamma = &g->pimpl[n->first_param], *beta = gamma + 1;
-    const fkd_md *data = fkd_shim_mem_md(g->values[x].data);
-    fkd_pd *fwd, *bwd;
-    fkd_prim *p;
+    fkd_pd *fwd;
     /* forward_training even with global stats in a TRAIN graph: backward needs the hint. */
-    FKD_TRY(fkd_shim_bnorm_fwd_pd(g->shim, &fwd, train_graph, data, s->eps, global_stats));
-    FKD_TRY(fkd_shim_prim(g->shim, &p, fwd));
-    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_SRC, g->values[x].data));
-    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_DST, g->values[y].data));
-    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_SCALE, gamma->data));
-    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_SHIFT, beta->data));
-    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_MEAN, mean));
-    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_VARIANCE, var));
-    FKD_TRY(fkd__steps_add(fwd_steps, p));
+    FKD_TRY(fkd_shim_bnorm_fwd_pd(g->shim, &fwd, train_graph, fkd_shim_mem_md(g->values[x].data), s->eps,
+                                  global_stats));
+    FKD_TRY(add_forward(g, fwd, g->values[x].data, g->values[y].data, gamma->data, beta->data, mean, var, fwd_steps));
     if (!train_graph) return FKD_OK;
+    fkd_mem *dx, *dgamma, *dbeta;
+    FKD_TRY(add_backward(g, n, fwd, global_stats, mean, var, bwd_steps, &dx, &dgamma, &dbeta));
+    return add_backward_done(g, n, bwd_steps, dx, dgamma, dbeta);
+}
 
-    fkd_mem *dy, *dx, *dgamma, *dbeta;
-    FKD_TRY(fkd_shim_bnorm_bwd_pd(g->shim, &bwd, data, data, s->eps, global_stats, fwd));
-    FKD_TRY(fkd__grad_as(g, n, bwd_steps, y, fkd_shim_pd_md(bwd, FKD_ARG_DIFF_DST), &dy));
-    FKD_TRY(fkd__dx_target(g, n, x, fkd_shim_pd_md(bwd, FKD_ARG_DIFF_SRC), &dx));
-    FKD_TRY(fkd__bwd_temp(g, n, fkd_shim_pd_md(bwd, FKD_ARG_DIFF_SCALE), &dgamma));
-    FKD_TRY(fkd__bwd_temp(g, n, fkd_shim_pd_md(bwd, FKD_ARG_DIFF_SHIFT), &dbeta));
-    FKD_TRY(fkd_shim_prim(g->shim, &p, bwd));
-    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_SRC, g->values[x].data));
-    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_MEAN, mean));
-    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_VARIANCE, var));
-    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_SCALE, gamma->data));
-    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_SHIFT, beta->data));
-    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_DIFF_DST, dy));
-    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_DIFF_SRC, dx));
-    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_DIFF_SCALE, dgamma));
-    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_DIFF_SHIFT, dbeta));
-    FKD_TRY(fkd__steps_add(bwd_steps, p));
-    FKD_TRY(fkd__dx_done(g, bwd_steps, x, dx));
-    FKD_TRY(fkd__accumulate(g, bwd_steps, dgamma, gamma->grad));
-    return fkd__accumulate(g, bwd_steps, dbeta, beta->grad);
+/* Host step of the synchronised forward: this rank's (μ_r, σ²_r) in s->mean, s->var
+ * become the global batch's (μ, σ²). */
+static fkd_status sync_statistics(void *ctx)
+{
+    bn_state *s = ctx;
+    int64_t c = s->channels;
+    float *mean = fkd_shim_mem_data(s->mean), *var = fkd_shim_mem_data(s->var);
+    for (int64_t i = 0; i < c; i++) {
+        s->sums[i] = mean[i];
+        s->sums[c + i] = (double)var[i] + (double)mean[i] * mean[i];
+    }
+    FKD_TRY(fkd_dist_allreduce_f64(s->sums, (size_t)(2 * c)));
+    double inv = 1.0 / fkd_dist_world();
+    for (int64_t i = 0; i < c; i++) {
+        double mu = s->sums[i] * inv, var_g = s->sums[c + i] * inv - mu * mu;
+        mean[i] = (float)mu;
+        var[i] = (float)(var_g > 0 ? var_g : 0);
+    }
+    return FKD_OK;
+}
+
+/* Host step of the synchronised backward: the global Σ dy x̂ and Σ dy give the
+ * correction's per-channel scale and shift. */
+static fkd_status sync_gradient_sums(void *ctx)
+{
+    bn_state *s = ctx;
+    int64_t c = s->channels;
+    const float *dgamma = fkd_shim_mem_data(s->dgamma), *dbeta = fkd_shim_mem_data(s->dbeta);
+    const float *var = fkd_shim_mem_data(s->var);
+    float *a = fkd_shim_mem_data(s->corr_scale), *b = fkd_shim_mem_data(s->corr_shift);
+    for (int64_t i = 0; i < c; i++) {
+        s->sums[i] = dgamma[i];
+        s->sums[c + i] = dbeta[i];
+    }
+    FKD_TRY(fkd_dist_allreduce_f64(s->sums, (size_t)(2 * c)));
+    double m_global = (double)s->per_rank * fkd_dist_world();
+    for (int64_t i = 0; i < c; i++) {
+        double k = -(double)s->gamma->data[i] / (sqrt((double)var[i] + s->eps) * m_global);
+        a[i] = (float)(k * s->sums[i]);
+        b[i] = (float)(k * s->sums[c + i]);
+    }
+    return FKD_OK;
+}
+
+/* The training-mode steps of a synchronised batch norm (see the top of the file):
+ *   forward:  local statistics → reduce → y with the global statistics
+ *   backward: γ/σ dy, dγ_r, dβ_r → reduce → dx += a·x̂ + b */
+static fkd_status build_sync(fkd_graph *g, fkd__node *n, const fkd_md *stat)
+{
+    bn_state *s = n->state;
+    int x = n->inputs[0], y = n->output;
+    fkd__param_impl *gamma = &g->pimpl[n->first_param], *beta = gamma + 1;
+    const fkd__value *xv = &g->values[x];
+    const fkd_md *data = fkd_shim_mem_md(xv->data);
+    s->channels = xv->dims[1];
+    s->per_rank = xv->dims[0] * (xv->ndims == 4 ? xv->dims[2] * xv->dims[3] : 1);
+    s->gamma = &g->params[n->first_param];
+    s->sums = malloc(sizeof(double) * 2 * (size_t)s->channels);
+    if (!s->sums) return FKD_FAIL(FKD_ERR_NOMEM, "graph: batchnorm '%s': out of memory", n->name);
+    FKD_TRY(fkd_shim_mem(g->shim, &s->corr_scale, stat));
+    FKD_TRY(fkd_shim_mem(g->shim, &s->corr_shift, stat));
+
+    fkd_pd *local, *global;
+    FKD_TRY(fkd_shim_bnorm_fwd_pd(g->shim, &local, true, data, s->eps, false));
+    FKD_TRY(fkd_shim_bnorm_fwd_pd(g->shim, &global, true, data, s->eps, true));
+    FKD_TRY(add_forward(g, local, xv->data, g->values[y].data, gamma->data, beta->data, s->mean, s->var, &n->fwd));
+    FKD_TRY(fkd__steps_add_host(&n->fwd, sync_statistics, s, "sync_bn statistics (MPI_Allreduce)"));
+    FKD_TRY(add_forward(g, global, xv->data, g->values[y].data, gamma->data, beta->data, s->mean, s->var, &n->fwd));
+
+    fkd_mem *dx, *corr;
+    FKD_TRY(add_backward(g, n, global, true, s->mean, s->var, &n->bwd, &dx, &s->dgamma, &s->dbeta));
+    FKD_TRY(fkd__steps_add_host(&n->bwd, sync_gradient_sums, s, "sync_bn gradient sums (MPI_Allreduce)"));
+    FKD_TRY(fkd__bwd_temp(g, n, fkd_shim_pd_md(global, FKD_ARG_DST), &corr));
+    FKD_TRY(add_forward(g, global, xv->data, corr, s->corr_scale, s->corr_shift, s->mean, s->var, &n->bwd));
+    FKD_TRY(fkd__accumulate(g, &n->bwd, corr, dx));
+    return add_backward_done(g, n, &n->bwd, dx, s->dgamma, s->dbeta);
 }
 
 static fkd_status bn_build(fkd_graph *g, fkd__node *n)
@@ -104,6 +235,8 @@ static fkd_status bn_build(fkd_graph *g, fkd__node *n)
     FKD_TRY(build_mode(g, n, true, run[0].data, run[1].data, &s->eval_fwd, &s->eval_bwd));
     FKD_TRY(fkd_shim_mem(g->shim, &s->mean, stat));
     FKD_TRY(fkd_shim_mem(g->shim, &s->var, stat));
+    s->sync = g->cfg.sync_bn;
+    if (s->sync) return build_sync(g, n, stat);
     return build_mode(g, n, false, s->mean, s->var, &n->fwd, &n->bwd);
 }
 
@@ -116,6 +249,7 @@ static fkd_status bn_forward(fkd_graph *g, fkd__node *n)
     FKD_TRY(fkd_shim_wait(g->shim));
     const fkd__value *x = &g->values[n->inputs[0]];
     int64_t c = x->dims[1], m = x->dims[0] * (x->ndims == 4 ? x->dims[2] * x->dims[3] : 1);
+    if (s->sync) m *= fkd_dist_world(); /* the statistics are the global batch's */
     double unbias = m > 1 ? (double)m / (double)(m - 1) : 1.0, mom = s->momentum;
     const float *mean = fkd_shim_mem_data(s->mean), *var = fkd_shim_mem_data(s->var);
     float *run_mean = g->params[n->first_param + 2].data, *run_var = g->params[n->first_param + 3].data;
@@ -137,6 +271,7 @@ static void bn_free(fkd__node *n)
     bn_state *s = n->state;
     free(s->eval_fwd.items);
     free(s->eval_bwd.items);
+    free(s->sums);
 }
 
 const fkd__op fkd__op_batchnorm = {.build = bn_build, .forward = bn_forward, .backward = bn_backward,

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/log.h"
+#include "dist/dist.h"
 #include "distill/distiller.h"
 #include "heads/margin.h"
 #include "io/model.h"
@@ -241,8 +242,13 @@ static fkd_status open_cache(fkd_distill_run *d, fkd_trainer *t)
     else
         snprintf(dir, sizeof dir, "%s/teacher", fkd_cache_dir());
     bool hit;
-    return fkd_teacher_cache_open(&d->cache, dir, d->r->teacher.model, fkd_trainer_dataset(t), d->r->data.resize,
-                                  d->teacher, d->teacher_emb, &hit);
+    /* Under mpirun rank 0 computes a missing cache while the others wait, then they open
+     * the same file by path (a folder shared by every machine, or one copy each). */
+    if (!fkd_dist_is_root()) FKD_TRY(fkd_dist_barrier());
+    fkd_status s = fkd_teacher_cache_open(&d->cache, dir, d->r->teacher.model, fkd_trainer_dataset(t),
+                                          d->r->data.resize, d->teacher, d->teacher_emb, &hit);
+    if (s == FKD_OK && fkd_dist_is_root()) s = fkd_dist_barrier();
+    return s;
 }
 
 static fkd_status hook_init(fkd_train_hook *hook, fkd_trainer *t, fkd_param **extra, int *n_extra)

@@ -11,6 +11,8 @@
 #include "core/fileio.h"
 #include "core/log.h"
 #include "data/dataset.h"
+#include "dist/dist.h"
+#include "dist/grad_sync.h"
 #include "eval/bench.h"
 #include "eval/report.h"
 #include "facekd.h"
@@ -63,6 +65,13 @@ struct fkd_trainer {
     int n_extra;
     fkd_param *saved;        /* head and hook parameters, as checkpoints store them */
     int n_saved;
+
+    /* Data parallel (lib/dist): every rank runs the same steps on its slice of each global
+     * batch; rank 0 alone writes files and draws progress. */
+    int rank, world;
+    bool root;
+    fkd_grad_sync *grad_sync;
+    int64_t fail_at_step; /* FACEKD_TEST_FAIL_AT_STEP: the last rank fails there (tests) */
 };
 
 const char *fkd_trainer_run_dir(const fkd_trainer *t) { return t->run_dir; }
@@ -103,6 +112,8 @@ static fkd_status open_loader(fkd_trainer *t)
     o.resize = r->data.resize;
     if (r->deterministic) o.workers = 1;
     o.start_step = t->step;
+    o.rank = t->rank;
+    o.world = t->world;
     if (r->data.sampler.kind == FKD_RECIPE_SAMPLER_PK) {
         o.sampler = FKD_SAMPLER_PK;
         o.p_identities = (int)r->data.sampler.p;
@@ -127,7 +138,7 @@ static fkd_status build_model(fkd_trainer *t)
     /* bf16 keeps fp32 master weights, gradients, optimizer and loss (lib/nn). */
     bool bf16 = r->model.precision == FKD_RECIPE_PRECISION_BF16;
     fkd_graph_config gc = {.batch = t->batch, .mode = FKD_GRAPH_TRAIN, .precision = bf16 ? FKD_PREC_BF16 : FKD_PREC_F32,
-                           .seed = (uint64_t)r->seed};
+                           .seed = (uint64_t)r->seed, .sync_bn = r->model.sync_bn};
     fkd_status s = fkd_graph_create(&t->g, &gc);
     if (s != FKD_OK) return FKD_WRAP(s, "%s: model.precision: ", r->path);
     fkd_value x = fkd_graph_input(t->g, "input", 3, 112, 112);
@@ -282,10 +293,13 @@ static fkd_checkpoint checkpoint_parts(fkd_trainer *t, bool with_optim)
     return ck;
 }
 
+/* Rank 0 writes; every rank knows the step of the checkpoint on disk. */
 static fkd_status save_checkpoint(fkd_trainer *t)
 {
-    fkd_checkpoint ck = checkpoint_parts(t, true);
-    FKD_TRY(fkd_checkpoint_save(t->ckpt_path, &ck));
+    if (t->root) {
+        fkd_checkpoint ck = checkpoint_parts(t, true);
+        FKD_TRY(fkd_checkpoint_save(t->ckpt_path, &ck));
+    }
     t->ckpt_step = t->step;
     return FKD_OK;
 }
@@ -297,6 +311,7 @@ static fkd_status save_checkpoint(fkd_trainer *t)
 static fkd_status check_room(fkd_trainer *t, bool resume)
 {
     if (!resume) FKD_TRY(save_checkpoint(t));
+    if (!t->root) return FKD_OK;
     struct stat st;
     struct statvfs vfs;
     if (stat(t->ckpt_path, &st) != 0 || statvfs(t->run_dir, &vfs) != 0) return FKD_OK;
@@ -326,6 +341,24 @@ static fkd_status start_logs(fkd_trainer *t, bool resume)
     return fkd_runlog_start(t->eval_path, header, keep);
 }
 
+/* Gradient averaging over the ranks, and the same starting weights everywhere: rank 0's
+ * parameters and buffers are broadcast (a resumed run then loads the same checkpoint on
+ * every rank). Nothing to do in one process. */
+static fkd_status start_data_parallel(fkd_trainer *t)
+{
+    if (t->world == 1) return FKD_OK;
+    if (t->r->head.center.lambda > 0)
+        return FKD_FAIL(FKD_ERR_UNSUPPORTED, "%s: head.center: the center loss moves its centres from each rank's "
+                        "batch, so they would differ between ranks; not supported under mpirun", t->r->path);
+    fkd_param *lists[3];
+    int counts[3];
+    int n_lists = collect_params(t, lists, counts);
+    if (n_lists < 0) return (fkd_status)n_lists;
+    for (int l = 0; l < n_lists; l++)
+        for (int i = 0; i < counts[l]; i++) FKD_TRY(fkd_dist_broadcast_f32(lists[l][i].data, lists[l][i].storage));
+    return fkd_grad_sync_create(&t->grad_sync, lists, counts, n_lists, FKD_GRAD_SYNC_BUCKET_BYTES);
+}
+
 fkd_status fkd_trainer_create(fkd_trainer **out, const fkd_recipe *r, bool resume, const fkd_train_hook *hook)
 {
     *out = NULL;
@@ -334,6 +367,11 @@ fkd_status fkd_trainer_create(fkd_trainer **out, const fkd_recipe *r, bool resum
     t->r = r;
     t->ckpt_step = -1;
     if (hook) t->hook = *hook;
+    t->rank = fkd_dist_rank();
+    t->world = fkd_dist_world();
+    t->root = t->rank == 0;
+    const char *fail_at = getenv("FACEKD_TEST_FAIL_AT_STEP");
+    t->fail_at_step = fail_at ? strtoll(fail_at, NULL, 10) : 0;
     /* deterministic: a fixed thread count (1 unless `threads` says), so oneDNN's reductions
      * and the loader repeat bit for bit whatever the machine's core count. */
     if (r->threads > 0 || r->deterministic) omp_set_num_threads(r->threads > 0 ? (int)r->threads : 1);
@@ -348,12 +386,13 @@ fkd_status fkd_trainer_create(fkd_trainer **out, const fkd_recipe *r, bool resum
 
     char recipe_out[PATH_CAP];
     snprintf(recipe_out, sizeof recipe_out, "%s/recipe.yaml", r->output);
-    fkd_status s = fkd_mkdir_p(r->output);
+    fkd_status s = FKD_OK;
     int stale = 0;
-    if (s == FKD_OK) s = fkd_atomic_cleanup_dir(r->output, &stale);
+    if (t->root) s = fkd_mkdir_p(r->output);
+    if (s == FKD_OK && t->root) s = fkd_atomic_cleanup_dir(r->output, &stale);
     if (stale) FKD_INFO("%s: removed %d temporary file(s) left by an interrupted run", r->output, stale);
     /* Writing the resolved recipe first also proves the folder is writable. */
-    if (s == FKD_OK) s = fkd_recipe_save(r, recipe_out);
+    if (s == FKD_OK && t->root) s = fkd_recipe_save(r, recipe_out);
     if (s == FKD_OK) s = open_dataset(t);
     if (s == FKD_OK) s = open_benchmarks(t);
     fkd_checkpoint ck = {0};
@@ -372,13 +411,14 @@ fkd_status fkd_trainer_create(fkd_trainer **out, const fkd_recipe *r, bool resum
     if (s == FKD_OK) s = build_head(t);
     if (s == FKD_OK && t->hook.init) s = t->hook.init(&t->hook, t, &t->extra_params, &t->n_extra);
     if (s == FKD_OK) s = build_optimizer(t);
+    if (s == FKD_OK) s = start_data_parallel(t);
     if (s == FKD_OK && resume) {
         ck = checkpoint_parts(t, true);
         s = fkd_checkpoint_load(t->ckpt_path, &ck);
         if (s == FKD_OK) FKD_INFO("resuming %s at step %lld", r->name, (long long)ck.step);
         t->ckpt_step = t->step;
     }
-    if (s == FKD_OK) s = start_logs(t, resume);
+    if (s == FKD_OK && t->root) s = start_logs(t, resume);
     if (s == FKD_OK) s = check_room(t, resume);
     if (s != FKD_OK) {
         fkd_trainer_free(t);
@@ -387,6 +427,9 @@ fkd_status fkd_trainer_create(fkd_trainer **out, const fkd_recipe *r, bool resum
     FKD_INFO("%s: %s (%d-d) on %s, %s head, %lld identities, batch %d, %lld steps (%lld per epoch)", r->name,
              t->arch, t->dim, t->ds.source, t->head_name, (long long)t->ds.ops->identities(&t->ds), t->batch,
              (long long)t->total_steps, (long long)t->steps_per_epoch);
+    if (t->world > 1)
+        FKD_INFO("data parallel: %d ranks x batch %d = global batch %d%s", t->world, t->batch, t->world * t->batch,
+                 r->model.sync_bn ? ", batch norm synchronised" : ", batch norm per rank");
     *out = t;
     return FKD_OK;
 }
@@ -397,6 +440,7 @@ void fkd_trainer_free(fkd_trainer *t)
     fkd_loader_free(t->loader);
     fkd_dataset_free(&t->ds);
     fkd_optim_free(t->optim);
+    fkd_grad_sync_free(t->grad_sync);
     fkd_label_loss_free(t->loss);
     fkd_graph_free(t->g);
     for (int i = 0; i < t->n_benches; i++) fkd_bench_free(&t->benches[i]);
@@ -423,32 +467,40 @@ static fkd_status train_step(fkd_trainer *t, const fkd_batch *batch, double lr, 
         if (t->extra_params[i].grad) memset(t->extra_params[i].grad, 0, t->extra_params[i].storage * sizeof(float));
     size_t n_emb = (size_t)batch->n * t->dim;
     bool use_margins = false;
-    *total = 0;
     if (t->hook.step) {
         memset(t->d_hook, 0, n_emb * sizeof(float));
         FKD_TRY(t->hook.step(t->hook.ctx, t, batch, t->embedding, t->d_hook, t->margins, &use_margins,
                              terms + t->n_label_terms));
-        for (int i = 0; i < t->hook.n_terms; i++) *total += terms[t->n_label_terms + i];
     }
     if (use_margins && !fkd_label_loss_margin_head(t->loss))
         return FKD_FAIL(FKD_ERR_ARG, "%s: per-sample margins need a margin head, not head.loss %s", t->r->path,
                         t->head_name);
     FKD_TRY(fkd_label_loss_forward(t->loss, t->embedding, batch->labels, use_margins ? t->margins : NULL, batch->n,
                                    terms, t->d_embedding));
-    for (int i = 0; i < t->n_label_terms; i++) *total += terms[i];
     if (t->hook.step)
         for (size_t k = 0; k < n_emb; k++) t->d_embedding[k] += t->d_hook[k];
+    /* The mean over ranks (the loss of the global batch), before the finiteness check so
+     * that every rank takes the same way. */
+    int n_terms = t->n_label_terms + t->hook.n_terms;
+    FKD_TRY(fkd_dist_allreduce_f64(terms, (size_t)n_terms));
+    *total = 0;
+    for (int i = 0; i < n_terms; i++) {
+        terms[i] /= t->world;
+        *total += terms[i];
+    }
     /* Steps are numbered from 1 in messages, as in log.csv. */
-    for (int i = 0; i < t->n_label_terms + t->hook.n_terms; i++)
+    for (int i = 0; i < n_terms; i++)
         if (!isfinite(terms[i]))
             return FKD_FAIL(FKD_ERR_NUMERIC, "step %lld: loss term '%s' is %g", (long long)t->step + 1,
                             i < t->n_label_terms ? t->label_terms[i] : t->hook.names[i - t->n_label_terms], terms[i]);
     FKD_TRY(fkd_graph_add_grad(t->g, t->emb, t->d_embedding));
     FKD_TRY(fkd_graph_backward(t->g));
+    if (t->grad_sync) FKD_TRY(fkd_grad_sync_run(t->grad_sync));
     fkd_param *lists[3];
     int counts[3];
     int n_lists = collect_params(t, lists, counts);
     if (n_lists < 0) return (fkd_status)n_lists;
+    /* After averaging: a non-finite gradient on any rank is one on every rank. */
     fkd_status s = fkd_params_check_finite(lists, counts, n_lists);
     if (s != FKD_OK) return FKD_WRAP(s, "step %lld: ", (long long)t->step + 1);
     FKD_TRY(fkd_optim_step(t->optim, (float)lr));
@@ -517,24 +569,82 @@ static fkd_status nonfinite_failure(const fkd_trainer *t, int skipped_in_row)
 
 static bool every(int64_t step, int64_t interval) { return interval > 0 && step % interval == 0; }
 
+/* Whether a stop was requested on any rank: a signal may reach the ranks at different
+ * steps, and all must stop at the same one. */
+static fkd_status stop_requested(bool *stop)
+{
+    double flag = fkd_train_stop_requested ? 1 : 0;
+    FKD_TRY(fkd_dist_allreduce_f64(&flag, 1));
+    *stop = flag > 0;
+    return FKD_OK;
+}
+
+/* log.csv's row after `step` (rank 0); images/s over the window count every rank's. */
+static fkd_status log_row(fkd_trainer *t, double lr, double total, const double *terms, int64_t window_steps,
+                          double seconds)
+{
+    double ips = (double)(window_steps * t->batch * t->world) / (seconds > 0 ? seconds : 1e-9);
+    char cols[512];
+    int n = 0;
+    for (int i = 0; i < t->n_label_terms + t->hook.n_terms; i++)
+        n += snprintf(cols + n, sizeof cols - (size_t)n, ",%.6f", terms[i]);
+    return fkd_runlog_append(t->log_path, "%lld,%lld,%.8g,%.6f%s,%.1f", (long long)t->step,
+                             (long long)(t->step / t->steps_per_epoch), lr, total, cols, ips);
+}
+
+/* Under mpirun: the share of the training loop spent in MPI (rank 0's view; waiting for
+ * slower ranks included) and the gradient averaging's part of it. */
+static void report_communication(const fkd_trainer *t, int64_t steps, double seconds, double mpi_seconds)
+{
+    long calls;
+    double grads = fkd_grad_sync_seconds(t->grad_sync, &calls);
+    FKD_INFO("data parallel: %.2f steps/s; MPI %.1f ms per step (%.1f%% of the step), of which gradient averaging "
+             "%.1f ms (packing and scaling included)",
+             (double)steps / seconds, 1e3 * mpi_seconds / (double)steps, 100 * mpi_seconds / seconds,
+             calls ? 1e3 * grads / (double)calls : 0.0);
+}
+
+/* The end of a finished run (rank 0): final checkpoint, model, evaluation, plots. */
+static fkd_status finish_run(fkd_trainer *t)
+{
+    FKD_TRY(save_checkpoint(t));
+    if (!t->root) return FKD_OK;
+    char path[PATH_CAP];
+    snprintf(path, sizeof path, "%s/model.safetensors", t->run_dir);
+    fkd_checkpoint final_model = checkpoint_parts(t, false);
+    FKD_TRY(fkd_checkpoint_save(path, &final_model));
+    FKD_TRY(evaluate(t, true));
+    const char *names[64];
+    int n_names = t->n_benches < 64 ? t->n_benches : 64;
+    for (int i = 0; i < n_names; i++) names[i] = t->benches[i].name;
+    FKD_TRY(fkd_runlog_plot_curves(t->run_dir, names, n_names));
+    FKD_INFO("%s: done; model %s", t->r->name, path);
+    return FKD_OK;
+}
+
 fkd_status fkd_trainer_run(fkd_trainer *t)
 {
     const fkd_recipe *r = t->r;
     double terms[FKD_TRAIN_MAX_TERMS + FKD_LABEL_LOSS_MAX_TERMS];
     fkd_progress progress;
-    fkd_progress_start(&progress, r->name, t->total_steps, t->batch);
-    double window_start = fkd_now();
-    int64_t window_steps = 0;
+    if (t->root) fkd_progress_start(&progress, r->name, t->total_steps, (int64_t)t->batch * t->world);
+    double window_start = fkd_now(), run_start = window_start, mpi_start = fkd_dist_seconds();
+    int64_t window_steps = 0, first_step = t->step;
     fkd_status s = FKD_OK;
     int skipped_in_row = 0;
     while (s == FKD_OK && t->step < t->total_steps) {
-        if (fkd_train_stop_requested) {
+        bool stop = false;
+        s = stop_requested(&stop);
+        if (s == FKD_OK && stop) {
             s = save_checkpoint(t);
+            /* No rank leaves before rank 0 has written it (a failing rank ends the job). */
+            if (s == FKD_OK) s = fkd_dist_barrier();
             if (s == FKD_OK)
                 s = FKD_FAIL(FKD_ERR_INTERRUPTED, "stopped at step %lld; checkpoint %s written; continue with --resume",
                              (long long)t->step, t->ckpt_path);
             break;
         }
+        if (s != FKD_OK) break;
         const fkd_batch *batch;
         s = fkd_loader_next(t->loader, &batch);
         double lr = fkd_schedule_lr(&t->schedule, t->step), total = 0;
@@ -550,39 +660,31 @@ fkd_status fkd_trainer_run(fkd_trainer *t)
         } else if (s == FKD_OK) {
             skipped_in_row = 0;
         }
+        if (s == FKD_OK && t->step + 1 == t->fail_at_step && t->rank == t->world - 1)
+            s = FKD_FAIL(FKD_ERR_IO, "step %lld: failure injected by FACEKD_TEST_FAIL_AT_STEP (tests)",
+                         (long long)t->step + 1);
         if (s != FKD_OK) break;
         t->step++;
         window_steps++;
+        if (!t->root) {
+            if (every(t->step, r->checkpoint_every)) s = save_checkpoint(t);
+            continue;
+        }
         char extra[64];
         snprintf(extra, sizeof extra, "loss %.3f", total);
         fkd_progress_update(&progress, t->step, extra);
         if (every(t->step, r->log_every) || t->step == t->total_steps) {
             double now = fkd_now();
-            double ips = (double)(window_steps * t->batch) / (now - window_start > 0 ? now - window_start : 1e-9);
-            char cols[512];
-            int n = 0;
-            for (int i = 0; i < t->n_label_terms + t->hook.n_terms; i++)
-                n += snprintf(cols + n, sizeof cols - (size_t)n, ",%.6f", terms[i]);
-            s = fkd_runlog_append(t->log_path, "%lld,%lld,%.8g,%.6f%s,%.1f", (long long)t->step,
-                                  (long long)(t->step / t->steps_per_epoch), lr, total, cols, ips);
+            s = log_row(t, lr, total, terms, window_steps, now - window_start);
             window_start = now;
             window_steps = 0;
         }
         if (s == FKD_OK && every(t->step, r->eval_every) && t->step < t->total_steps) s = evaluate(t, false);
         if (s == FKD_OK && every(t->step, r->checkpoint_every)) s = save_checkpoint(t);
     }
-    fkd_progress_finish(&progress, t->step, NULL);
-    if (s != FKD_OK) return s;
-    FKD_TRY(save_checkpoint(t));
-    char path[PATH_CAP];
-    snprintf(path, sizeof path, "%s/model.safetensors", t->run_dir);
-    fkd_checkpoint final_model = checkpoint_parts(t, false);
-    FKD_TRY(fkd_checkpoint_save(path, &final_model));
-    FKD_TRY(evaluate(t, true));
-    const char *names[64];
-    int n_names = t->n_benches < 64 ? t->n_benches : 64;
-    for (int i = 0; i < n_names; i++) names[i] = t->benches[i].name;
-    FKD_TRY(fkd_runlog_plot_curves(t->run_dir, names, n_names));
-    FKD_INFO("%s: done; model %s", r->name, path);
-    return FKD_OK;
+    if (t->root) fkd_progress_finish(&progress, t->step, NULL);
+    if (s == FKD_OK && t->grad_sync && t->step > first_step) report_communication(t, t->step - first_step,
+                                                                                 fkd_now() - run_start,
+                                                                                 fkd_dist_seconds() - mpi_start);
+    return s == FKD_OK ? finish_run(t) : s;
 }

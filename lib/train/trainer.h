@@ -11,7 +11,10 @@
  *   model.safetensors        the final model with its class centres (head.weight)
  *   eval.md, eval.csv-table  the final evaluation table; roc.png its ROC curves
  *   loss.png, lr.png, accuracy.png   training curves
- */
+ *
+ * Under mpirun (facekd built with MPI=1, lib/dist) every rank trains on its slice of each
+ * global batch and gradients are averaged; rank 0 alone writes the run folder and logs
+ * (docs/MPI.md). */
 #ifndef FKD_TRAIN_TRAINER_H
 #define FKD_TRAIN_TRAINER_H
 
