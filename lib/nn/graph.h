@@ -39,6 +39,10 @@ typedef struct {
     fkd_graph_mode mode;     /* TRAIN keeps what backward needs; INFER may fold/fuse */
     fkd_precision precision; /* compute precision; master weights are always fp32 */
     uint64_t seed;           /* dropout masks */
+    /* INFER graphs fold batch norm into the convolution or linear layer before it and fuse
+     * residual adds into a convolution (docs/ENGINE.md); true runs every node as its own op
+     * (for checks and benchmarks). TRAIN graphs never fuse. */
+    bool unfused;
 } fkd_graph_config;
 
 typedef struct fkd_graph fkd_graph;

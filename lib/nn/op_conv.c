@@ -79,11 +79,14 @@ static fkd_status conv_build(fkd_graph *g, fkd__node *n)
     FKD_TRY(fkd_shim_md_any(sh, &w, wnd, wdims, g->dtype));
     FKD_TRY(fkd_shim_md_any(sh, &dw, wnd, wdims, FKD_DT_F32));
     FKD_TRY(fkd_shim_md_plain(sh, &w_plain, wnd, wdims, FKD_DT_F32));
-    if (has_bias) FKD_TRY(fkd_shim_md_plain(sh, &b, 1, bdims, FKD_DT_F32));
-    FKD_TRY(fkd_shim_md_any(sh, &dst, 4, y->dims, g->dtype));
+    /* A folded batch norm brings a bias; a fused residual add writes into the residual's
+     * buffer (fuse.c), so dst takes its layout. */
+    if (has_bias || n->fold_bn >= 0) FKD_TRY(fkd_shim_md_plain(sh, &b, 1, bdims, FKD_DT_F32));
+    if (n->residual >= 0) dst = fkd_shim_mem_md(g->values[n->residual].data);
+    else FKD_TRY(fkd_shim_md_any(sh, &dst, 4, y->dims, g->dtype));
 
     fkd_pd *fwd, *bwd_data = NULL, *bwd_weights = NULL;
-    FKD_TRY(fkd_shim_conv_fwd_pd(sh, &fwd, train, src, w, b, dst, s->stride, s->padding));
+    FKD_TRY(fkd_shim_conv_fwd_pd(sh, &fwd, train, src, w, b, dst, s->stride, s->padding, n->residual >= 0));
     if (train) {
         FKD_TRY(fkd_shim_conv_bwd_data_pd(sh, &bwd_data, src, w, dst, s->stride, s->padding, fwd));
         /* Backward-weights reads x in the forward's layout when it has a fast kernel for it;

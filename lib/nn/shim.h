@@ -127,9 +127,11 @@ size_t fkd_shim_mem_bytes(const fkd_mem *m);
  * `training` selects forward_training (keeps what backward needs) over forward_inference.
  * Backward descriptors take their forward descriptor as the hint. Convolution weights are
  * (O, I, K, K), or (G, O/G, I/G, K, K) when grouped. */
+/* `sum`: a sum post-op, dst = conv(src) + bias + dst (a residual add fused in; dst holds
+ * the residual when the primitive runs). */
 fkd_status fkd_shim_conv_fwd_pd(fkd_shim *s, fkd_pd **out, bool training, const fkd_md *src,
                                 const fkd_md *weights, const fkd_md *bias, const fkd_md *dst,
-                                int stride, int padding);
+                                int stride, int padding, bool sum);
 fkd_status fkd_shim_conv_bwd_data_pd(fkd_shim *s, fkd_pd **out, const fkd_md *diff_src,
                                      const fkd_md *weights, const fkd_md *diff_dst, int stride,
                                      int padding, const fkd_pd *hint);
