@@ -26,6 +26,7 @@ typedef struct {
     int threads;             /* OpenMP threads; 0 = OpenMP's default */
     int warmup, steps;       /* untimed, then timed steps */
     uint64_t seed;           /* parameters and the synthetic batch */
+    bool unfused;            /* inference: no batch-norm folding or fused adds (graph config) */
 } fkd_perf_config;
 
 typedef struct {
