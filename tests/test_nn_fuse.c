@@ -35,6 +35,7 @@
 #define WIDTH 8
 #define TOL_F32 1e-5
 #define TOL_BF16 3e-2
+#define TOL_WINO 1e-5
 
 static const char *const taps[] = {"stage1", "stage2", "stage3", "stage4", "embedding"};
 #define N_TAPS (int)(sizeof taps / sizeof taps[0])
@@ -45,16 +46,18 @@ typedef struct {
     fkd_precision precision;
     bool unfused;
     const char *extra_tap; /* a node whose output is tapped too (stops folding there) */
+    bool winograd;         /* INFER fp32 default; off to compare fusion alone */
+    int width;             /* 0: WIDTH */
 } net_spec;
 
 static fkd_graph *build(const net_spec *s)
 {
     fkd_graph *g;
     fkd_graph_config cfg = {.batch = BATCH, .mode = s->mode, .precision = s->precision, .seed = 3,
-                            .unfused = s->unfused};
+                            .unfused = s->unfused, .direct_conv = !s->winograd};
     OK(fkd_graph_create(&g, &cfg));
     fkd_value x = fkd_graph_input(g, "input", 3, 112, 112), e;
-    fkd_arch_opts o = {.width = WIDTH, .num_features = 32};
+    fkd_arch_opts o = {.width = s->width ? s->width : WIDTH, .num_features = 32};
     OK(fkd_arch_build(g, s->arch, &o, x, &e));
     if (s->extra_tap) OK(fkd_graph_tap(g, "extra", fkd_graph_find(g, s->extra_tap)));
     OK(fkd_graph_finalize(g));
@@ -141,7 +144,7 @@ static double rel_err(const float *a, const float *b, size_t n)
 /* The fused graph against `reference` (unfused INFER or TRAIN in eval), same weights. */
 static void compare(const char *arch, fkd_precision prec, fkd_graph_mode ref_mode, double tol)
 {
-    net_spec fs = {arch, FKD_GRAPH_INFER, prec, false, NULL}, rs = {arch, ref_mode, prec, true, NULL};
+    net_spec fs = {arch, FKD_GRAPH_INFER, prec, false, NULL, false, 0}, rs = {arch, ref_mode, prec, true, NULL, false, 0};
     fkd_graph *f = build(&fs), *r = build(&rs);
     write_params(f, 11);
     write_params(r, 11);
@@ -183,7 +186,7 @@ static void test_fp32_mbf(void **state)
 /* Outputs of `arch` in one configuration, same weights and input as every other. */
 static float *outputs(const char *arch, fkd_precision prec, bool unfused, size_t *n)
 {
-    net_spec s = {arch, FKD_GRAPH_INFER, prec, unfused, NULL};
+    net_spec s = {arch, FKD_GRAPH_INFER, prec, unfused, NULL, false, 0};
     fkd_graph *g = build(&s);
     write_params(g, 11);
     float *x = input_batch(5), *out = run(g, x, false, n);
@@ -218,8 +221,8 @@ static void test_bf16(void **state)
 static void test_weights_written_after_a_forward(void **state)
 {
     (void)state;
-    net_spec fs = {"iresnet18", FKD_GRAPH_INFER, FKD_PREC_F32, false, NULL};
-    net_spec rs = {"iresnet18", FKD_GRAPH_INFER, FKD_PREC_F32, true, NULL};
+    net_spec fs = {"iresnet18", FKD_GRAPH_INFER, FKD_PREC_F32, false, NULL, false, 0};
+    net_spec rs = {"iresnet18", FKD_GRAPH_INFER, FKD_PREC_F32, true, NULL, false, 0};
     fkd_graph *f = build(&fs), *r = build(&rs);
     float *x = input_batch(8);
     size_t n;
@@ -270,8 +273,8 @@ static void test_weights_written_after_a_forward(void **state)
 static void test_tapped_conv_is_not_folded(void **state)
 {
     (void)state;
-    net_spec fs = {"iresnet18", FKD_GRAPH_INFER, FKD_PREC_F32, false, "layer1.0.conv2"};
-    net_spec rs = {"iresnet18", FKD_GRAPH_INFER, FKD_PREC_F32, true, "layer1.0.conv2"};
+    net_spec fs = {"iresnet18", FKD_GRAPH_INFER, FKD_PREC_F32, false, "layer1.0.conv2", false, 0};
+    net_spec rs = {"iresnet18", FKD_GRAPH_INFER, FKD_PREC_F32, true, "layer1.0.conv2", false, 0};
     fkd_graph *f = build(&fs), *r = build(&rs);
     write_params(f, 4);
     write_params(r, 4);
@@ -294,9 +297,10 @@ static void test_tapped_conv_is_not_folded(void **state)
 /* What fused where, and no reference kernels, fp32 and bf16. */
 static void check_kernels(const char *arch, fkd_precision prec, int want_folded, int want_sums)
 {
-    net_spec fs = {arch, FKD_GRAPH_INFER, prec, false, NULL};
+    /* width 16: Winograd needs multiples of 16 channels */
+    net_spec fs = {arch, FKD_GRAPH_INFER, prec, false, NULL, true, 16};
     fkd_graph *g = build(&fs);
-    int n, folded = 0, sums = 0, convs = 0;
+    int n, folded = 0, sums = 0, convs = 0, wino = 0;
     OK(fkd_graph_node_count(g, &n));
     char buf[512];
     for (int i = 0; i < n; i++) {
@@ -308,11 +312,14 @@ static void check_kernels(const char *arch, fkd_precision prec, int want_folded,
         if (!strcmp(ni.op, "batchnorm")) folded += fused;
         if (!strcmp(ni.op, "add")) sums += fused;
         if (!strcmp(ni.op, "conv")) convs++;
+        if (strstr(buf, "wino")) wino++;
         if (!strcmp(ni.op, "conv") && !strstr(buf, "avx512") && !strstr(buf, "grouped_conv:host"))
             fail_msg("%s %s: not an AVX-512 kernel: %s", arch, ni.name, buf);
     }
-    printf("  %-9s %s: %d batch norms folded, %d adds fused, %d convs on jit/brgemm or facekd's kernels\n", arch,
-           prec == FKD_PREC_BF16 ? "bf16" : "fp32", folded, sums, convs);
+    printf("  %-9s %s: %d batch norms folded, %d adds fused, %d convs on AVX-512 kernels (%d Winograd)\n", arch,
+           prec == FKD_PREC_BF16 ? "bf16" : "fp32", folded, sums, convs, wino);
+    /* IResNet-50 fp32: its 44 3×3 stride-1 convs after the 3-channel stem; bf16, mbf: none */
+    assert_int_equal(wino, prec == FKD_PREC_F32 && !strcmp(arch, "iresnet50") ? 44 : 0);
     assert_int_equal(folded, want_folded);
     assert_int_equal(sums, want_sums);
     fkd_graph_free(g);
@@ -333,6 +340,32 @@ static void test_what_fuses_and_kernels(void **state)
     }
 }
 
+/* Winograd F(4×4, 3×3) against direct convolution (both fused), width 16 (the smallest
+ * with Winograd kernels). */
+static void test_winograd_vs_direct(void **state)
+{
+    (void)state;
+    const char *archs[] = {"iresnet50", "iresnet18"};
+    for (int a = 0; a < 2; a++) {
+        net_spec ws = {archs[a], FKD_GRAPH_INFER, FKD_PREC_F32, false, NULL, true, 16};
+        net_spec ds = {archs[a], FKD_GRAPH_INFER, FKD_PREC_F32, false, NULL, false, 16};
+        fkd_graph *w = build(&ws), *d = build(&ds);
+        write_params(w, 13);
+        write_params(d, 13);
+        float *x = input_batch(7);
+        size_t nw, nd;
+        float *a1 = run(w, x, false, &nw), *b1 = run(d, x, false, &nd);
+        double e = rel_err(a1, b1, nw);
+        printf("  %-9s Winograd vs direct: normalised error %.2e (tolerance %.0e)\n", archs[a], e, TOL_WINO);
+        assert_true(e <= TOL_WINO);
+        free(a1);
+        free(b1);
+        free(x);
+        fkd_graph_free(w);
+        fkd_graph_free(d);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -343,6 +376,7 @@ int main(void)
         cmocka_unit_test(test_weights_written_after_a_forward),
         cmocka_unit_test(test_tapped_conv_is_not_folded),
         cmocka_unit_test(test_what_fuses_and_kernels),
+        cmocka_unit_test(test_winograd_vs_direct),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -420,15 +420,18 @@ fkd_status fkd__build_weighted(fkd_graph *g, fkd__node *n, const fkd_pd *fwd,
         FKD_TRY(fkd__param_alloc(g, b, fkd_shim_pd_md(fwd, FKD_ARG_BIAS), NULL));
         b_fwd = pb->data;
     }
+    const fkd_md *fwd_w = fkd_shim_pd_md(fwd, FKD_ARG_WEIGHTS);
+    const fkd_param *pp = &g->params[w];
+    if (!weight_plain) FKD_TRY(fkd_shim_md_plain(g->shim, &weight_plain, pp->ndims, pp->dims, FKD_DT_F32));
     if (n->fold_bn >= 0) {
         /* Masters plain (the fold reads them row by row); the primitive reads W' and b'. */
-        const fkd_param *pp = &g->params[w];
-        if (!weight_plain) FKD_TRY(fkd_shim_md_plain(g->shim, &weight_plain, pp->ndims, pp->dims, FKD_DT_F32));
         FKD_TRY(fkd__param_alloc(g, w, weight_plain, weight_plain));
-        FKD_TRY(fkd__fold_build(g, n, weight_plain, fkd_shim_pd_md(fwd, FKD_ARG_WEIGHTS), &w_fwd, &b_fwd));
+        FKD_TRY(fkd__fold_build(g, n, weight_plain, fwd_w, &w_fwd, &b_fwd));
     } else {
-        FKD_TRY(fkd__param_alloc(g, w, fkd_shim_pd_md(fwd, FKD_ARG_WEIGHTS), weight_plain));
-        FKD_TRY(fkd__param_as(g, &n->fwd, w, fkd_shim_pd_md(fwd, FKD_ARG_WEIGHTS), &w_fwd));
+        /* Masters in the primitive's layout unless it is opaque (Winograd: reorders cannot
+         * read it back for param_read), then plain with a copy. */
+        FKD_TRY(fkd__param_alloc(g, w, fkd_shim_md_is_blocked(fwd_w) ? fwd_w : weight_plain, weight_plain));
+        FKD_TRY(fkd__param_as(g, &n->fwd, w, fwd_w, &w_fwd));
     }
     FKD_TRY(fkd__value_as(g, &n->fwd, x, fkd_shim_pd_md(fwd, FKD_ARG_SRC), &src));
     FKD_TRY(fkd_shim_prim(g->shim, &p, fwd));

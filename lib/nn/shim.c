@@ -267,6 +267,11 @@ bool fkd_shim_md_equal(const fkd_md *a, const fkd_md *b)
     return dnnl_memory_desc_equal(&a->md, &b->md) != 0;
 }
 
+bool fkd_shim_md_is_blocked(const fkd_md *md)
+{
+    return md->md.format_kind == dnnl_blocked;
+}
+
 size_t fkd_shim_md_bytes(const fkd_md *md)
 {
     return dnnl_memory_desc_get_size(&md->md);
@@ -375,12 +380,13 @@ static dnnl_prop_kind_t fwd_kind(bool training)
 
 fkd_status fkd_shim_conv_fwd_pd(fkd_shim *s, fkd_pd **out, bool training, const fkd_md *src,
                                 const fkd_md *weights, const fkd_md *bias, const fkd_md *dst,
-                                int stride, int padding, bool sum)
+                                int stride, int padding, bool sum, bool winograd)
 {
     dnnl_convolution_desc_t d;
     dnnl_dims_t st = {stride, stride}, pad = {padding, padding};
     FKD_DNNL_CHECK(dnnl_convolution_forward_desc_init(&d, fwd_kind(training),
-                                                      dnnl_convolution_direct, raw(src),
+                                                      winograd ? dnnl_convolution_winograd
+                                                               : dnnl_convolution_direct, raw(src),
                                                       raw(weights), raw(bias), raw(dst), st,
                                                       pad, pad));
     /* attr_accum: the user-mode scratchpad and a sum post-op of scale 1. */
