@@ -87,9 +87,9 @@ typedef struct fkd__node {
     int n_params;
     void *state;      /* op-private: attributes and what build() made; freed with free() */
     /* INFER-graph fusion (fuse.c), -1 / false when none:
-     *   fold_bn   conv/linear: the batch-norm node folded into its weights and bias;
+     *   fold_bn   conv: the batch-norm node folded into its weights and bias;
      *   residual  conv: the value its sum post-op adds (its buffer is the conv's dst);
-     *   absorbed_by  batch norm / add: the conv/linear node that computes this one's output
+     *   absorbed_by  batch norm / add: the conv node that computes this one's output
      *                (this node has no steps). */
     int fold_bn, residual, absorbed_by;
     size_t bwd_temp_bytes; /* this node's share of the backward arena */
@@ -254,7 +254,7 @@ fkd_status fkd__build_weighted(fkd_graph *g, fkd__node *n, const fkd_pd *fwd,
  * the consumer counts and `kept`. */
 fkd_status fkd__plan_fusion(fkd_graph *g);
 int fkd__value_root(const fkd_graph *g, int v);
-/* For a conv/linear node with fold_bn >= 0 whose master weight (and bias) parameters are
+/* For a conv node with fold_bn >= 0 whose master weight (and bias) parameters are
  * already allocated in plain fp32 layout `w_plain`: appends to n->fwd a host step that
  * computes W' = s·W, b' = s·b + t from the batch norm's parameters (fold.h), only when the
  * parameters may have changed since it last ran (weights_version), and reorders W' into a

@@ -44,8 +44,7 @@ static fkd_status linear_build(fkd_graph *g, fkd__node *n)
     const fkd_md *src = fkd_shim_mem_md(x->data), *w, *dw, *b = NULL, *dst;
     FKD_TRY(fkd_shim_md_any(sh, &w, 2, pw->dims, g->dtype));
     FKD_TRY(fkd_shim_md_any(sh, &dw, 2, pw->dims, FKD_DT_F32));
-    /* A folded batch norm (fuse.c) brings a bias. */
-    if (n->n_params == 2 || n->fold_bn >= 0) FKD_TRY(fkd_shim_md_plain(sh, &b, 1, &y->dims[1], FKD_DT_F32));
+    if (n->n_params == 2) FKD_TRY(fkd_shim_md_plain(sh, &b, 1, &y->dims[1], FKD_DT_F32));
     FKD_TRY(fkd_shim_md_any(sh, &dst, 2, y->dims, g->dtype));
 
     fkd_pd *fwd, *bwd_data = NULL, *bwd_weights = NULL;
