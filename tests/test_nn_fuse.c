@@ -141,27 +141,33 @@ static double rel_err(const float *a, const float *b, size_t n)
     return sqrt(d / (s > 0 ? s : 1));
 }
 
-/* The fused graph against `reference` (unfused INFER or TRAIN in eval), same weights. */
-static void compare(const char *arch, fkd_precision prec, fkd_graph_mode ref_mode, double tol)
+/* Graph `a` against graph `b` built from the specs, same weights and input: normalised
+ * error over every tap, printed with `what`, at most `tol`. */
+static void compare_specs(const net_spec *sa, const net_spec *sb, const char *what, double tol)
 {
-    net_spec fs = {arch, FKD_GRAPH_INFER, prec, false, NULL, false, 0}, rs = {arch, ref_mode, prec, true, NULL, false, 0};
-    fkd_graph *f = build(&fs), *r = build(&rs);
-    write_params(f, 11);
-    write_params(r, 11);
+    fkd_graph *ga = build(sa), *gb = build(sb);
+    write_params(ga, 11);
+    write_params(gb, 11);
     float *x = input_batch(5);
-    size_t nf, nr;
-    float *a = run(f, x, false, &nf), *b = run(r, x, false, &nr);
-    assert_int_equal(nf, nr);
-    double e = rel_err(a, b, nf);
-    printf("  %-9s %s fused vs %s: normalised error %.2e (tolerance %.0e)\n", arch,
-           prec == FKD_PREC_BF16 ? "bf16" : "fp32", ref_mode == FKD_GRAPH_TRAIN ? "TRAIN eval" : "unfused INFER", e,
-           tol);
+    size_t na, nb;
+    float *a = run(ga, x, false, &na), *b = run(gb, x, false, &nb);
+    assert_int_equal(na, nb);
+    double e = rel_err(a, b, na);
+    printf("  %-9s %s %s: normalised error %.2e (tolerance %.0e)\n", sa->arch,
+           sa->precision == FKD_PREC_BF16 ? "bf16" : "fp32", what, e, tol);
     assert_true(e <= tol);
     free(a);
     free(b);
     free(x);
-    fkd_graph_free(f);
-    fkd_graph_free(r);
+    fkd_graph_free(ga);
+    fkd_graph_free(gb);
+}
+
+/* The fused graph against `reference` (unfused INFER or TRAIN in eval), same weights. */
+static void compare(const char *arch, fkd_precision prec, fkd_graph_mode ref_mode, double tol)
+{
+    net_spec fs = {arch, FKD_GRAPH_INFER, prec, false, NULL, false, 0}, rs = {arch, ref_mode, prec, true, NULL, false, 0};
+    compare_specs(&fs, &rs, ref_mode == FKD_GRAPH_TRAIN ? "fused vs TRAIN eval" : "fused vs unfused INFER", tol);
 }
 
 static void test_fp32_iresnet50(void **state)
@@ -349,20 +355,7 @@ static void test_winograd_vs_direct(void **state)
     for (int a = 0; a < 2; a++) {
         net_spec ws = {archs[a], FKD_GRAPH_INFER, FKD_PREC_F32, false, NULL, true, 16};
         net_spec ds = {archs[a], FKD_GRAPH_INFER, FKD_PREC_F32, false, NULL, false, 16};
-        fkd_graph *w = build(&ws), *d = build(&ds);
-        write_params(w, 13);
-        write_params(d, 13);
-        float *x = input_batch(7);
-        size_t nw, nd;
-        float *a1 = run(w, x, false, &nw), *b1 = run(d, x, false, &nd);
-        double e = rel_err(a1, b1, nw);
-        printf("  %-9s Winograd vs direct: normalised error %.2e (tolerance %.0e)\n", archs[a], e, TOL_WINO);
-        assert_true(e <= TOL_WINO);
-        free(a1);
-        free(b1);
-        free(x);
-        fkd_graph_free(w);
-        fkd_graph_free(d);
+        compare_specs(&ws, &ds, "Winograd vs direct", TOL_WINO);
     }
 }
 
