@@ -300,6 +300,51 @@ static void test_tapped_conv_is_not_folded(void **state)
     fkd_graph_free(r);
 }
 
+/* A residual read by another node between the conv and the add must not be overwritten
+ * in place: x → a = conv(x); y = bn(conv(x)); t = prelu(a) (after y's conv); s = y + a;
+ * out = t + s. Fused and unfused must agree, and the add stays an add. */
+static fkd_graph *reader_between(bool unfused, fkd_value *out)
+{
+    fkd_graph *g;
+    fkd_graph_config cfg = {.batch = 2, .mode = FKD_GRAPH_INFER, .seed = 4, .unfused = unfused};
+    OK(fkd_graph_create(&g, &cfg));
+    fkd_value x = fkd_graph_input(g, "x", 16, 8, 8);
+    fkd_value a = fkd_graph_conv(g, "a", x, 16, 3, 1, 1, 1, false);
+    fkd_value y = fkd_graph_batchnorm(g, "y_bn", fkd_graph_conv(g, "y", x, 16, 3, 1, 1, 1, false), 1e-5f, 0.1f);
+    fkd_value t = fkd_graph_prelu(g, "t", a);
+    fkd_value s = fkd_graph_add(g, "s", y, a);
+    *out = fkd_graph_add(g, "out", t, s);
+    assert_true(*out >= 0);
+    OK(fkd_graph_finalize(g));
+    write_params(g, 9);
+    return g;
+}
+
+static void test_residual_read_in_between_is_not_fused(void **state)
+{
+    (void)state;
+    fkd_value of, ou;
+    fkd_graph *f = reader_between(false, &of), *u = reader_between(true, &ou);
+    fkd_rng rng;
+    fkd_rng_seed(&rng, 3, 3);
+    float x[2 * 16 * 64], a[2 * 16 * 64], b[2 * 16 * 64];
+    for (int i = 0; i < 2 * 16 * 64; i++) x[i] = (float)(2 * fkd_rng_uniform(&rng) - 1);
+    OK(fkd_graph_set_input(f, "x", x));
+    OK(fkd_graph_set_input(u, "x", x));
+    OK(fkd_graph_forward(f));
+    OK(fkd_graph_forward(u));
+    OK(fkd_graph_read(f, of, a));
+    OK(fkd_graph_read(u, ou, b));
+    assert_true(rel_err(a, b, 2 * 16 * 64) <= TOL_F32);
+    char buf[256];
+    OK(fkd_graph_kernels(f, "s", buf, sizeof buf));
+    assert_null(strstr(buf, "fused into"));
+    OK(fkd_graph_kernels(f, "y_bn", buf, sizeof buf));
+    assert_non_null(strstr(buf, "fused into 'y'"));
+    fkd_graph_free(f);
+    fkd_graph_free(u);
+}
+
 /* What fused where, and no reference kernels, fp32 and bf16. */
 static void check_kernels(const char *arch, fkd_precision prec, int want_folded, int want_sums)
 {
@@ -368,6 +413,7 @@ int main(void)
         cmocka_unit_test(test_bf16),
         cmocka_unit_test(test_weights_written_after_a_forward),
         cmocka_unit_test(test_tapped_conv_is_not_folded),
+        cmocka_unit_test(test_residual_read_in_between_is_not_fused),
         cmocka_unit_test(test_what_fuses_and_kernels),
         cmocka_unit_test(test_winograd_vs_direct),
     };

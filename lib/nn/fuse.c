@@ -12,8 +12,9 @@
  * 2. Residual adds as a oneDNN `sum` post-op. add(y, r) where y comes from a conv (through
  *    a folded batch norm or not) that nothing else reads: the conv writes into r's buffer,
  *    dst = conv(x) + b + dst. That is in place, so it needs r to be finished before the conv
- *    runs (r's producer comes earlier in node order), to be read by nothing after the add,
- *    not to be kept (tap, input, output) and not to share the conv's input buffer. In an
+ *    runs (r's producer comes earlier in node order), to be read by nothing after the conv
+ *    but the add, not to be kept (tap, input, output) and not to share the conv's input
+ *    buffer. In an
  *    IResNet block it is conv2 (+ bn3) adding the identity, or, in a downsampling block,
  *    the downsample conv (+ its batch norm), which comes after conv2, adding the branch.
  *    The add node has no steps; its output is r's buffer. The conv's dst takes r's layout.
@@ -88,6 +89,10 @@ static bool plan_sum(fkd_graph *g, int i, int k)
     if (rv->kept || g->last_use[r] != i || rv->producer >= q ||
         fkd__value_root(g, conv->inputs[0]) == fkd__value_root(g, r))
         return false;
+    /* Nothing may read r between the conv (which overwrites it) and the add. */
+    for (int j = q + 1; j < i; j++)
+        for (int k = 0; k < g->nodes[j].n_inputs; k++)
+            if (g->nodes[j].inputs[k] == r) return false;
     conv->residual = r;
     add->absorbed_by = q;
     g->values[c].alias = fkd__value_root(g, r);
