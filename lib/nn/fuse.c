@@ -19,6 +19,9 @@
  *    the downsample conv (+ its batch norm), which comes after conv2, adding the branch.
  *    The add node has no steps; its output is r's buffer. The conv's dst takes r's layout.
  *
+ * 3. PReLU in place: its output takes its input's buffer when nothing else reads the
+ *    input (oneDNN's prelu reads and writes element by element).
+ *
  * Fused values form groups sharing one buffer (value.alias points towards the group's first
  * value, whose producer allocates it); plan_lifetimes gives that buffer the union of their
  * lifetimes. A kept value's content is never overwritten by a later member: a value that is
@@ -100,12 +103,20 @@ static bool plan_sum(fkd_graph *g, int i, int k)
     return true;
 }
 
+/* PReLU in place: its input's buffer when nothing else reads the input. */
+static void plan_in_place(fkd_graph *g, int i)
+{
+    int x = g->nodes[i].inputs[0];
+    if (private_value(g, x)) g->values[g->nodes[i].output].alias = x;
+}
+
 fkd_status fkd__plan_fusion(fkd_graph *g)
 {
     for (int i = 0; i < g->n_nodes; i++) {
         const fkd__node *n = &g->nodes[i];
         if (n->op == FKD__OP_BATCHNORM) plan_fold(g, i);
         if (n->op == FKD__OP_ADD && !plan_sum(g, i, 0)) plan_sum(g, i, 1);
+        if (n->op == FKD__OP_PRELU) plan_in_place(g, i);
     }
     return FKD_OK;
 }
