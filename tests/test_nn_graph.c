@@ -510,7 +510,12 @@ static void test_infer_shares_buffers_correctly(void **state)
         OK(fkd_graph_forward(inf));
         OK(fkd_graph_read(t, et, a));
         OK(fkd_graph_read(inf, ei, b));
-        for (int k = 0; k < 36; k++) assert_float_equal(a[k], b[k], 1e-5 * (1 + fabs(a[k])));
+        /* Relative to the largest output (here ~140): the INFER graph folds the batch norms
+         * and fuses the add, which changes the rounding of small outputs that are
+         * differences of large terms (measured ≤ 3e-5 absolute). */
+        double most = 0;
+        for (int k = 0; k < 36; k++) most = fmax(most, fabs(a[k]));
+        for (int k = 0; k < 36; k++) assert_float_equal(a[k], b[k], 1e-5 * (1 + most));
         for (int k = 0; k < 3 * 8 * 64; k++) in[k] = -in[k];
     }
     free(in);

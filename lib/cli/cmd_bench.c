@@ -18,7 +18,8 @@
 static void bench_usage(void)
 {
     printf("usage: facekd bench --arch A [--mode infer|train] [--precision fp32|bf16] [--batch N]\n"
-           "                    [--threads T] [--width W] [--steps S] [--warmup S] [--json]\n"
+           "                    [--threads T] [--width W] [--steps S] [--warmup S] [--unfused]\n"
+           "                    [--direct-conv] [--json]\n"
            "       facekd bench --data PATH|synth [--images N] [--workers W] [--batch B] [--resize]\n\n"
            "With --arch, measures a model on 112x112 inputs: an inference forward (INFER graph) or\n"
            "a training step (forward + backward + SGD; the head and loss are not included), the\n"
@@ -32,6 +33,9 @@ static void bench_usage(void)
            "  --threads T     OpenMP threads (default: OMP_NUM_THREADS or all cores)\n"
            "  --width W       base width (default the architecture's, 64)\n"
            "  --steps S       timed steps (default 10); --warmup S untimed steps (default 3)\n"
+           "  --unfused       inference without batch-norm folding and fused residual adds\n"
+           "                  (every node its own op, as before fusion; for comparisons)\n"
+           "  --direct-conv   inference in fp32 without Winograd convolutions (less memory)\n"
            "  --json          one JSON object instead of text\n\n"
            "With --data, measures how fast facekd reads a dataset, in images per second:\n"
            "  decode   decode + normalise to NCHW on one thread\n"
@@ -142,14 +146,16 @@ static void print_model(const fkd_perf_config *c, const fkd_perf_result *r, bool
                ", \"macs_per_image\": %" PRId64 ", \"finalize_s\": %.3f, \"step_median_s\": %.6f, "
                "\"step_min_s\": %.6f, \"images_per_s\": %.3f, \"gflops\": %.3f, \"peak_gflops\": %.1f, "
                "\"peak_fraction\": %.4f, \"peak_rss_mb\": %.1f, \"load_before\": %.2f, "
-               "\"load_after\": %.2f, \"steps\": %d}\n",
+               "\"load_after\": %.2f, \"steps\": %d, \"unfused\": %s, \"direct_conv\": %s}\n",
                c->arch, c->width ? c->width : 64, mode, prec, c->batch, r->threads, r->isa, r->parameters,
                r->macs, r->finalize_s, r->step_median_s, r->step_min_s, r->images_per_s, r->gflops,
-               r->peak_gflops, r->peak_fraction, r->peak_rss_mb, r->load_before, r->load_after, c->steps);
+               r->peak_gflops, r->peak_fraction, r->peak_rss_mb, r->load_before, r->load_after, c->steps,
+               c->unfused ? "true" : "false", c->direct_conv ? "true" : "false");
         return;
     }
-    printf("model      %s (width %d), %s, %s, batch %d, %d threads, oneDNN ISA %s\n", c->arch,
-           c->width ? c->width : 64, mode, prec, c->batch, r->threads, r->isa);
+    printf("model      %s (width %d), %s%s%s, %s, batch %d, %d threads, oneDNN ISA %s\n", c->arch,
+           c->width ? c->width : 64, mode, c->unfused && !c->train ? " unfused" : "",
+           c->direct_conv && !c->train ? " direct-conv" : "", prec, c->batch, r->threads, r->isa);
     printf("size       %.2f M parameters, %.3f G MACs per image; graph built in %.2f s\n",
            r->parameters / 1e6, r->macs / 1e9, r->finalize_s);
     printf("speed      %.1f img/s (median of %d steps: %.1f ms; fastest %.1f ms)\n", r->images_per_s, c->steps,
@@ -196,6 +202,8 @@ int fkd_cmd_bench(int argc, char **argv)
         else if (strcmp(a, "--steps") == 0) bad = parse_int(a, v, 1, 100000, &steps), i++;
         else if (strcmp(a, "--warmup") == 0) bad = parse_int(a, v, 0, 100000, &warmup), i++;
         else if (strcmp(a, "--json") == 0) json = true;
+        else if (strcmp(a, "--unfused") == 0) pc.unfused = true;
+        else if (strcmp(a, "--direct-conv") == 0) pc.direct_conv = true;
         else {
             fprintf(stderr, "facekd bench: unknown or incomplete option '%s' (see facekd bench --help)\n", a);
             return 2;

@@ -13,6 +13,7 @@
 #include "facekd.h"
 #include "io/onnx.pb-c.h"
 #include "io/onnx_import.h"
+#include "nn/fold.h"
 #include "nn/graph_walk.h"
 
 typedef struct {
@@ -240,12 +241,10 @@ static fkd_status weighted(exporter *e, int i, const int64_t *wdims, int wnd, co
               *var = param(e, bn_i, 3, NULL);
         if (!gamma || !beta || !mean || !var)
             return FKD_FAIL(FKD_ERR_NOMEM, "onnx export: %s: reading parameters failed", bn_i->name);
-        int64_t per = wnum / O;
-        for (int64_t o = 0; o < O; o++) {
-            double s = gamma[o] / sqrt((double)var[o] + bn_i->eps);
-            for (int64_t k = 0; k < per; k++) w[o * per + k] = (float)(w[o * per + k] * s);
-            b[o] = (float)((b[o] - mean[o]) * s + beta[o]);
-        }
+        float *s = pool_alloc(&e->pool, (size_t)O * sizeof *s), *t = pool_alloc(&e->pool, (size_t)O * sizeof *t);
+        if (!s || !t) return FKD_FAIL(FKD_ERR_NOMEM, "onnx export: out of memory");
+        fkd_bn_scale_shift(gamma, beta, mean, var, bn_i->eps, O, s, t);
+        fkd_fold_scale_shift(w, b, O, wnum / O, s, t, w, b);
     }
     const int64_t bdims[1] = {O};
     *wn = initializer(e, ni->name, "weight", w, wnd, wdims);

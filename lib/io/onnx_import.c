@@ -22,6 +22,7 @@
 #include "core/fileio.h"
 #include "core/log.h"
 #include "io/onnx.pb-c.h"
+#include "nn/fold.h"
 
 #define MAX_DIMS 8
 /* Constants larger than this (elements) are refused before allocation. */
@@ -446,10 +447,7 @@ static fkd_status scale_shift(ctx *c, const Onnx__NodeProto *n, int li, float *s
                 return FKD_ERR_NOMEM;
             }
         }
-        for (int64_t o = 0; o < C; o++) {
-            for (int64_t k = 0; k < per; k++) l->w[o * per + k] *= s[o];
-            l->b[o] = l->b[o] * s[o] + t[o];
-        }
+        fkd_fold_scale_shift(l->w, l->b, C, per, s, t, l->w, l->b);
         free(s);
         free(t);
         l->uses--; /* this node's use; its output's uses come next */
@@ -774,11 +772,7 @@ static fkd_status op_batchnorm(ctx *c, const Onnx__NodeProto *n)
             free(t);
             return FKD_ERR_NOMEM;
         }
-        for (int64_t i = 0; i < C; i++) {
-            double k = p[0]->fval[i] / sqrt((double)p[3]->fval[i] + eps);
-            s[i] = (float)k;
-            t[i] = (float)(p[1]->fval[i] - p[2]->fval[i] * k);
-        }
+        fkd_bn_scale_shift(p[0]->fval, p[1]->fval, p[2]->fval, p[3]->fval, eps, C, s, t);
         return scale_shift(c, n, xi, s, t);
     }
     int li;

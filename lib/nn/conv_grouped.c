@@ -285,6 +285,12 @@ fkd_status fkd__conv_grouped_build(fkd_graph *g, fkd__node *n, int kernel, int s
         c->bias = g->params[b].data;
         c->dbias = g->params[b].grad;
     }
+    if (n->fold_bn >= 0) { /* the next batch norm folded in (fuse.c): W', b' instead */
+        fkd_mem *wf, *bf;
+        FKD_TRY(fkd__fold_build(g, n, w_plain, NULL, &wf, &bf));
+        c->weight = fkd_shim_mem_data(wf);
+        c->bias = fkd_shim_mem_data(bf);
+    }
     const fkd_md *x_blocked;
     FKD_TRY(fkd_shim_md_blocked16(g->shim, &x_blocked, xv->dims, FKD_DT_F32));
     FKD_TRY(fkd__value_as(g, &n->fwd, n->inputs[0], x_blocked, &c->x));

@@ -102,6 +102,8 @@ void fkd_graph_free(fkd_graph *g)
     for (int i = 0; i < g->n_grad_blocks; i++) free(g->grad_blocks[i].buf);
     free(g->grad_blocks);
     free(g->grad_until);
+    for (int i = 0; i < g->n_owned; i++) free(g->owned[i]);
+    free(g->owned);
     fkd_shim_free(g->shim);
     free(g->arena);
     free(g);
@@ -159,8 +161,10 @@ fkd_value fkd__node_add(fkd_graph *g, fkd__op_kind op, const char *name, const i
     n->state = state;
     n->first_param = g->n_params;
     n->output = g->n_values;
+    n->fold_bn = n->residual = n->absorbed_by = -1;
     fkd__value *v = &g->values[g->n_values];
     memset(v, 0, sizeof *v);
+    v->alias = g->n_values;
     v->ndims = ndims;
     v->producer = g->n_nodes;
     for (int i = 0; i < ndims; i++) v->dims[i] = shape[i];
@@ -246,7 +250,18 @@ fkd_status fkd__value_alloc(fkd_graph *g, int value, const fkd_md *md)
     fkd__value *v = &g->values[value];
     size_t bytes = (fkd_shim_md_bytes(md) + 63) / 64 * 64;
     void *buf = NULL;
-    if (!v->kept) {
+    int root = fkd__value_root(g, value);
+    if (root != value) {
+        /* Fused: the root's producer ran earlier in node order and chose the layout. */
+        const fkd__value *r = &g->values[root];
+        if (!r->data || !fkd_shim_md_equal(fkd_shim_mem_md(r->data), md))
+            return FKD_FAIL(FKD_ERR_ARG, "graph: fused value %d: layout differs from the buffer it shares (%s '%s')",
+                            value, fkd__op_name(g->nodes[r->producer].op), g->nodes[r->producer].name);
+        v->data = r->data;
+        return FKD_OK;
+    }
+    /* last_use covers every value sharing this buffer (plan_lifetimes). */
+    if (g->last_use[value] != INT_MAX) {
         FKD_TRY(shared_block(g, &g->blocks, &g->n_blocks, &g->cap_blocks, g->last_use[value], bytes, &buf));
         return fkd_shim_mem_wrap(g->shim, &v->data, md, buf);
     }
@@ -398,17 +413,31 @@ fkd_status fkd__build_weighted(fkd_graph *g, fkd__node *n, const fkd_pd *fwd,
     int x = n->inputs[0], y = n->output, w = n->first_param, b = n->n_params == 2 ? w + 1 : -1;
     fkd__param_impl *pw = &g->pimpl[w], *pb = b >= 0 ? &g->pimpl[b] : NULL;
     FKD_TRY(fkd__value_alloc(g, y, fkd_shim_pd_md(fwd, FKD_ARG_DST)));
-    FKD_TRY(fkd__param_alloc(g, w, fkd_shim_pd_md(fwd, FKD_ARG_WEIGHTS), weight_plain));
-    if (pb) FKD_TRY(fkd__param_alloc(g, b, fkd_shim_pd_md(fwd, FKD_ARG_BIAS), NULL));
 
-    fkd_mem *src, *w_fwd;
+    fkd_mem *src, *w_fwd, *b_fwd = NULL;
     fkd_prim *p;
-    FKD_TRY(fkd__param_as(g, &n->fwd, w, fkd_shim_pd_md(fwd, FKD_ARG_WEIGHTS), &w_fwd));
+    if (pb) {
+        FKD_TRY(fkd__param_alloc(g, b, fkd_shim_pd_md(fwd, FKD_ARG_BIAS), NULL));
+        b_fwd = pb->data;
+    }
+    const fkd_md *fwd_w = fkd_shim_pd_md(fwd, FKD_ARG_WEIGHTS);
+    const fkd_param *pp = &g->params[w];
+    if (!weight_plain) FKD_TRY(fkd_shim_md_plain(g->shim, &weight_plain, pp->ndims, pp->dims, FKD_DT_F32));
+    if (n->fold_bn >= 0) {
+        /* Masters plain (the fold reads them row by row); the primitive reads W' and b'. */
+        FKD_TRY(fkd__param_alloc(g, w, weight_plain, weight_plain));
+        FKD_TRY(fkd__fold_build(g, n, weight_plain, fwd_w, &w_fwd, &b_fwd));
+    } else {
+        /* Masters in the primitive's layout unless it is opaque (Winograd: reorders cannot
+         * read it back for param_read), then plain with a copy. */
+        FKD_TRY(fkd__param_alloc(g, w, fkd_shim_md_is_blocked(fwd_w) ? fwd_w : weight_plain, weight_plain));
+        FKD_TRY(fkd__param_as(g, &n->fwd, w, fwd_w, &w_fwd));
+    }
     FKD_TRY(fkd__value_as(g, &n->fwd, x, fkd_shim_pd_md(fwd, FKD_ARG_SRC), &src));
     FKD_TRY(fkd_shim_prim(g->shim, &p, fwd));
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_SRC, src));
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_WEIGHTS, w_fwd));
-    if (pb) FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_BIAS, pb->data));
+    if (b_fwd) FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_BIAS, b_fwd));
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_DST, g->values[y].data));
     FKD_TRY(fkd__steps_add(&n->fwd, p));
     if (!bwd_data) return FKD_OK;
@@ -460,7 +489,8 @@ static fkd_status build_value_edges(fkd_graph *g, fkd__value *v)
 }
 
 /* Which values keep their own buffer: all in TRAIN graphs (backward reads them); inputs,
- * taps and values nobody consumes in INFER graphs. */
+ * taps and values nobody consumes in INFER graphs. Then INFER fusion, whose fused values
+ * share one buffer: its lifetime is the union of theirs. */
 static fkd_status plan_lifetimes(fkd_graph *g)
 {
     g->last_use = malloc((size_t)g->n_values * sizeof *g->last_use);
@@ -484,6 +514,12 @@ static fkd_status plan_lifetimes(fkd_graph *g)
         x->grad_shared = g->grad_until[v] != INT_MAX;
         if (train) g->last_use[v] = INT_MAX;
         x->kept = g->last_use[v] == INT_MAX;
+    }
+    if (train || g->cfg.unfused) return FKD_OK;
+    FKD_TRY(fkd__plan_fusion(g));
+    for (int v = 0; v < g->n_values; v++) {
+        int r = fkd__value_root(g, v);
+        if (g->last_use[v] > g->last_use[r]) g->last_use[r] = g->last_use[v];
     }
     return FKD_OK;
 }
@@ -709,6 +745,10 @@ fkd_status fkd_graph_kernels(fkd_graph *g, const char *node_name, char *buf, siz
     if (cap == 0) return FKD_FAIL(FKD_ERR_ARG, "graph: kernels: empty buffer");
     size_t used = 0;
     buf[0] = '\0';
+    if (g->nodes[i].absorbed_by >= 0) {
+        snprintf(buf, cap, "forward: fused into '%s'", g->nodes[g->nodes[i].absorbed_by].name);
+        return FKD_OK;
+    }
     append_kernels(buf, cap, &used, "forward: ", &g->nodes[i].fwd);
     if (used < cap && g->nodes[i].bwd.count)
         append_kernels(buf, cap, &used, used ? "; backward: " : "backward: ", &g->nodes[i].bwd);

@@ -43,6 +43,14 @@ typedef struct {
      * batches of every rank (sums reduced through lib/dist in forward, and the sums of its
      * gradient in backward), as one process with the global batch would. */
     bool sync_bn;
+    /* INFER graphs fold batch norm into the convolution or linear layer before it and fuse
+     * residual adds into a convolution (docs/ENGINE.md); true runs every node as its own op
+     * (for checks and benchmarks). TRAIN graphs never fuse. */
+    bool unfused;
+    /* INFER fp32 graphs run dense 3×3 stride-1 convolutions with oneDNN's Winograd
+     * F(4×4, 3×3) kernels (about twice the direct kernels' speed on AVX-512; a different
+     * rounding, docs/ENGINE.md); true keeps direct convolutions as TRAIN graphs do. */
+    bool direct_conv;
 } fkd_graph_config;
 
 typedef struct fkd_graph fkd_graph;

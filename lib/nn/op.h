@@ -58,6 +58,10 @@ typedef struct {
     int64_t dims[4];  /* plain shape: (N, C, H, W) or (N, F) */
     int producer;     /* node index */
     fkd_mem *data;    /* in the producer's layout */
+    /* INFER graphs with fusion: the value whose buffer this one uses (itself when it has its
+     * own): a folded batch norm's output is its convolution's, a fused add's output is the
+     * residual it was added into (fuse.c). Follow it with fkd__value_root. */
+    int alias;
     /* INFER graphs: false when the buffer is shared with other values once this one's last
      * consumer has run (not readable after forward). Inputs, taps and outputs are kept. */
     bool kept;
@@ -82,6 +86,12 @@ typedef struct fkd__node {
     int first_param;  /* index into g->params, n_params of them */
     int n_params;
     void *state;      /* op-private: attributes and what build() made; freed with free() */
+    /* INFER-graph fusion (fuse.c), -1 / false when none:
+     *   fold_bn   conv: the batch-norm node folded into its weights and bias;
+     *   residual  conv: the value its sum post-op adds (its buffer is the conv's dst);
+     *   absorbed_by  batch norm / add: the conv node that computes this one's output
+     *                (this node has no steps). */
+    int fold_bn, residual, absorbed_by;
     size_t bwd_temp_bytes; /* this node's share of the backward arena */
     fkd__steps fwd, bwd;
 } fkd__node;
@@ -135,6 +145,9 @@ struct fkd_graph {
      * fkd_graph_params (it hands out writable pointers), initialisation. */
     uint64_t weights_version;
     int64_t macs;     /* per image, conv + linear */
+    /* Host-step contexts made at finalize (batch-norm folding), freed with the graph. */
+    void **owned;
+    int n_owned, cap_owned;
 };
 
 typedef struct {
@@ -234,6 +247,21 @@ fkd_status fkd__steps_run(fkd_graph *g, const fkd__steps *steps);
 fkd_status fkd__build_weighted(fkd_graph *g, fkd__node *n, const fkd_pd *fwd,
                                const fkd_pd *bwd_data, const fkd_pd *bwd_weights,
                                const fkd_md *weight_plain);
+
+/* ---- INFER-graph fusion (fuse.c) ------------------------------------------------------- */
+/* Plans batch-norm folding and sum post-ops at finalize, before any build: sets fold_bn,
+ * residual, absorbed and value aliases. Needs g->last_use (raw, before merging aliases),
+ * the consumer counts and `kept`. */
+fkd_status fkd__plan_fusion(fkd_graph *g);
+int fkd__value_root(const fkd_graph *g, int v);
+/* For a conv node with fold_bn >= 0 whose master weight (and bias) parameters are
+ * already allocated in plain fp32 layout `w_plain`: appends to n->fwd a host step that
+ * computes W' = s·W, b' = s·b + t from the batch norm's parameters (fold.h), only when the
+ * parameters may have changed since it last ran (weights_version), and reorders W' into a
+ * graph-private memory of layout `want` (NULL: W' stays plain fp32). The master parameters
+ * are never changed (saving and export read them). */
+fkd_status fkd__fold_build(fkd_graph *g, fkd__node *n, const fkd_md *w_plain, const fkd_md *want,
+                           fkd_mem **w_out, fkd_mem **b_out);
 
 /* Plain descriptor of a value's shape in the graph's compute type. */
 fkd_status fkd__value_plain_md(fkd_graph *g, int v, const fkd_md **out);

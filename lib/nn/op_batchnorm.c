@@ -229,6 +229,8 @@ static fkd_status bn_build(fkd_graph *g, fkd__node *n)
     FKD_TRY(fkd_shim_md_plain(g->shim, &stat, 1, c, FKD_DT_F32));
     FKD_TRY(fkd__value_alloc(g, n->output, data));
     for (int i = 0; i < 4; i++) FKD_TRY(fkd__param_alloc(g, p0 + i, stat, NULL));
+    /* Folded into the layer before it (fuse.c): the output is that layer's; no steps. */
+    if (n->absorbed_by >= 0) return FKD_OK;
     fkd__param_impl *run = &g->pimpl[p0 + 2];
     if (g->cfg.mode != FKD_GRAPH_TRAIN)
         return build_mode(g, n, true, run[0].data, run[1].data, &n->fwd, &n->bwd);

@@ -59,6 +59,42 @@ fkd_value fkd_graph_conv(fkd_graph *g, const char *name, fkd_value x, int out_ch
     return y;
 }
 
+/* INFER graphs: the forward descriptor, first match of
+ *   algorithm  Winograd F(4×4, 3×3) for fp32 dense 3×3 stride-1 convolutions on multiples
+ *              of 16 channels (oneDNN's jit_wino_4x3: 1.3–2x the direct kernels here), then
+ *              direct;
+ *   src, dst   the layout the input already has (no reorder between layers: a Winograd
+ *              conv's blocked nChw16c output stays blocked through the next layers), with
+ *              dst oneDNN's choice, then dst blocked too (depthwise jit_dw on nChw16c input,
+ *              after MobileFaceNet's grouped layer), then src and dst oneDNN's choice;
+ * skipping reference kernels; failing those, oneDNN's direct choice whatever it is. */
+static fkd_status infer_pd(fkd_graph *g, fkd__node *n, const fkd_md *any_src, const fkd_md *w, const fkd_md *b,
+                           const fkd_md *dst, fkd_pd **out)
+{
+    const conv_state *s = n->state;
+    const fkd__value *x = &g->values[n->inputs[0]], *y = &g->values[n->output];
+    const fkd_md *have = fkd_shim_mem_md(x->data), *blocked = NULL;
+    /* Not on few channels (the 3-channel stem: 3x slower than direct there). */
+    bool wino = g->dtype == FKD_DT_F32 && s->kernel == 3 && s->stride == 1 && s->groups == 1 &&
+                x->dims[1] % 16 == 0 && s->out_c % 16 == 0 && !g->cfg.direct_conv;
+    bool same_type = fkd_shim_md_dtype(have) == g->dtype;
+    /* Blocked input: depthwise kernels (jit_dw) want the output blocked too, not "any"
+     * (which selects ref:any for them). */
+    if (same_type && n->residual < 0 && s->out_c % 16 == 0) FKD_TRY(fkd_shim_md_blocked16(g->shim, &blocked, y->dims, g->dtype));
+    const fkd_md *srcs[3] = {same_type ? have : any_src, same_type ? have : any_src, any_src};
+    const fkd_md *dsts[3] = {dst, blocked ? blocked : dst, dst};
+    for (int alg = wino ? 0 : 1; alg < 2; alg++)
+        for (int k = 0; k < 3; k++) {
+            /* Failures here are expected (unimplemented combinations): the next one is tried. */
+            if (fkd_shim_conv_fwd_pd(g->shim, out, false, srcs[k], w, b, dsts[k], s->stride, s->padding,
+                                     n->residual >= 0, alg == 0) == FKD_OK &&
+                strncmp(fkd_shim_pd_impl(*out), "ref", 3) != 0)
+                return FKD_OK;
+        }
+    return fkd_shim_conv_fwd_pd(g->shim, out, false, any_src, w, b, dst, s->stride, s->padding, n->residual >= 0,
+                                false);
+}
+
 static fkd_status conv_build(fkd_graph *g, fkd__node *n)
 {
     conv_state *s = n->state;
@@ -79,12 +115,17 @@ static fkd_status conv_build(fkd_graph *g, fkd__node *n)
     FKD_TRY(fkd_shim_md_any(sh, &w, wnd, wdims, g->dtype));
     FKD_TRY(fkd_shim_md_any(sh, &dw, wnd, wdims, FKD_DT_F32));
     FKD_TRY(fkd_shim_md_plain(sh, &w_plain, wnd, wdims, FKD_DT_F32));
-    if (has_bias) FKD_TRY(fkd_shim_md_plain(sh, &b, 1, bdims, FKD_DT_F32));
-    FKD_TRY(fkd_shim_md_any(sh, &dst, 4, y->dims, g->dtype));
+    /* A folded batch norm brings a bias; a fused residual add writes into the residual's
+     * buffer (fuse.c), so dst takes its layout. */
+    if (has_bias || n->fold_bn >= 0) FKD_TRY(fkd_shim_md_plain(sh, &b, 1, bdims, FKD_DT_F32));
+    if (n->residual >= 0) dst = fkd_shim_mem_md(g->values[n->residual].data);
+    else FKD_TRY(fkd_shim_md_any(sh, &dst, 4, y->dims, g->dtype));
 
     fkd_pd *fwd, *bwd_data = NULL, *bwd_weights = NULL;
-    FKD_TRY(fkd_shim_conv_fwd_pd(sh, &fwd, train, src, w, b, dst, s->stride, s->padding));
-    if (train) {
+    if (!train) {
+        FKD_TRY(infer_pd(g, n, src, w, b, dst, &fwd));
+    } else {
+        FKD_TRY(fkd_shim_conv_fwd_pd(sh, &fwd, train, src, w, b, dst, s->stride, s->padding, false, false));
         FKD_TRY(fkd_shim_conv_bwd_data_pd(sh, &bwd_data, src, w, dst, s->stride, s->padding, fwd));
         /* Backward-weights reads x in the forward's layout when it has a fast kernel for it;
          * otherwise (depthwise kernels larger than 3×3 on blocked data, MobileFaceNet's

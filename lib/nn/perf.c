@@ -73,7 +73,8 @@ static fkd_status perf_step(perf_run *p, bool train)
 static fkd_status perf_build(perf_run *p, const fkd_perf_config *c, fkd_perf_result *r)
 {
     fkd_graph_config gc = {.batch = c->batch, .mode = c->train ? FKD_GRAPH_TRAIN : FKD_GRAPH_INFER,
-                           .precision = c->precision, .seed = c->seed};
+                           .precision = c->precision, .seed = c->seed, .unfused = c->unfused,
+                           .direct_conv = c->direct_conv};
     FKD_TRY(fkd_graph_create(&p->g, &gc));
     fkd_value x = fkd_graph_input(p->g, "input", 3, 112, 112);
     fkd_arch_opts o = {.width = c->width};

@@ -26,6 +26,8 @@ typedef struct {
     int threads;             /* OpenMP threads; 0 = OpenMP's default */
     int warmup, steps;       /* untimed, then timed steps */
     uint64_t seed;           /* parameters and the synthetic batch */
+    bool unfused;            /* inference: no batch-norm folding or fused adds (graph config) */
+    bool direct_conv;        /* inference: no Winograd convolutions (graph config) */
 } fkd_perf_config;
 
 typedef struct {

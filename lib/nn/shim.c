@@ -267,6 +267,11 @@ bool fkd_shim_md_equal(const fkd_md *a, const fkd_md *b)
     return dnnl_memory_desc_equal(&a->md, &b->md) != 0;
 }
 
+bool fkd_shim_md_is_blocked(const fkd_md *md)
+{
+    return md->md.format_kind == dnnl_blocked;
+}
+
 size_t fkd_shim_md_bytes(const fkd_md *md)
 {
     return dnnl_memory_desc_get_size(&md->md);
@@ -344,16 +349,16 @@ size_t fkd_shim_mem_bytes(const fkd_mem *m) { return m->bytes; }
 
 static const dnnl_memory_desc_t *raw(const fkd_md *md) { return md ? &md->md : NULL; }
 
-/* Creates a pd from an op descriptor and records the layout chosen for each argument. */
-static fkd_status pd_create(fkd_shim *s, fkd_pd **out, const void *op_desc,
-                            const fkd_pd *hint)
+/* Creates a pd from an op descriptor with attributes `attr` and records the layout chosen
+ * for each argument. */
+static fkd_status pd_create_attr(fkd_shim *s, fkd_pd **out, const void *op_desc, const fkd_pd *hint,
+                                 const_dnnl_primitive_attr_t attr)
 {
     fkd_pd *p = calloc(1, sizeof *p);
     if (!p) return FKD_FAIL(FKD_ERR_NOMEM, "oneDNN shim: out of memory");
     p->next = s->pds;
     s->pds = p;
-    FKD_DNNL_CHECK(dnnl_primitive_desc_create(&p->pd, op_desc, s->attr, s->engine,
-                                              hint ? hint->pd : NULL));
+    FKD_DNNL_CHECK(dnnl_primitive_desc_create(&p->pd, op_desc, attr, s->engine, hint ? hint->pd : NULL));
     for (int a = 0; a < FKD_ARG__COUNT; a++) {
         const dnnl_memory_desc_t *md =
             dnnl_primitive_desc_query_md(p->pd, dnnl_query_exec_arg_md, dnnl_arg_of[a]);
@@ -363,6 +368,11 @@ static fkd_status pd_create(fkd_shim *s, fkd_pd **out, const void *op_desc,
     return FKD_OK;
 }
 
+static fkd_status pd_create(fkd_shim *s, fkd_pd **out, const void *op_desc, const fkd_pd *hint)
+{
+    return pd_create_attr(s, out, op_desc, hint, s->attr);
+}
+
 static dnnl_prop_kind_t fwd_kind(bool training)
 {
     return training ? dnnl_forward_training : dnnl_forward_inference;
@@ -370,15 +380,17 @@ static dnnl_prop_kind_t fwd_kind(bool training)
 
 fkd_status fkd_shim_conv_fwd_pd(fkd_shim *s, fkd_pd **out, bool training, const fkd_md *src,
                                 const fkd_md *weights, const fkd_md *bias, const fkd_md *dst,
-                                int stride, int padding)
+                                int stride, int padding, bool sum, bool winograd)
 {
     dnnl_convolution_desc_t d;
     dnnl_dims_t st = {stride, stride}, pad = {padding, padding};
     FKD_DNNL_CHECK(dnnl_convolution_forward_desc_init(&d, fwd_kind(training),
-                                                      dnnl_convolution_direct, raw(src),
+                                                      winograd ? dnnl_convolution_winograd
+                                                               : dnnl_convolution_direct, raw(src),
                                                       raw(weights), raw(bias), raw(dst), st,
                                                       pad, pad));
-    return pd_create(s, out, &d, NULL);
+    /* attr_accum: the user-mode scratchpad and a sum post-op of scale 1. */
+    return pd_create_attr(s, out, &d, NULL, sum ? s->attr_accum : s->attr);
 }
 
 fkd_status fkd_shim_conv_bwd_data_pd(fkd_shim *s, fkd_pd **out, const fkd_md *diff_src,

@@ -104,6 +104,9 @@ fkd_dtype fkd_shim_md_dtype(const fkd_md *md);
 /* True when oneDNN has bf16 kernels on this CPU (AVX-512 and up; native with avx512_bf16
  * or AMX, emulated on plain AVX-512). */
 bool fkd_shim_bf16_ok(void);
+/* A plain or blocked layout (strides over dims): reorders go both ways. False for opaque
+ * ones (Winograd weights), which reorders can only write. */
+bool fkd_shim_md_is_blocked(const fkd_md *md);
 /* Bytes a buffer of this layout needs, including blocking padding. */
 size_t fkd_shim_md_bytes(const fkd_md *md);
 
@@ -127,9 +130,13 @@ size_t fkd_shim_mem_bytes(const fkd_mem *m);
  * `training` selects forward_training (keeps what backward needs) over forward_inference.
  * Backward descriptors take their forward descriptor as the hint. Convolution weights are
  * (O, I, K, K), or (G, O/G, I/G, K, K) when grouped. */
+/* `sum`: a sum post-op, dst = conv(src) + bias + dst (a residual add fused in; dst holds
+ * the residual when the primitive runs). `winograd`: oneDNN's Winograd algorithm instead of
+ * direct convolution (fp32 3×3 stride 1; fails with FKD_ERR_DNNL where unimplemented; its
+ * weights take an opaque layout, see fkd_shim_md_is_blocked). */
 fkd_status fkd_shim_conv_fwd_pd(fkd_shim *s, fkd_pd **out, bool training, const fkd_md *src,
                                 const fkd_md *weights, const fkd_md *bias, const fkd_md *dst,
-                                int stride, int padding);
+                                int stride, int padding, bool sum, bool winograd);
 fkd_status fkd_shim_conv_bwd_data_pd(fkd_shim *s, fkd_pd **out, const fkd_md *diff_src,
                                      const fkd_md *weights, const fkd_md *diff_dst, int stride,
                                      int padding, const fkd_pd *hint);
