@@ -175,21 +175,29 @@ static void test_bad_methods_fail_before_training(void **state)
     assert_non_null(strstr(fkd_last_error(), "distill[0].T: expected a number, got \"four\""));
 }
 
+/* Writes dir/`name`: `head_lines`, then one benchmark (a tiny .bin) and one run (the L2
+ * student), and runs facekd compare on it. */
+static void run_compare_set(const char *name, const char *head_lines)
+{
+    char path[PATH], text[2048];
+    snprintf(path, sizeof path, "%s/tiny.bin", dir);
+    if (!fkd_test_file_nonempty(path)) assert_int_equal(fkd_test_write_synth_bin(path, 4, 20), FKD_OK);
+    snprintf(text, sizeof text,
+             "%sbenchmarks:\n  - {name: tiny, bin: tiny.bin}\nruns:\n  - {label: Student L2, recipe: student.yaml}\n",
+             head_lines);
+    assert_int_equal(fkd_test_write_text(path, dir, name, text), 0);
+    fkd_status s = fkd_compare_run(path, false);
+    if (s != FKD_OK) fail_msg("%s", fkd_last_error());
+}
+
 /* compare: rows are the teacher and each run, columns each benchmark's accuracy, TAR and
  * EKD's view; one ROC plot per benchmark. */
 static void test_compare_writes_its_table(void **state)
 {
     (void)state;
-    char path[PATH], text[2048];
-    snprintf(path, sizeof path, "%s/tiny.bin", dir);
-    assert_int_equal(fkd_test_write_synth_bin(path, 4, 20), FKD_OK);
-    snprintf(text, sizeof text,
-             "name: tiny\noutput: cmp\nteacher: teacher/model.safetensors\nteacher_label: Teacher\nfar: 1e-1\n"
-             "benchmarks:\n  - {name: tiny, bin: tiny.bin}\n"
-             "runs:\n  - {label: Student L2, recipe: student.yaml}\n");
-    assert_int_equal(fkd_test_write_text(path, dir, "set.yaml", text), 0);
-    fkd_status s = fkd_compare_run(path, false);
-    if (s != FKD_OK) fail_msg("%s", fkd_last_error());
+    char path[PATH];
+    run_compare_set("set.yaml",
+                    "name: tiny\noutput: cmp\nteacher: teacher/model.safetensors\nteacher_label: Teacher\nfar: 1e-1\n");
     snprintf(path, sizeof path, "%s/cmp/compare.md", dir);
     uint8_t *md;
     size_t size;
@@ -225,16 +233,8 @@ static void test_compare_trains_a_staged_teacher(void **state)
              "extends: warm.yaml\nname: staged\noutput: staged\nmodel: {weights: warm/model.safetensors}\n"
              "head: {loss: arcface, s: 16, m2: 0.2}\n");
     assert_int_equal(fkd_test_write_text(path, dir, "staged.yaml", text), 0);
-    snprintf(path, sizeof path, "%s/tiny2.bin", dir);
-    assert_int_equal(fkd_test_write_synth_bin(path, 4, 20), FKD_OK);
-    snprintf(text, sizeof text,
-             "name: staged\noutput: cmp3\nteacher: staged/model.safetensors\n"
-             "teacher_recipe: [warm.yaml, staged.yaml]\nflip: false\n"
-             "benchmarks:\n  - {name: tiny, bin: tiny2.bin}\n"
-             "runs:\n  - {label: Student L2, recipe: student.yaml}\n");
-    assert_int_equal(fkd_test_write_text(path, dir, "staged_set.yaml", text), 0);
-    fkd_status s = fkd_compare_run(path, false);
-    if (s != FKD_OK) fail_msg("%s", fkd_last_error());
+    run_compare_set("staged_set.yaml", "name: staged\noutput: cmp3\nteacher: staged/model.safetensors\n"
+                                       "teacher_recipe: [warm.yaml, staged.yaml]\nflip: false\n");
     snprintf(path, sizeof path, "%s/warm/model.safetensors", dir);
     assert_true(fkd_test_file_nonempty(path));
     snprintf(path, sizeof path, "%s/staged/model.safetensors", dir);
