@@ -59,6 +59,24 @@ fkd_value fkd_graph_conv(fkd_graph *g, const char *name, fkd_value x, int out_ch
     return y;
 }
 
+/* Winograd F(4×4, 3×3) candidates: fp32 dense 3×3 stride-1 convolutions on multiples of
+ * 16 channels — not on few channels (the 3-channel stem: 3x slower than direct there) —,
+ * unless the graph asks for direct convolutions (INFER and TRAIN alike). */
+static bool wino_fits(const fkd_graph *g, const fkd__node *n)
+{
+    const conv_state *s = n->state;
+    const fkd__value *x = &g->values[n->inputs[0]];
+    return g->dtype == FKD_DT_F32 && s->kernel == 3 && s->stride == 1 && s->groups == 1 &&
+           x->dims[1] % 16 == 0 && s->out_c % 16 == 0 && !g->cfg.direct_conv;
+}
+
+/* The descriptor *pd was created (st, the creating call's status) and is not a reference
+ * kernel. A pointer: the call writes *pd, argument order is unsequenced. */
+static bool fast_pd(fkd_status st, fkd_pd *const *pd)
+{
+    return st == FKD_OK && strncmp(fkd_shim_pd_impl(*pd), "ref", 3) != 0;
+}
+
 /* INFER graphs: the forward descriptor, first match of
  *   algorithm  Winograd F(4×4, 3×3) for fp32 dense 3×3 stride-1 convolutions on multiples
  *              of 16 channels (oneDNN's jit_wino_4x3: 1.3–2x the direct kernels here), then
@@ -74,9 +92,7 @@ static fkd_status infer_pd(fkd_graph *g, fkd__node *n, const fkd_md *any_src, co
     const conv_state *s = n->state;
     const fkd__value *x = &g->values[n->inputs[0]], *y = &g->values[n->output];
     const fkd_md *have = fkd_shim_mem_md(x->data), *blocked = NULL;
-    /* Not on few channels (the 3-channel stem: 3x slower than direct there). */
-    bool wino = g->dtype == FKD_DT_F32 && s->kernel == 3 && s->stride == 1 && s->groups == 1 &&
-                x->dims[1] % 16 == 0 && s->out_c % 16 == 0 && !g->cfg.direct_conv;
+    bool wino = wino_fits(g, n);
     bool same_type = fkd_shim_md_dtype(have) == g->dtype;
     /* Blocked input: depthwise kernels (jit_dw) want the output blocked too, not "any"
      * (which selects ref:any for them). */
@@ -86,9 +102,9 @@ static fkd_status infer_pd(fkd_graph *g, fkd__node *n, const fkd_md *any_src, co
     for (int alg = wino ? 0 : 1; alg < 2; alg++)
         for (int k = 0; k < 3; k++) {
             /* Failures here are expected (unimplemented combinations): the next one is tried. */
-            if (fkd_shim_conv_fwd_pd(g->shim, out, false, srcs[k], w, b, dsts[k], s->stride, s->padding,
-                                     n->residual >= 0, alg == 0) == FKD_OK &&
-                strncmp(fkd_shim_pd_impl(*out), "ref", 3) != 0)
+            if (fast_pd(fkd_shim_conv_fwd_pd(g->shim, out, false, srcs[k], w, b, dsts[k], s->stride,
+                                             s->padding, n->residual >= 0, alg == 0),
+                        out))
                 return FKD_OK;
         }
     return fkd_shim_conv_fwd_pd(g->shim, out, false, any_src, w, b, dst, s->stride, s->padding, n->residual >= 0,
@@ -125,16 +141,28 @@ static fkd_status conv_build(fkd_graph *g, fkd__node *n)
     if (!train) {
         FKD_TRY(infer_pd(g, n, src, w, b, dst, &fwd));
     } else {
-        FKD_TRY(fkd_shim_conv_fwd_pd(sh, &fwd, train, src, w, b, dst, s->stride, s->padding, false, false));
-        FKD_TRY(fkd_shim_conv_bwd_data_pd(sh, &bwd_data, src, w, dst, s->stride, s->padding, fwd));
+        /* Each of the three on oneDNN's Winograd kernel (jit_wino_4x3) where it has one, else
+         * direct. Training Winograd weights are blocked (OIhw16i16o, transformed inside each
+         * run), so masters and weight gradients keep a readable layout. Failures of the
+         * Winograd attempts are expected (unimplemented shapes): direct is tried next. */
+        bool wino = wino_fits(g, n);
+        if (!wino || !fast_pd(fkd_shim_conv_fwd_pd(sh, &fwd, train, src, w, b, dst, s->stride,
+                                                   s->padding, false, true), &fwd))
+            FKD_TRY(fkd_shim_conv_fwd_pd(sh, &fwd, train, src, w, b, dst, s->stride, s->padding, false, false));
+        if (!wino || !fast_pd(fkd_shim_conv_bwd_data_pd(sh, &bwd_data, src, w, dst, s->stride, s->padding,
+                                                        fwd, true), &bwd_data))
+            FKD_TRY(fkd_shim_conv_bwd_data_pd(sh, &bwd_data, src, w, dst, s->stride, s->padding, fwd, false));
         /* Backward-weights reads x in the forward's layout when it has a fast kernel for it;
          * otherwise (depthwise kernels larger than 3×3 on blocked data, MobileFaceNet's
          * 7×7 GDC) it chooses its own layout and x is reordered for it. */
-        FKD_TRY(fkd_shim_conv_bwd_weights_pd(sh, &bwd_weights, fkd_shim_pd_md(fwd, FKD_ARG_SRC), dw,
-                                             b, dst, s->stride, s->padding, fwd));
+        const fkd_md *fwd_src = fkd_shim_pd_md(fwd, FKD_ARG_SRC);
+        if (!wino || !fast_pd(fkd_shim_conv_bwd_weights_pd(sh, &bwd_weights, fwd_src, dw, b, dst, s->stride,
+                                                           s->padding, fwd, true), &bwd_weights))
+            FKD_TRY(fkd_shim_conv_bwd_weights_pd(sh, &bwd_weights, fwd_src, dw, b, dst, s->stride,
+                                                 s->padding, fwd, false));
         if (strncmp(fkd_shim_pd_impl(bwd_weights), "ref", 3) == 0)
             FKD_TRY(fkd_shim_conv_bwd_weights_pd(sh, &bwd_weights, src, dw, b, dst, s->stride,
-                                                 s->padding, fwd));
+                                                 s->padding, fwd, false));
     }
     return fkd__build_weighted(g, n, fwd, bwd_data, bwd_weights, w_plain);
 }

@@ -378,28 +378,31 @@ static dnnl_prop_kind_t fwd_kind(bool training)
     return training ? dnnl_forward_training : dnnl_forward_inference;
 }
 
+static dnnl_alg_kind_t conv_alg(bool winograd)
+{
+    return winograd ? dnnl_convolution_winograd : dnnl_convolution_direct;
+}
+
 fkd_status fkd_shim_conv_fwd_pd(fkd_shim *s, fkd_pd **out, bool training, const fkd_md *src,
                                 const fkd_md *weights, const fkd_md *bias, const fkd_md *dst,
                                 int stride, int padding, bool sum, bool winograd)
 {
     dnnl_convolution_desc_t d;
     dnnl_dims_t st = {stride, stride}, pad = {padding, padding};
-    FKD_DNNL_CHECK(dnnl_convolution_forward_desc_init(&d, fwd_kind(training),
-                                                      winograd ? dnnl_convolution_winograd
-                                                               : dnnl_convolution_direct, raw(src),
-                                                      raw(weights), raw(bias), raw(dst), st,
-                                                      pad, pad));
+    FKD_DNNL_CHECK(dnnl_convolution_forward_desc_init(&d, fwd_kind(training), conv_alg(winograd),
+                                                      raw(src), raw(weights), raw(bias), raw(dst),
+                                                      st, pad, pad));
     /* attr_accum: the user-mode scratchpad and a sum post-op of scale 1. */
     return pd_create_attr(s, out, &d, NULL, sum ? s->attr_accum : s->attr);
 }
 
 fkd_status fkd_shim_conv_bwd_data_pd(fkd_shim *s, fkd_pd **out, const fkd_md *diff_src,
                                      const fkd_md *weights, const fkd_md *diff_dst, int stride,
-                                     int padding, const fkd_pd *hint)
+                                     int padding, const fkd_pd *hint, bool winograd)
 {
     dnnl_convolution_desc_t d;
     dnnl_dims_t st = {stride, stride}, pad = {padding, padding};
-    FKD_DNNL_CHECK(dnnl_convolution_backward_data_desc_init(&d, dnnl_convolution_direct,
+    FKD_DNNL_CHECK(dnnl_convolution_backward_data_desc_init(&d, conv_alg(winograd),
                                                             raw(diff_src), raw(weights),
                                                             raw(diff_dst), st, pad, pad));
     return pd_create(s, out, &d, hint);
@@ -408,12 +411,12 @@ fkd_status fkd_shim_conv_bwd_data_pd(fkd_shim *s, fkd_pd **out, const fkd_md *di
 fkd_status fkd_shim_conv_bwd_weights_pd(fkd_shim *s, fkd_pd **out, const fkd_md *src,
                                         const fkd_md *diff_weights, const fkd_md *diff_bias,
                                         const fkd_md *diff_dst, int stride, int padding,
-                                        const fkd_pd *hint)
+                                        const fkd_pd *hint, bool winograd)
 {
     dnnl_convolution_desc_t d;
     dnnl_dims_t st = {stride, stride}, pad = {padding, padding};
     FKD_DNNL_CHECK(dnnl_convolution_backward_weights_desc_init(
-        &d, dnnl_convolution_direct, raw(src), raw(diff_weights), raw(diff_bias), raw(diff_dst),
+        &d, conv_alg(winograd), raw(src), raw(diff_weights), raw(diff_bias), raw(diff_dst),
         st, pad, pad));
     return pd_create(s, out, &d, hint);
 }

@@ -133,17 +133,19 @@ size_t fkd_shim_mem_bytes(const fkd_mem *m);
 /* `sum`: a sum post-op, dst = conv(src) + bias + dst (a residual add fused in; dst holds
  * the residual when the primitive runs). `winograd`: oneDNN's Winograd algorithm instead of
  * direct convolution (fp32 3×3 stride 1; fails with FKD_ERR_DNNL where unimplemented; its
- * weights take an opaque layout, see fkd_shim_md_is_blocked). */
+ * weights take an opaque layout for inference, see fkd_shim_md_is_blocked; blocked
+ * OIhw16i16o for training, transformed inside each run). The backward descriptors take the
+ * same flag (oneDNN's Winograd backward-data and backward-weights kernels). */
 fkd_status fkd_shim_conv_fwd_pd(fkd_shim *s, fkd_pd **out, bool training, const fkd_md *src,
                                 const fkd_md *weights, const fkd_md *bias, const fkd_md *dst,
                                 int stride, int padding, bool sum, bool winograd);
 fkd_status fkd_shim_conv_bwd_data_pd(fkd_shim *s, fkd_pd **out, const fkd_md *diff_src,
                                      const fkd_md *weights, const fkd_md *diff_dst, int stride,
-                                     int padding, const fkd_pd *hint);
+                                     int padding, const fkd_pd *hint, bool winograd);
 fkd_status fkd_shim_conv_bwd_weights_pd(fkd_shim *s, fkd_pd **out, const fkd_md *src,
                                         const fkd_md *diff_weights, const fkd_md *diff_bias,
                                         const fkd_md *diff_dst, int stride, int padding,
-                                        const fkd_pd *hint);
+                                        const fkd_pd *hint, bool winograd);
 /* Batch norm with scale and shift; `global_stats` normalises with given mean/variance. */
 fkd_status fkd_shim_bnorm_fwd_pd(fkd_shim *s, fkd_pd **out, bool training, const fkd_md *data,
                                  float eps, bool global_stats);
