@@ -35,7 +35,7 @@ static void bench_usage(void)
            "  --steps S       timed steps (default 10); --warmup S untimed steps (default 3)\n"
            "  --unfused       inference without batch-norm folding and fused residual adds\n"
            "                  (every node its own op, as before fusion; for comparisons)\n"
-           "  --direct-conv   inference in fp32 without Winograd convolutions (less memory)\n"
+           "  --direct-conv   fp32 without Winograd convolutions (inference: less memory)\n"
            "  --json          one JSON object instead of text\n\n"
            "With --data, measures how fast facekd reads a dataset, in images per second:\n"
            "  decode   decode + normalise to NCHW on one thread\n"
@@ -155,7 +155,7 @@ static void print_model(const fkd_perf_config *c, const fkd_perf_result *r, bool
     }
     printf("model      %s (width %d), %s%s%s, %s, batch %d, %d threads, oneDNN ISA %s\n", c->arch,
            c->width ? c->width : 64, mode, c->unfused && !c->train ? " unfused" : "",
-           c->direct_conv && !c->train ? " direct-conv" : "", prec, c->batch, r->threads, r->isa);
+           c->direct_conv ? " direct-conv" : "", prec, c->batch, r->threads, r->isa);
     printf("size       %.2f M parameters, %.3f G MACs per image; graph built in %.2f s\n",
            r->parameters / 1e6, r->macs / 1e9, r->finalize_s);
     printf("speed      %.1f img/s (median of %d steps: %.1f ms; fastest %.1f ms)\n", r->images_per_s, c->steps,

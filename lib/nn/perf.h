@@ -27,7 +27,7 @@ typedef struct {
     int warmup, steps;       /* untimed, then timed steps */
     uint64_t seed;           /* parameters and the synthetic batch */
     bool unfused;            /* inference: no batch-norm folding or fused adds (graph config) */
-    bool direct_conv;        /* inference: no Winograd convolutions (graph config) */
+    bool direct_conv;        /* no Winograd convolutions (graph config) */
 } fkd_perf_config;
 
 typedef struct {
