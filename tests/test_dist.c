@@ -115,13 +115,7 @@ static void expect_close(const char *what, const float *a, const float *b, size_
 static void train_once(fkd_graph *g, fkd_value out, const float *x, const float *dy, float *y, float *dx)
 {
     OK(fkd_graph_set_training(g, true));
-    OK(fkd_graph_set_input(g, "x", x));
-    OK(fkd_graph_forward(g));
-    OK(fkd_graph_read(g, out, y));
-    OK(fkd_graph_zero_grad(g));
-    OK(fkd_graph_add_grad(g, out, dy));
-    OK(fkd_graph_backward(g));
-    OK(fkd_graph_read_input_grad(g, "x", dx));
+    OK(fkd_test_forward_backward(g, "x", out, x, dy, y, dx));
 }
 
 /* One training forward/backward of the reference net (per-batch statistics, the global

@@ -28,6 +28,7 @@
 #include "nn/graph.h"
 #include "nn/graph_walk.h"
 #include "nn/shim.h"
+#include "support/nn_nets.h"
 
 #define OK(expr) assert_int_equal((expr), FKD_OK)
 
@@ -131,15 +132,7 @@ static float *run(fkd_graph *g, const float *x, bool extra, size_t *len)
     return out;
 }
 
-static double rel_err(const float *a, const float *b, size_t n)
-{
-    double d = 0, s = 0;
-    for (size_t i = 0; i < n; i++) {
-        d += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-        s += (double)b[i] * b[i];
-    }
-    return sqrt(d / (s > 0 ? s : 1));
-}
+#define rel_err fkd_test_rel_err
 
 /* Graph `a` against graph `b` built from the specs, same weights and input: normalised
  * error over every tap, printed with `what`, at most `tol`. */

@@ -19,7 +19,6 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <cmocka.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +26,7 @@
 #include "core/rng.h"
 #include "nn/arch.h"
 #include "nn/graph.h"
+#include "support/nn_nets.h"
 
 #define OK(expr) assert_int_equal((expr), FKD_OK)
 
@@ -49,15 +49,7 @@ static fkd_graph *build(bool direct_conv, fkd_value *emb)
     return g;
 }
 
-static double rel_err(const float *a, const float *b, size_t n)
-{
-    double d = 0, r = 0;
-    for (size_t i = 0; i < n; i++) {
-        d += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
-        r += (double)b[i] * b[i];
-    }
-    return sqrt(d / (r > 0 ? r : 1));
-}
+#define rel_err fkd_test_rel_err
 
 static float *random_array(size_t n, uint64_t stream)
 {
@@ -67,18 +59,6 @@ static float *random_array(size_t n, uint64_t stream)
     assert_non_null(v);
     for (size_t i = 0; i < n; i++) v[i] = (float)fkd_rng_normal(&rng);
     return v;
-}
-
-/* One forward and backward: the embedding and dL/d(input) into emb_out and dx_out. */
-static void step(fkd_graph *g, fkd_value emb, const float *x, const float *dy, float *emb_out, float *dx_out)
-{
-    OK(fkd_graph_set_input(g, "input", x));
-    OK(fkd_graph_forward(g));
-    OK(fkd_graph_read(g, emb, emb_out));
-    OK(fkd_graph_zero_grad(g));
-    OK(fkd_graph_add_grad(g, emb, dy));
-    OK(fkd_graph_backward(g));
-    OK(fkd_graph_read_input_grad(g, "input", dx_out));
 }
 
 static int count(const char *s, const char *what)
@@ -127,8 +107,8 @@ static void test_winograd_vs_direct(void **state)
     float *x = random_array(nx, 1), *dy = random_array(ne, 2);
     float *ea = malloc(ne * sizeof *ea), *eb = malloc(ne * sizeof *eb);
     float *dxa = malloc(nx * sizeof *dxa), *dxb = malloc(nx * sizeof *dxb);
-    step(w, ew, x, dy, ea, dxa);
-    step(d, ed, x, dy, eb, dxb);
+    OK(fkd_test_forward_backward(w, "input", ew, x, dy, ea, dxa));
+    OK(fkd_test_forward_backward(d, "input", ed, x, dy, eb, dxb));
     double e_fwd = rel_err(ea, eb, ne), e_dx = rel_err(dxa, dxb, nx), e_dw = 0;
     const char *worst = "";
     for (int i = 0; i < nw; i++) {

@@ -1,5 +1,9 @@
 #include "nn_nets.h"
 
+#include <math.h>
+
+#include "core/status.h"
+
 fkd_value fkd_test_iresnet_block(fkd_graph *g, fkd_value x, int out_channels)
 {
     int c = out_channels;
@@ -12,4 +16,26 @@ fkd_value fkd_test_iresnet_block(fkd_graph *g, fkd_value x, int out_channels)
     fkd_value d = fkd_graph_conv(g, "down", x, c, 1, 2, 0, 1, false);
     d = fkd_graph_batchnorm(g, "down_bn", d, 1e-5f, 0.1f);
     return fkd_graph_add(g, "add", a, d);
+}
+
+double fkd_test_rel_err(const float *a, const float *b, size_t n)
+{
+    double d = 0, s = 0;
+    for (size_t i = 0; i < n; i++) {
+        d += ((double)a[i] - b[i]) * ((double)a[i] - b[i]);
+        s += (double)b[i] * b[i];
+    }
+    return sqrt(d / (s > 0 ? s : 1));
+}
+
+fkd_status fkd_test_forward_backward(fkd_graph *g, const char *input, fkd_value out, const float *x,
+                                     const float *dy, float *y, float *dx)
+{
+    FKD_TRY(fkd_graph_set_input(g, input, x));
+    FKD_TRY(fkd_graph_forward(g));
+    FKD_TRY(fkd_graph_read(g, out, y));
+    FKD_TRY(fkd_graph_zero_grad(g));
+    FKD_TRY(fkd_graph_add_grad(g, out, dy));
+    FKD_TRY(fkd_graph_backward(g));
+    return fkd_graph_read_input_grad(g, input, dx);
 }
