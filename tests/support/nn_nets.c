@@ -1,6 +1,7 @@
 #include "nn_nets.h"
 
 #include <math.h>
+#include <string.h>
 
 #include "core/status.h"
 
@@ -38,4 +39,10 @@ fkd_status fkd_test_forward_backward(fkd_graph *g, const char *input, fkd_value 
     FKD_TRY(fkd_graph_add_grad(g, out, dy));
     FKD_TRY(fkd_graph_backward(g));
     return fkd_graph_read_input_grad(g, input, dx);
+}
+
+bool fkd_test_kernels_mention(fkd_graph *g, const char *node, const char *needle)
+{
+    char buf[1024];
+    return fkd_graph_kernels(g, node, buf, sizeof buf) == FKD_OK && strstr(buf, needle) != NULL;
 }

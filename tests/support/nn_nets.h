@@ -2,6 +2,7 @@
 #ifndef FKD_TESTS_NN_NETS_H
 #define FKD_TESTS_NN_NETS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "nn/graph.h"
@@ -18,5 +19,9 @@ double fkd_test_rel_err(const float *a, const float *b, size_t n);
  * dy (after zero_grad): out into y, dL/d(input) into dx. */
 fkd_status fkd_test_forward_backward(fkd_graph *g, const char *input, fkd_value out, const float *x,
                                      const float *dy, float *y, float *dx);
+
+/* Whether the kernels node `node` runs (fkd_graph_kernels) mention `needle`; false also
+ * when the node is unknown. */
+bool fkd_test_kernels_mention(fkd_graph *g, const char *node, const char *needle);
 
 #endif
