@@ -86,13 +86,6 @@ static int teardown(void **state)
     return fkd_test_tmpdir_remove(dir);
 }
 
-static double mean(const double *v, int from, int to)
-{
-    double sum = 0;
-    for (int i = from; i < to; i++) sum += v[i];
-    return sum / (to - from);
-}
-
 /* The l2 term (weight 10 on normalised embeddings) falls; the run folder is complete; the
  * first run computes the teacher cache, the second uses it. */
 static void test_distill_moves_student_toward_teacher(void **state)
@@ -107,7 +100,7 @@ static void test_distill_moves_student_toward_teacher(void **state)
     double *l2 = NULL;
     int rows = fkd_test_csv_column(path, "l2", &l2);
     assert_int_equal(rows, 16);
-    double first = mean(l2, 0, 4), last = mean(l2, rows - 4, rows);
+    double first = fkd_test_mean(l2, 0, 4), last = fkd_test_mean(l2, rows - 4, rows);
     printf("l2 term: %.4f (steps 1-4) -> %.4f (steps 13-16)\n", first, last);
     assert_true(last < 0.9 * first);
     free(l2);

@@ -55,14 +55,6 @@ static fkd_status train(const char *file, const char *const *sets, size_t n_sets
     return train_with(file, sets, n_sets, resume, NULL, created);
 }
 
-/* Mean of values[from, to). */
-static double mean(const double *values, int from, int to)
-{
-    double sum = 0;
-    for (int i = from; i < to; i++) sum += values[i];
-    return sum / (to - from);
-}
-
 /* (a) 30 steps of batch 8 on 10 identities x 10 images: the loss falls and the run folder
  * holds every file, including the evaluation outputs of a 20-pair benchmark. */
 static void test_tiny_run_learns_and_writes_its_folder(void **state)
@@ -108,7 +100,7 @@ static void test_tiny_run_learns_and_writes_its_folder(void **state)
     snprintf(path, sizeof path, "%s/run/log.csv", dir);
     int rows = fkd_test_csv_column(path, "loss", &loss);
     assert_int_equal(rows, 30);
-    double first = mean(loss, 0, 5), last = mean(loss, rows - 5, rows);
+    double first = fkd_test_mean(loss, 0, 5), last = fkd_test_mean(loss, rows - 5, rows);
     printf("tiny run: loss %.4f (steps 1-5) -> %.4f (steps 26-30)\n", first, last);
     assert_true(last < 0.9 * first);
     free(loss);

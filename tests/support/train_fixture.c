@@ -121,3 +121,10 @@ int fkd_test_file_nonempty(const char *path)
     struct stat st;
     return stat(path, &st) == 0 && st.st_size > 0;
 }
+
+double fkd_test_mean(const double *values, int from, int to)
+{
+    double sum = 0;
+    for (int i = from; i < to; i++) sum += values[i];
+    return sum / (to - from);
+}

@@ -28,6 +28,9 @@ int fkd_test_csv_column(const char *path, const char *name, double **values);
  * name or shape (the reason in `worst`). */
 double fkd_test_safetensors_diff(const char *a, const char *b, const char *only, char *worst, size_t worst_size);
 
+/* Mean of values[from, to) (a CSV column's first or last rows, to see a loss fall). */
+double fkd_test_mean(const double *values, int from, int to);
+
 /* 1 when `path` exists and is not empty. */
 int fkd_test_file_nonempty(const char *path);
 
