@@ -95,12 +95,9 @@ void fkd_graph_free(fkd_graph *g)
     free(g->params);
     free(g->pimpl);
     free(g->taps);
-    free(g->temps);
-    for (int i = 0; i < g->n_blocks; i++) free(g->blocks[i].buf);
-    free(g->blocks);
+    free(g->spans);
+    free(g->views);
     free(g->last_use);
-    for (int i = 0; i < g->n_grad_blocks; i++) free(g->grad_blocks[i].buf);
-    free(g->grad_blocks);
     free(g->grad_until);
     for (int i = 0; i < g->n_owned; i++) free(g->owned[i]);
     free(g->owned);
@@ -221,35 +218,124 @@ fkd_status fkd__value_plain_md(fkd_graph *g, int v, const fkd_md **out)
     return fkd_shim_md_plain(g->shim, out, g->values[v].ndims, g->values[v].dims, g->dtype);
 }
 
-/* The smallest block of `pool` free at the node being built that fits, or a new one; busy
- * until node `until` has run. INFER activations and TRAIN gradients use it. */
-static fkd_status shared_block(fkd_graph *g, struct fkd__block **pool, int *n, int *cap, int until,
-                               size_t bytes, void **out)
+/* ---- the arena ------------------------------------------------------------------------- */
+/* Buffers that live only part of a step get a span of the timeline (node i's forward at
+ * time i, its backward at 2N − 1 − i) and share one arena: after every node is built,
+ * spans are placed largest first, each at the lowest offset where it overlaps no placed
+ * span that is live at the same time (greedy by size, as TFLite's planner). So a stem's
+ * backward temporaries reuse what deeper layers' gradients and scratchpads used, and
+ * Winograd's scratchpad lives only while its primitive runs. */
+
+static int fwd_time(const fkd_graph *g, int node) { (void)g; return node; }
+static int bwd_time(const fkd_graph *g, int node) { return 2 * g->n_nodes - 1 - node; }
+
+static size_t round64(size_t bytes) { return (bytes + 63) / 64 * 64; }
+
+/* A buffer-less memory of layout md placed in the arena over [first, last]. */
+static fkd_status span_mem(fkd_graph *g, fkd_mem **out, const fkd_md *md, int first, int last)
 {
-    int best = -1;
-    for (int i = 0; i < *n; i++) {
-        const struct fkd__block *b = &(*pool)[i];
-        if (b->busy_until < g->building && b->bytes >= bytes && (best < 0 || b->bytes < (*pool)[best].bytes))
-            best = i;
+    FKD_TRY(fkd__grow((void **)&g->spans, &g->cap_spans, g->n_spans + 1, sizeof *g->spans));
+    FKD_TRY(fkd_shim_mem_edge(g->shim, out, md));
+    g->spans[g->n_spans++] = (struct fkd__span){*out, NULL, round64(fkd_shim_md_bytes(md)), 0, first, last};
+    return FKD_OK;
+}
+
+/* The scratchpads of a node's steps, live while they run at time t. */
+static fkd_status span_scratch(fkd_graph *g, const fkd__steps *steps, int t)
+{
+    for (int i = 0; i < steps->count; i++) {
+        fkd_prim *p = steps->items[i].prim;
+        size_t bytes = p ? fkd_shim_prim_scratch_bytes(p) : 0;
+        if (!bytes) continue;
+        FKD_TRY(fkd__grow((void **)&g->spans, &g->cap_spans, g->n_spans + 1, sizeof *g->spans));
+        g->spans[g->n_spans++] = (struct fkd__span){NULL, p, round64(bytes), 0, t, t};
     }
-    if (best < 0) {
-        FKD_TRY(fkd__grow((void **)pool, cap, *n + 1, sizeof **pool));
-        void *buf = aligned_alloc(64, bytes);
-        if (!buf) return FKD_FAIL(FKD_ERR_NOMEM, "graph: cannot allocate %zu bytes of activations", bytes);
-        memset(buf, 0, bytes);
-        best = (*n)++;
-        (*pool)[best] = (struct fkd__block){buf, bytes, 0};
+    return FKD_OK;
+}
+
+static int by_size_desc(const void *a, const void *b)
+{
+    const struct fkd__span *x = *(struct fkd__span *const *)a, *y = *(struct fkd__span *const *)b;
+    if (x->bytes != y->bytes) return x->bytes < y->bytes ? 1 : -1;
+    return x->first - y->first;
+}
+
+static int by_offset(const void *a, const void *b)
+{
+    const struct fkd__span *x = *(struct fkd__span *const *)a, *y = *(struct fkd__span *const *)b;
+    return x->offset < y->offset ? -1 : x->offset > y->offset;
+}
+
+/* Offsets for every span, g->arena_bytes their extent. */
+static fkd_status place_spans(fkd_graph *g)
+{
+    int n = g->n_spans;
+    struct fkd__span **order = malloc(sizeof *order * (size_t)(n ? n : 1));
+    struct fkd__span **live = malloc(sizeof *live * (size_t)(n ? n : 1));
+    if (!order || !live) {
+        free(order);
+        free(live);
+        return FKD_FAIL(FKD_ERR_NOMEM, "graph: out of memory");
     }
-    (*pool)[best].busy_until = until;
-    *out = (*pool)[best].buf;
+    for (int i = 0; i < n; i++) order[i] = &g->spans[i];
+    qsort(order, (size_t)n, sizeof *order, by_size_desc);
+    g->arena_bytes = 0;
+    for (int i = 0; i < n; i++) {
+        struct fkd__span *s = order[i];
+        int m = 0;
+        for (int j = 0; j < i; j++)
+            if (order[j]->first <= s->last && s->first <= order[j]->last) live[m++] = order[j];
+        qsort(live, (size_t)m, sizeof *live, by_offset);
+        /* The lowest gap between the spans live meanwhile that fits. */
+        size_t at = 0;
+        for (int j = 0; j < m && at + s->bytes > live[j]->offset; j++)
+            if (live[j]->offset + live[j]->bytes > at) at = live[j]->offset + live[j]->bytes;
+        s->offset = at;
+        if (at + s->bytes > g->arena_bytes) g->arena_bytes = at + s->bytes;
+    }
+    free(order);
+    free(live);
+    return FKD_OK;
+}
+
+/* Plans the scratchpads of the nodes' steps, places every span and gives the memories
+ * and scratchpads their buffers. */
+static fkd_status build_arena(fkd_graph *g)
+{
+    for (int i = 0; i < g->n_nodes; i++) {
+        FKD_TRY(span_scratch(g, &g->nodes[i].fwd, fwd_time(g, i)));
+        FKD_TRY(span_scratch(g, &g->nodes[i].bwd, bwd_time(g, i)));
+    }
+    FKD_TRY(place_spans(g));
+    if (!g->arena_bytes) return FKD_OK;
+    g->arena = aligned_alloc(64, g->arena_bytes);
+    if (!g->arena) return FKD_FAIL(FKD_ERR_NOMEM, "graph: cannot allocate a %zu-byte arena", g->arena_bytes);
+    memset(g->arena, 0, g->arena_bytes);
+    for (int i = 0; i < g->n_spans; i++) {
+        const struct fkd__span *s = &g->spans[i];
+        void *at = (char *)g->arena + s->offset;
+        if (s->mem) FKD_TRY(fkd_shim_mem_set_handle(s->mem, at));
+        else FKD_TRY(fkd_shim_prim_set_scratch(g->shim, s->prim, at));
+    }
+    for (int i = 0; i < g->n_views; i++)
+        FKD_TRY(fkd_shim_mem_set_handle(g->views[i].mem, fkd_shim_mem_data(g->views[i].base)));
+    return FKD_OK;
+}
+
+fkd_status fkd__mem_view(fkd_graph *g, fkd_mem **out, const fkd_md *md, fkd_mem *base)
+{
+    if (fkd_shim_md_bytes(md) > fkd_shim_mem_bytes(base))
+        return FKD_FAIL(FKD_ERR_ARG, "graph: a view of %zu bytes over a %zu-byte buffer", fkd_shim_md_bytes(md),
+                        fkd_shim_mem_bytes(base));
+    FKD_TRY(fkd__grow((void **)&g->views, &g->cap_views, g->n_views + 1, sizeof *g->views));
+    FKD_TRY(fkd_shim_mem_edge(g->shim, out, md));
+    g->views[g->n_views++] = (struct fkd__view){*out, base};
     return FKD_OK;
 }
 
 fkd_status fkd__value_alloc(fkd_graph *g, int value, const fkd_md *md)
 {
     fkd__value *v = &g->values[value];
-    size_t bytes = (fkd_shim_md_bytes(md) + 63) / 64 * 64;
-    void *buf = NULL;
     int root = fkd__value_root(g, value);
     if (root != value) {
         /* Fused: the root's producer ran earlier in node order and chose the layout. */
@@ -261,16 +347,14 @@ fkd_status fkd__value_alloc(fkd_graph *g, int value, const fkd_md *md)
         return FKD_OK;
     }
     /* last_use covers every value sharing this buffer (plan_lifetimes). */
-    if (g->last_use[value] != INT_MAX) {
-        FKD_TRY(shared_block(g, &g->blocks, &g->n_blocks, &g->cap_blocks, g->last_use[value], bytes, &buf));
-        return fkd_shim_mem_wrap(g->shim, &v->data, md, buf);
-    }
-    FKD_TRY(fkd_shim_mem(g->shim, &v->data, md));
+    if (g->last_use[value] != INT_MAX)
+        FKD_TRY(span_mem(g, &v->data, md, fwd_time(g, g->building), fwd_time(g, g->last_use[value])));
+    else
+        FKD_TRY(fkd_shim_mem(g->shim, &v->data, md));
     if (g->cfg.mode != FKD_GRAPH_TRAIN) return FKD_OK;
     if (!v->grad_shared) return fkd_shim_mem(g->shim, &v->grad, md);
-    FKD_TRY(shared_block(g, &g->grad_blocks, &g->n_grad_blocks, &g->cap_grad_blocks, g->grad_until[value],
-                         bytes, &buf));
-    return fkd_shim_mem_wrap(g->shim, &v->grad, md, buf);
+    /* From its last consumer's backward to its producer's (this node's). */
+    return span_mem(g, &v->grad, md, bwd_time(g, g->grad_until[value]), bwd_time(g, g->building));
 }
 
 static fkd_status steps_push(fkd__steps *steps, fkd__step step)
@@ -328,13 +412,9 @@ fkd_status fkd__value_as(fkd_graph *g, fkd__steps *steps, int v, const fkd_md *w
 
 fkd_status fkd__bwd_temp(fkd_graph *g, fkd__node *n, const fkd_md *md, fkd_mem **out)
 {
-    size_t bytes = (fkd_shim_md_bytes(md) + 63) / 64 * 64;
-    FKD_TRY(fkd__grow((void **)&g->temps, &g->cap_temps, g->n_temps + 1, sizeof *g->temps));
-    FKD_TRY(fkd_shim_mem_edge(g->shim, out, md));
-    g->temps[g->n_temps++] = (struct fkd__temp){*out, n->bwd_temp_bytes};
-    n->bwd_temp_bytes += bytes;
-    if (n->bwd_temp_bytes > g->arena_bytes) g->arena_bytes = n->bwd_temp_bytes;
-    return FKD_OK;
+    /* INFER graphs have no backward: their temporaries are the forward's (fuse.c's W'). */
+    int i = (int)(n - g->nodes), t = g->cfg.mode == FKD_GRAPH_TRAIN ? bwd_time(g, i) : fwd_time(g, i);
+    return span_mem(g, out, md, t, t);
 }
 
 fkd_status fkd__bwd_as(fkd_graph *g, fkd__node *n, fkd__steps *steps, fkd_mem *have,
@@ -355,8 +435,9 @@ fkd_status fkd__grad_as(fkd_graph *g, fkd__node *n, fkd__steps *steps, int v, co
 
 fkd_status fkd__dx_target(fkd_graph *g, fkd__node *n, int v, const fkd_md *md, fkd_mem **out)
 {
-    const fkd__value *x = &g->values[v];
+    fkd__value *x = &g->values[v];
     if (x->consumers == 1 && x->grad_shared && fkd_shim_md_equal(fkd_shim_mem_md(x->grad), md)) {
+        x->grad_overwritten = true;
         *out = x->grad;
         return FKD_OK;
     }
@@ -366,6 +447,17 @@ fkd_status fkd__dx_target(fkd_graph *g, fkd__node *n, int v, const fkd_md *md, f
 fkd_status fkd__dx_done(fkd_graph *g, fkd__steps *steps, int v, fkd_mem *dx)
 {
     return dx == g->values[v].grad ? FKD_OK : fkd__accumulate(g, steps, dx, g->values[v].grad);
+}
+
+fkd_status fkd__saved_input(fkd_graph *g, fkd__node *n, fkd__steps *steps, int v, fkd_mem *fwd_src,
+                            fkd_mem **out)
+{
+    const fkd__value *x = &g->values[v];
+    *out = fwd_src;
+    if (!x->recomputed || fwd_src != x->data) return FKD_OK;
+    fkd__node *p = &g->nodes[x->producer];
+    FKD_TRY(fkd__bwd_temp(g, n, fkd_shim_mem_md(x->data), out));
+    return ops[p->op]->recompute(g, p, steps, *out);
 }
 
 fkd_status fkd__accumulate(fkd_graph *g, fkd__steps *steps, fkd_mem *src, fkd_mem *dst)
@@ -447,7 +539,8 @@ fkd_status fkd__build_weighted(fkd_graph *g, fkd__node *n, const fkd_pd *fwd,
      * backward primitives want (one reorder when they agree). */
     fkd_mem *w_bwd, *x_bwd, *dy_d, *dy_w, *dx, *dw, *db = NULL;
     FKD_TRY(fkd__bwd_as(g, n, &n->bwd, pw->data, fkd_shim_pd_md(bwd_data, FKD_ARG_WEIGHTS), &w_bwd));
-    FKD_TRY(fkd__bwd_as(g, n, &n->bwd, src, fkd_shim_pd_md(bwd_weights, FKD_ARG_SRC), &x_bwd));
+    FKD_TRY(fkd__saved_input(g, n, &n->bwd, x, src, &x_bwd));
+    FKD_TRY(fkd__bwd_as(g, n, &n->bwd, x_bwd, fkd_shim_pd_md(bwd_weights, FKD_ARG_SRC), &x_bwd));
     FKD_TRY(fkd__grad_as(g, n, &n->bwd, y, fkd_shim_pd_md(bwd_data, FKD_ARG_DIFF_DST), &dy_d));
     const fkd_md *want_w = fkd_shim_pd_md(bwd_weights, FKD_ARG_DIFF_DST);
     if (fkd_shim_md_equal(want_w, fkd_shim_mem_md(dy_d))) dy_w = dy_d;
@@ -488,9 +581,29 @@ static fkd_status build_value_edges(fkd_graph *g, fkd__value *v)
     return FKD_OK;
 }
 
-/* Which values keep their own buffer: all in TRAIN graphs (backward reads them); inputs,
- * taps and values nobody consumes in INFER graphs. Then INFER fusion, whose fused values
- * share one buffer: its lifetime is the union of theirs. */
+/* A TRAIN graph's value v that backward can recompute instead of keeping: its producer
+ * can recompute it from its inputs (kept), every consumer reads it for backward through
+ * fkd__saved_input, and the caller did not ask for it (input, tap, output). IResNet's
+ * bn2 → prelu → conv2: the PReLU's output is recomputed from bn2's output (kept for the
+ * PReLU's own backward) right before conv2's backward-weights reads it. */
+static bool recomputable(const fkd_graph *g, int v)
+{
+    const fkd__node *p = &g->nodes[g->values[v].producer];
+    if (!ops[p->op]->recompute || g->last_use[v] == INT_MAX) return false;
+    for (int k = 0; k < p->n_inputs; k++)
+        if (g->values[p->inputs[k]].recomputed) return false;
+    for (int i = g->values[v].producer + 1; i <= g->last_use[v]; i++) {
+        const fkd__node *c = &g->nodes[i];
+        for (int k = 0; k < c->n_inputs; k++)
+            if (c->inputs[k] == v && (!ops[c->op]->input_recomputable || !ops[c->op]->input_recomputable(g, c)))
+                return false;
+    }
+    return true;
+}
+
+/* Which values keep their own buffer: in TRAIN graphs all (backward reads them) but the
+ * recomputed ones; inputs, taps and values nobody consumes in INFER graphs. Then INFER
+ * fusion, whose fused values share one buffer: its lifetime is the union of theirs. */
 static fkd_status plan_lifetimes(fkd_graph *g)
 {
     g->last_use = malloc((size_t)g->n_values * sizeof *g->last_use);
@@ -512,7 +625,8 @@ static fkd_status plan_lifetimes(fkd_graph *g)
          * unless kept for the caller (inputs, taps, outputs). */
         g->grad_until[v] = train ? g->last_use[v] : INT_MAX;
         x->grad_shared = g->grad_until[v] != INT_MAX;
-        if (train) g->last_use[v] = INT_MAX;
+        if (train) x->recomputed = recomputable(g, v);
+        if (train && !x->recomputed) g->last_use[v] = INT_MAX;
         x->kept = g->last_use[v] == INT_MAX;
     }
     if (train || g->cfg.unfused) return FKD_OK;
@@ -533,14 +647,7 @@ static fkd_status finalize(fkd_graph *g)
         fkd_status st = ops[n->op]->build(g, n);
         if (st != FKD_OK) return FKD_WRAP(st, "graph: %s '%s': ", fkd__op_name(n->op), n->name);
     }
-    if (g->arena_bytes) {
-        g->arena = aligned_alloc(64, g->arena_bytes);
-        if (!g->arena)
-            return FKD_FAIL(FKD_ERR_NOMEM, "graph: cannot allocate a %zu-byte backward arena", g->arena_bytes);
-        memset(g->arena, 0, g->arena_bytes);
-        for (int i = 0; i < g->n_temps; i++)
-            FKD_TRY(fkd_shim_mem_set_handle(g->temps[i].mem, (char *)g->arena + g->temps[i].offset));
-    }
+    FKD_TRY(build_arena(g));
     for (int i = 0; i < g->n_values; i++)
         if (g->values[i].kept) FKD_TRY(build_value_edges(g, &g->values[i]));
     FKD_TRY(fkd__params_build_edges(g));
@@ -655,12 +762,21 @@ fkd_status fkd_graph_backward(fkd_graph *g)
         return FKD_FAIL(FKD_ERR_ARG, "graph: backward on an inference graph");
     for (int i = g->n_nodes - 1; i >= 0; i--) {
         fkd__node *n = &g->nodes[i];
+        /* Shared gradients start here, at their last consumer's backward: zero unless it
+         * writes them whole (their arena bytes held other buffers before). */
+        for (int k = 0; k < n->n_inputs; k++) {
+            const fkd__value *x = &g->values[n->inputs[k]];
+            if (!x->grad_shared || x->grad_overwritten || g->grad_until[n->inputs[k]] != i) continue;
+            FKD_TRY(fkd_shim_wait(g->shim));
+            memset(fkd_shim_mem_data(x->grad), 0, fkd_shim_mem_bytes(x->grad));
+        }
         fkd_status st = ops[n->op]->backward ? ops[n->op]->backward(g, n) : fkd__steps_run(g, &n->bwd);
         if (st != FKD_OK)
             return FKD_WRAP(st, "graph: backward: %s '%s': ", fkd__op_name(n->op), n->name);
         /* The node's output gradient is consumed: the next backward (gradient accumulation
-         * over micro-batches) starts from what add_grad puts there. Inputs keep theirs. */
-        if (n->op != FKD__OP_INPUT) {
+         * over micro-batches) starts from what add_grad puts there. Inputs keep theirs;
+         * shared gradients end here. */
+        if (n->op != FKD__OP_INPUT && !g->values[n->output].grad_shared) {
             FKD_TRY(fkd_shim_wait(g->shim));
             fkd_mem *dy = g->values[n->output].grad;
             memset(fkd_shim_mem_data(dy), 0, fkd_shim_mem_bytes(dy));
@@ -681,8 +797,9 @@ fkd_status fkd_graph_read(fkd_graph *g, fkd_value v, float *out)
     fkd__value *x = &g->values[v];
     if (!x->kept)
         return FKD_FAIL(FKD_ERR_ARG,
-                        "graph: read: %s '%s' is not kept in an inference graph (tap it before finalize)",
-                        fkd__op_name(g->nodes[x->producer].op), g->nodes[x->producer].name);
+                        "graph: read: %s '%s' is not kept (%s; tap it before finalize)",
+                        fkd__op_name(g->nodes[x->producer].op), g->nodes[x->producer].name,
+                        x->recomputed ? "recomputed for backward" : "an inference graph shares its buffer");
     if (!x->edge) {
         memcpy(out, fkd_shim_mem_data(x->data), (size_t)value_numel(x) * sizeof(float));
         return FKD_OK;
@@ -696,7 +813,7 @@ fkd_status fkd_graph_zero_grad(fkd_graph *g)
 {
     FKD_TRY(fkd__need_finalized(g, "zero_grad"));
     for (int i = 0; i < g->n_values; i++)
-        if (g->values[i].grad)
+        if (g->values[i].grad && !g->values[i].grad_shared)
             memset(fkd_shim_mem_data(g->values[i].grad), 0, fkd_shim_mem_bytes(g->values[i].grad));
     for (int i = 0; i < g->n_params; i++)
         if (g->pimpl[i].grad) memset(g->params[i].grad, 0, fkd_shim_mem_bytes(g->pimpl[i].grad));

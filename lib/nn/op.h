@@ -62,14 +62,21 @@ typedef struct {
      * own): a folded batch norm's output is its convolution's, a fused add's output is the
      * residual it was added into (fuse.c). Follow it with fkd__value_root. */
     int alias;
-    /* INFER graphs: false when the buffer is shared with other values once this one's last
-     * consumer has run (not readable after forward). Inputs, taps and outputs are kept. */
+    /* false when the buffer is shared with other values once this one's last consumer has
+     * run (not readable after forward): INFER graphs' intermediate values, and in TRAIN
+     * graphs the recomputed ones. Inputs, taps and outputs are kept. */
     bool kept;
+    /* TRAIN graphs: not kept for backward; a consumer's backward that needs the value
+     * recomputes it from its producer's inputs into a temporary (fkd__saved_input). */
+    bool recomputed;
     fkd_mem *grad;    /* same layout as data; TRAIN graphs only */
     /* TRAIN graphs: the gradient buffer is shared with values whose gradients live at other
      * times of the backward pass (from the last consumer's backward to the producer's);
      * inputs, taps and outputs own theirs (add_grad and read_input_grad need them). */
     bool grad_shared;
+    /* A shared gradient that its only consumer's backward writes whole (fkd__dx_target):
+     * it needs no zeroing before that backward (the others are zeroed there). */
+    bool grad_overwritten;
     int consumers;    /* input slots that read this value (a node reading it twice counts 2) */
     /* Edges: a buffer-less plain memory pointed at the caller's array, with reorders
      * (NULL when data is already plain: plain copies are memcpy). */
@@ -92,7 +99,6 @@ typedef struct fkd__node {
      *   absorbed_by  batch norm / add: the conv node that computes this one's output
      *                (this node has no steps). */
     int fold_bn, residual, absorbed_by;
-    size_t bwd_temp_bytes; /* this node's share of the backward arena */
     fkd__steps fwd, bwd;
 } fkd__node;
 
@@ -122,20 +128,24 @@ struct fkd_graph {
     int n_params, cap_params;
     struct fkd__tap { char *name; int value; } *taps;
     int n_taps, cap_taps;
-    /* INFER graphs: activation buffers shared by values whose lifetimes do not overlap.
-     * A block is free for the output of node i when busy_until < i. */
-    struct fkd__block { void *buf; size_t bytes; int busy_until; } *blocks;
-    int n_blocks, cap_blocks;
     int *last_use;    /* per value: index of the last consuming node (INT_MAX: kept) */
-    /* TRAIN graphs: gradient buffers shared the same way, over the same intervals in node
-     * order (a value's gradient lives from its last consumer's backward to its producer's). */
-    struct fkd__block *grad_blocks;
-    int n_grad_blocks, cap_grad_blocks;
     int *grad_until;  /* per value: the last consuming node (INT_MAX: own gradient buffer) */
     int building;     /* node being built */
-    /* Backward temporaries: buffer-less memories pointed into one arena at finalize. */
-    struct fkd__temp { fkd_mem *mem; size_t offset; } *temps;
-    int n_temps, cap_temps;
+    /* Buffers that live only part of a step, planned by lifetime into one arena at finalize
+     * (graph.c, "the arena"): shared activations (INFER graphs, recomputed TRAIN values),
+     * shared gradients, backward temporaries and the primitives' scratchpads. Times: node
+     * i's forward is i, its backward 2N - 1 - i (N nodes); a span is live over
+     * [first, last]. The memories are buffer-less until the arena exists. */
+    struct fkd__span {
+        fkd_mem *mem;     /* or NULL and prim: that primitive's scratchpad */
+        fkd_prim *prim;
+        size_t bytes, offset;
+        int first, last;
+    } *spans;
+    int n_spans, cap_spans;
+    /* Memories over a span's buffer with another descriptor (fkd__mem_view). */
+    struct fkd__view { fkd_mem *mem, *base; } *views;
+    int n_views, cap_views;
     size_t arena_bytes;
     void *arena;
     bool finalized, training;
@@ -157,6 +167,12 @@ typedef struct {
     fkd_status (*forward)(fkd_graph *g, fkd__node *n);
     /* Optional: NULL runs n->bwd. */
     fkd_status (*backward)(fkd_graph *g, fkd__node *n);
+    /* Optional (producers): appends to `steps` what recomputes the node's output into
+     * `dst` (its layout) from its inputs, bit-identical to the forward. */
+    fkd_status (*recompute)(fkd_graph *g, fkd__node *n, fkd__steps *steps, fkd_mem *dst);
+    /* Optional (consumers): true when build() reads the input's data for backward through
+     * fkd__saved_input, so the input may be recomputed instead of kept. */
+    bool (*input_recomputable)(const fkd_graph *g, const fkd__node *n);
     /* Optional: releases what n->state points to (the state itself is freed after);
      * must be safe when build() never ran or stopped half-way. */
     void (*free)(fkd__node *n);
@@ -212,9 +228,12 @@ fkd_status fkd__param_as(fkd_graph *g, fkd__steps *steps, int param, const fkd_m
 /* The same for value `v`'s data (backward may read the copy). */
 fkd_status fkd__value_as(fkd_graph *g, fkd__steps *steps, int v, const fkd_md *want,
                          fkd_mem **out);
-/* Backward-only buffers: they live while node `n`'s backward runs and share one arena
- * with every other node's (allocated at finalize, sized for the largest node). Outputs
- * of primitives only: oneDNN writes every element, layout padding included.
+/* Another descriptor over `base`'s buffer (which may get it only at the end of finalize). */
+fkd_status fkd__mem_view(fkd_graph *g, fkd_mem **out, const fkd_md *md, fkd_mem *base);
+/* Backward-only buffers: they live while node `n`'s backward runs (in INFER graphs, which
+ * have no backward, while its forward runs), planned in the arena with every other buffer
+ * by lifetime. Outputs of primitives only: oneDNN writes every
+ * element, layout padding included.
  *   fkd__bwd_temp   a buffer of layout `md`;
  *   fkd__grad_as    value v's gradient in layout `want` (the gradient itself, or a temp
  *                   filled by a reorder appended to `steps`);
@@ -231,6 +250,12 @@ fkd_status fkd__bwd_as(fkd_graph *g, fkd__node *n, fkd__steps *steps, fkd_mem *h
  * (call fkd__dx_done after appending the primitive). */
 fkd_status fkd__dx_target(fkd_graph *g, fkd__node *n, int v, const fkd_md *md, fkd_mem **out);
 fkd_status fkd__dx_done(fkd_graph *g, fkd__steps *steps, int v, fkd_mem *dx);
+/* What node n's backward reads as input value v's data, given `fwd_src`, what its forward
+ * read (v's data or a kept copy in another layout): fwd_src itself, or, when v is
+ * recomputed and fwd_src is its data, a backward temporary that steps appended to
+ * `steps` fill with v's producer's recompute. */
+fkd_status fkd__saved_input(fkd_graph *g, fkd__node *n, fkd__steps *steps, int v, fkd_mem *fwd_src,
+                            fkd_mem **out);
 fkd_status fkd__steps_add(fkd__steps *steps, fkd_prim *p);
 /* Appends a host kernel; it runs after the primitives before it have finished. */
 fkd_status fkd__steps_add_host(fkd__steps *steps, fkd_status (*host)(void *ctx), void *ctx,

@@ -172,7 +172,16 @@ static void conv_free(fkd__node *n)
     fkd__conv_grouped_free(((conv_state *)n->state)->grouped);
 }
 
-const fkd__op fkd__op_conv = {.build = conv_build, .free = conv_free};
+/* Backward reads x through fkd__saved_input (build_weighted), except facekd's grouped
+ * kernels, which keep their own copy. */
+static bool conv_input_recomputable(const fkd_graph *g, const fkd__node *n)
+{
+    const conv_state *s = n->state;
+    return !fkd__conv_grouped_fits((int)g->values[n->inputs[0]].dims[1], s->out_c, s->groups);
+}
+
+const fkd__op fkd__op_conv = {.build = conv_build, .input_recomputable = conv_input_recomputable,
+                              .free = conv_free};
 
 
 void fkd__conv_attrs(const fkd__node *n, int *kernel, int *stride, int *padding, int *groups)

@@ -24,11 +24,11 @@ static fkd_status flatten_build(fkd_graph *g, fkd__node *n)
     FKD_TRY(fkd_shim_md_reshape(g->shim, &view_md, plain, x->ndims, x->dims));
     fkd_mem *view, *grad_view;
     fkd_prim *p;
-    FKD_TRY(fkd_shim_mem_view(g->shim, &view, view_md, y->data));
+    FKD_TRY(fkd__mem_view(g, &view, view_md, y->data));
     FKD_TRY(fkd_shim_reorder(g->shim, &p, x->data, view, false));
     FKD_TRY(fkd__steps_add(&n->fwd, p));
     if (!y->grad) return FKD_OK;
-    FKD_TRY(fkd_shim_mem_view(g->shim, &grad_view, view_md, y->grad));
+    FKD_TRY(fkd__mem_view(g, &grad_view, view_md, y->grad));
     return fkd__accumulate(g, &n->bwd, grad_view, x->grad);
 }
 

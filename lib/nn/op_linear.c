@@ -56,4 +56,12 @@ static fkd_status linear_build(fkd_graph *g, fkd__node *n)
     return fkd__build_weighted(g, n, fwd, bwd_data, bwd_weights, NULL);
 }
 
-const fkd__op fkd__op_linear = {.build = linear_build};
+/* Backward reads x through fkd__saved_input (build_weighted). */
+static bool linear_input_recomputable(const fkd_graph *g, const fkd__node *n)
+{
+    (void)g;
+    (void)n;
+    return true;
+}
+
+const fkd__op fkd__op_linear = {.build = linear_build, .input_recomputable = linear_input_recomputable};

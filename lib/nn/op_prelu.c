@@ -5,8 +5,18 @@
  * Shapes: x, y (N, C, H, W) or (N, C) in x's layout; a (C), inside the engine (1, C, 1, 1)
  * or (1, C) so that it broadcasts.
  * Forward: y = x if x > 0 else a_c x. Backward: dx += dy · (x > 0 ? 1 : a_c),
- * da_c += Σ_{x ≤ 0} dy · x. */
+ * da_c += Σ_{x ≤ 0} dy · x.
+ * Recompute (TRAIN graphs, graph.c): y again from x with the forward's descriptor, for a
+ * consumer's backward when y is not kept (one elementwise pass instead of keeping y). */
+#include <stdlib.h>
+
 #include "nn/op.h"
+
+/* What build() made, for recompute. */
+typedef struct {
+    fkd_pd *fwd;
+    fkd_mem *w_fwd; /* the weights the forward read (a bf16 copy in bf16 graphs) */
+} prelu_state;
 
 fkd_value fkd_graph_prelu(fkd_graph *g, const char *name, fkd_value x)
 {
@@ -15,11 +25,25 @@ fkd_value fkd_graph_prelu(fkd_graph *g, const char *name, fkd_value x)
     const fkd__value *v = &g->values[x];
     if (v->ndims != 2 && v->ndims != 4)
         return FKD_FAIL(FKD_ERR_ARG, "graph: prelu '%s': input must be 2-D or 4-D", name);
-    fkd_value y = fkd__node_add(g, FKD__OP_PRELU, name, &x, 1, NULL, v->ndims, v->dims);
+    prelu_state *s = calloc(1, sizeof *s);
+    if (!s) return FKD_FAIL(FKD_ERR_NOMEM, "graph: prelu '%s': out of memory", name);
+    fkd_value y = fkd__node_add(g, FKD__OP_PRELU, name, &x, 1, s, v->ndims, v->dims);
     if (y < 0) return y;
     const int64_t c[1] = {g->values[x].dims[1]};
     st = fkd__param_declare(g, "weight", 1, c, FKD__INIT_CONST, 0.25f, false, false);
     return st == FKD_OK ? y : st;
+}
+
+/* Appends y = prelu(x) into dst; the forward itself and the recompute. */
+static fkd_status prelu_recompute(fkd_graph *g, fkd__node *n, fkd__steps *steps, fkd_mem *dst)
+{
+    const prelu_state *s = n->state;
+    fkd_prim *p;
+    FKD_TRY(fkd_shim_prim(g->shim, &p, s->fwd));
+    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_SRC, g->values[n->inputs[0]].data));
+    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_WEIGHTS, s->w_fwd));
+    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_DST, dst));
+    return fkd__steps_add(steps, p);
 }
 
 static fkd_status prelu_build(fkd_graph *g, fkd__node *n)
@@ -38,13 +62,11 @@ static fkd_status prelu_build(fkd_graph *g, fkd__node *n)
     FKD_TRY(fkd_shim_prelu_fwd_pd(g->shim, &fwd, train, data, w_any));
     FKD_TRY(fkd__value_alloc(g, n->output, fkd_shim_pd_md(fwd, FKD_ARG_DST)));
     FKD_TRY(fkd__param_alloc(g, n->first_param, fkd_shim_pd_md(fwd, FKD_ARG_WEIGHTS), w_plain));
-    fkd_mem *w_fwd;
-    FKD_TRY(fkd__param_as(g, &n->fwd, n->first_param, fkd_shim_pd_md(fwd, FKD_ARG_WEIGHTS), &w_fwd));
-    FKD_TRY(fkd_shim_prim(g->shim, &p, fwd));
-    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_SRC, x->data));
-    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_WEIGHTS, w_fwd));
-    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_DST, g->values[n->output].data));
-    FKD_TRY(fkd__steps_add(&n->fwd, p));
+    prelu_state *s = n->state;
+    s->fwd = fwd;
+    FKD_TRY(fkd__param_as(g, &n->fwd, n->first_param, fkd_shim_pd_md(fwd, FKD_ARG_WEIGHTS), &s->w_fwd));
+    fkd_mem *w_fwd = s->w_fwd;
+    FKD_TRY(prelu_recompute(g, n, &n->fwd, g->values[n->output].data));
     if (!train) return FKD_OK;
 
     const fkd_md *w = fkd_shim_pd_md(fwd, FKD_ARG_WEIGHTS);
@@ -64,4 +86,4 @@ static fkd_status prelu_build(fkd_graph *g, fkd__node *n)
     return fkd__accumulate(g, &n->bwd, da, a->grad);
 }
 
-const fkd__op fkd__op_prelu = {.build = prelu_build};
+const fkd__op fkd__op_prelu = {.build = prelu_build, .recompute = prelu_recompute};

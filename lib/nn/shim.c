@@ -578,12 +578,34 @@ fkd_status fkd_shim_reorder(fkd_shim *s, fkd_prim **out, fkd_mem *src, fkd_mem *
 
 const char *fkd_shim_prim_impl(const fkd_prim *p) { return impl_str(p->pd); }
 
+size_t fkd_shim_prim_scratch_bytes(const fkd_prim *p)
+{
+    const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(p->pd, dnnl_query_scratchpad_md, 0);
+    return md ? dnnl_memory_desc_get_size(md) : 0;
+}
+
+/* Binds a scratchpad memory over `buf` to p. */
+static fkd_status bind_scratch(fkd_shim *s, fkd_prim *p, void *buf)
+{
+    const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(p->pd, dnnl_query_scratchpad_md, 0);
+    FKD_DNNL_CHECK(dnnl_memory_create(&p->scratch, md, s->engine, buf));
+    bind_raw(p, DNNL_ARG_SCRATCHPAD, p->scratch);
+    return FKD_OK;
+}
+
+fkd_status fkd_shim_prim_set_scratch(fkd_shim *s, fkd_prim *p, void *buf)
+{
+    if (p->scratch || fkd_shim_prim_scratch_bytes(p) == 0 || !buf)
+        return FKD_FAIL(FKD_ERR_ARG, "oneDNN shim: %s: scratchpad bound twice, not needed or NULL",
+                        fkd_shim_prim_impl(p));
+    return bind_scratch(s, p, buf);
+}
+
 fkd_status fkd_shim_finalize(fkd_shim *s)
 {
     size_t most = 0;
     for (fkd_prim *p = s->prims; p; p = p->next) {
-        const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(p->pd, dnnl_query_scratchpad_md, 0);
-        size_t bytes = md ? dnnl_memory_desc_get_size(md) : 0;
+        size_t bytes = p->scratch ? 0 : fkd_shim_prim_scratch_bytes(p);
         if (bytes > most) most = bytes;
     }
     if (most) {
@@ -592,12 +614,8 @@ fkd_status fkd_shim_finalize(fkd_shim *s)
         if (!s->scratch_buf)
             return FKD_FAIL(FKD_ERR_NOMEM, "oneDNN shim: cannot allocate a %zu-byte scratchpad", most);
     }
-    for (fkd_prim *p = s->prims; p; p = p->next) {
-        const dnnl_memory_desc_t *md = dnnl_primitive_desc_query_md(p->pd, dnnl_query_scratchpad_md, 0);
-        if (!md || dnnl_memory_desc_get_size(md) == 0) continue;
-        FKD_DNNL_CHECK(dnnl_memory_create(&p->scratch, md, s->engine, s->scratch_buf));
-        bind_raw(p, DNNL_ARG_SCRATCHPAD, p->scratch);
-    }
+    for (fkd_prim *p = s->prims; p; p = p->next)
+        if (!p->scratch && fkd_shim_prim_scratch_bytes(p)) FKD_TRY(bind_scratch(s, p, s->scratch_buf));
     s->finalized = true;
     return FKD_OK;
 }

@@ -8,9 +8,11 @@
  *   fkd_pd    a primitive descriptor (what oneDNN chose: layouts, implementation)
  *   fkd_prim  a primitive with its arguments bound, ready to run
  * Every object belongs to the fkd_shim that created it and is freed by fkd_shim_free()
- * (so a half-built graph frees cleanly). Scratchpads are in user mode: one buffer, sized
- * for the largest primitive, is shared by all primitives (they run one after another) and
- * is bound by fkd_shim_finalize(). Nothing here allocates after finalize.
+ * (so a half-built graph frees cleanly). Scratchpads are in user mode: the caller may give
+ * a primitive its own (fkd_shim_prim_set_scratch: the graph plans them by lifetime with its
+ * other buffers); one buffer, sized for the largest of the others, is shared by the rest
+ * (they run one after another) and is bound by fkd_shim_finalize(). Nothing here allocates
+ * after finalize.
  */
 #ifndef FKD_NN_SHIM_H
 #define FKD_NN_SHIM_H
@@ -180,8 +182,13 @@ fkd_status fkd_shim_prim_bind(fkd_prim *p, fkd_arg arg, fkd_mem *m);
 fkd_status fkd_shim_reorder(fkd_shim *s, fkd_prim **out, fkd_mem *src, fkd_mem *dst,
                             bool accumulate);
 const char *fkd_shim_prim_impl(const fkd_prim *p);
-/* Allocates the shared scratchpad and binds it to every primitive; call once after the
- * last primitive is created and before the first run. */
+/* Bytes of scratchpad the primitive needs while it runs (0: none). */
+size_t fkd_shim_prim_scratch_bytes(const fkd_prim *p);
+/* Binds `buf` (≥ fkd_shim_prim_scratch_bytes, 64-byte aligned, owned by the caller) as the
+ * primitive's scratchpad: the caller keeps it free of other data while p runs. */
+fkd_status fkd_shim_prim_set_scratch(fkd_shim *s, fkd_prim *p, void *buf);
+/* Allocates the shared scratchpad and binds it to every primitive without its own; call
+ * once after the last primitive is created and before the first run. */
 fkd_status fkd_shim_finalize(fkd_shim *s);
 fkd_status fkd_shim_run(fkd_shim *s, fkd_prim *p);
 /* Waits for submitted primitives before the host touches their buffers. */
