@@ -295,6 +295,14 @@ static fkd_status place_spans(fkd_graph *g)
     }
     free(order);
     free(live);
+    /* The lower bound, for fkd_graph_memory_use: the most bytes live at one time. */
+    g->arena_live = 0;
+    for (int t = 0; t < 2 * g->n_nodes; t++) {
+        size_t sum = 0;
+        for (int i = 0; i < n; i++)
+            if (g->spans[i].first <= t && t <= g->spans[i].last) sum += g->spans[i].bytes;
+        if (sum > g->arena_live) g->arena_live = sum;
+    }
     return FKD_OK;
 }
 
@@ -589,7 +597,7 @@ static fkd_status build_value_edges(fkd_graph *g, fkd__value *v)
 static bool recomputable(const fkd_graph *g, int v)
 {
     const fkd__node *p = &g->nodes[g->values[v].producer];
-    if (!ops[p->op]->recompute || g->last_use[v] == INT_MAX) return false;
+    if (g->cfg.keep_activations || !ops[p->op]->recompute || g->last_use[v] == INT_MAX) return false;
     for (int k = 0; k < p->n_inputs; k++)
         if (g->values[p->inputs[k]].recomputed) return false;
     for (int i = g->values[v].producer + 1; i <= g->last_use[v]; i++) {
@@ -852,6 +860,19 @@ static void append_kernels(char *buf, size_t cap, size_t *used, const char *labe
                          st->prim ? fkd_shim_prim_impl(st->prim) : st->host ? st->label : "add:host");
         if (n > 0) *used += (size_t)n;
     }
+}
+
+fkd_status fkd_graph_memory_use(const fkd_graph *g, fkd_graph_memory *out)
+{
+    FKD_TRY(fkd__need_finalized(g, "memory_use"));
+    *out = (fkd_graph_memory){.arena = g->arena_bytes, .arena_live = g->arena_live};
+    for (int v = 0; v < g->n_values; v++) {
+        const fkd__value *x = &g->values[v];
+        if (x->kept && fkd__value_root(g, v) == v) out->kept += fkd_shim_mem_bytes(x->data);
+        if (x->grad && !x->grad_shared) out->gradients += fkd_shim_mem_bytes(x->grad);
+        out->recomputed += x->recomputed;
+    }
+    return FKD_OK;
 }
 
 fkd_status fkd_graph_kernels(fkd_graph *g, const char *node_name, char *buf, size_t cap)

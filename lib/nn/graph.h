@@ -52,6 +52,12 @@ typedef struct {
      * backward-data and backward-weights too; 1.3–2x the direct kernels' speed on
      * AVX-512; a different rounding, docs/ENGINE.md); true keeps direct convolutions. */
     bool direct_conv;
+    /* TRAIN graphs keep every value backward reads, except what is cheaper to recompute: a
+     * PReLU's output read only by convolutions (IResNet's bn2 → prelu → conv2) is
+     * recomputed from its input right before the convolutions' backward, bit-identical
+     * (docs/ENGINE.md, "Memory"); true keeps those too (one elementwise pass per PReLU
+     * less per step, more memory). */
+    bool keep_activations;
 } fkd_graph_config;
 
 typedef struct fkd_graph fkd_graph;
@@ -150,5 +156,20 @@ fkd_status fkd_graph_param_read_grad(fkd_graph *g, int index, float *plain);
 /* Parameters (excluding buffers, including frozen ones) and multiply-accumulates of one
  * image for conv and linear nodes. */
 fkd_status fkd_graph_count(const fkd_graph *g, int64_t *parameters, int64_t *macs);
+
+/* Where a finalized graph's activation memory goes (bytes of the engine's own buffers;
+ * parameters, weight copies and oneDNN's own allocations not included). */
+typedef struct {
+    size_t kept;       /* values with their own buffer: what a TRAIN graph keeps for backward
+                        * (every value but the recomputed ones), an INFER graph's inputs,
+                        * taps and outputs */
+    size_t gradients;  /* own gradient buffers (TRAIN: inputs, taps, outputs) */
+    size_t arena;      /* one buffer planned by lifetime: shared activations (INFER,
+                        * recomputed TRAIN values), shared gradients, backward temporaries,
+                        * the primitives' scratchpads */
+    size_t arena_live; /* the most of those bytes live at one moment: arena's lower bound */
+    int recomputed;    /* TRAIN values recomputed for backward instead of kept */
+} fkd_graph_memory;
+fkd_status fkd_graph_memory_use(const fkd_graph *g, fkd_graph_memory *out);
 
 #endif

@@ -147,6 +147,7 @@ struct fkd_graph {
     struct fkd__view { fkd_mem *mem, *base; } *views;
     int n_views, cap_views;
     size_t arena_bytes;
+    size_t arena_live; /* the most span bytes live at one time (the arena's lower bound) */
     void *arena;
     bool finalized, training;
     bool broken;      /* finalize failed half-way: only fkd_graph_free is allowed */
