@@ -17,6 +17,8 @@
 #include "core/fileio.h"
 #include "core/rng.h"
 #include "io/recipe.h"
+#include "train/distill.h"
+#include "train/trainer.h"
 
 static char repo_dir[PATH_MAX];
 static char tmp_dir[PATH_MAX];
@@ -129,6 +131,8 @@ static void test_defaults_applied(void **state)
     assert_int_equal(r.teacher.arch, FKD_RECIPE_ARCH_UNSET);
     assert_true(r.teacher.cache);
     assert_null(r.teacher.cache_dir);
+    assert_false(r.model.direct_conv);
+    assert_false(r.teacher.direct_conv);
     assert_int_equal(r.n_distill, 0);
     assert_string_equal(fkd_recipe_enum_name("optimizer.type", r.optim.kind), "sgd");
     assert_string_equal(fkd_recipe_enum_name("data.eval[].synth", FKD_RECIPE_BENCH_AGEDB), "synth-agedb");
@@ -469,7 +473,7 @@ static void test_resolved_round_trip(void **state)
     load_ok(&r, "run/saved/recipe.yaml", NULL, 0);
     int64_t v;
     assert_int_equal(fkd_recipe_param_int(&r.distill[0], "label", 0, 0, 100, &v), FKD_ERR_FORMAT);
-    assert_string_equal(fkd_last_error(), "run/saved/recipe.yaml:68:10: distill[0].label: expected an integer, got \"42\"");
+    assert_string_equal(fkd_last_error(), "run/saved/recipe.yaml:70:10: distill[0].label: expected an integer, got \"42\"");
     assert_string_equal(r.name, "null");
     assert_true(r.optim.lr == 0.1234567890123456789 && r.optim.eps == 1e-300);
     fkd_recipe_free(&r);
@@ -611,6 +615,35 @@ static void test_mutated_recipes_never_crash(void **state)
     assert_true(loaded > 0 && rejected > 0);
 }
 
+/* model.direct_conv and teacher.direct_conv reach the graphs the trainer and the
+ * distiller build (each key only its own graph). */
+static void test_direct_conv_reaches_the_graphs(void **state)
+{
+    (void)state;
+    write_file("r.yaml", "steps: 1\nseed: 7\nmodel: {precision: bf16, sync_bn: true}\n");
+    fkd_recipe r;
+    load_ok(&r, "r.yaml", NULL, 0);
+    fkd_graph_config m = fkd_trainer_graph_config(&r, 16), t = fkd_distill_teacher_graph_config(&r, 8);
+    assert_false(m.direct_conv || t.direct_conv);
+    assert_int_equal(m.mode, FKD_GRAPH_TRAIN);
+    assert_int_equal(m.batch, 16);
+    assert_int_equal(m.precision, FKD_PREC_BF16);
+    assert_true(m.sync_bn);
+    assert_int_equal(m.seed, 7);
+    assert_int_equal(t.mode, FKD_GRAPH_INFER);
+    assert_int_equal(t.batch, 8);
+    fkd_recipe_free(&r);
+    const char *model_only[] = {"model.direct_conv=true"}, *teacher_only[] = {"teacher.direct_conv=true"};
+    load_ok(&r, "r.yaml", model_only, 1);
+    assert_true(fkd_trainer_graph_config(&r, 16).direct_conv);
+    assert_false(fkd_distill_teacher_graph_config(&r, 8).direct_conv);
+    fkd_recipe_free(&r);
+    load_ok(&r, "r.yaml", teacher_only, 1);
+    assert_false(fkd_trainer_graph_config(&r, 16).direct_conv);
+    assert_true(fkd_distill_teacher_graph_config(&r, 8).direct_conv);
+    fkd_recipe_free(&r);
+}
+
 static void test_docs_match_schema(void **state)
 {
     (void)state;
@@ -644,6 +677,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_resolved_round_trip, enter_tmp, leave_tmp),
         cmocka_unit_test_setup_teardown(test_method_params, enter_tmp, leave_tmp),
         cmocka_unit_test_setup_teardown(test_mutated_recipes_never_crash, enter_tmp, leave_tmp),
+        cmocka_unit_test(test_direct_conv_reaches_the_graphs),
         cmocka_unit_test(test_docs_match_schema),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

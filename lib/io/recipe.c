@@ -148,6 +148,9 @@ static const field schema[] = {
     {"model.sync_bn", T_BOOL, "false", 0, 0, NULL, R(model.sync_bn), 0, 0, NULL, 0,
      "under mpirun: batch-norm statistics (and their gradients) over the global batch of every rank "
      "instead of each rank's own batch (docs/MPI.md); in one process the same statistics either way"},
+    {"model.direct_conv", T_BOOL, "false", 0, 0, NULL, R(model.direct_conv), 0, 0, NULL, 0,
+     "fp32: direct 3x3 convolutions instead of Winograd's: less memory (no Winograd workspace), slower "
+     "training steps (docs/ENGINE.md, Memory)"},
 
     {"head", T_SECTION, NULL, 0, 0, NULL, 0, 0, 0, NULL, 0,
      "loss on labels; margin family: true-class logit s*(cos(m1*theta + m2) - m3)"},
@@ -217,6 +220,9 @@ static const field schema[] = {
      "architecture of a .safetensors teacher (default: from the file's metadata)"},
     {"teacher.precision", T_ENUM, "fp32", 0, 0, precision_names, R(teacher.precision), 0, 0, NULL, 0,
      "compute precision"},
+    {"teacher.direct_conv", T_BOOL, "false", 0, 0, NULL, R(teacher.direct_conv), 0, 0, NULL, 0,
+     "fp32: direct 3x3 convolutions instead of Winograd's: less memory (no Winograd workspace), slower "
+     "teacher forward (docs/ENGINE.md, Memory)"},
     {"teacher.cache", T_BOOL, "true", 0, 0, NULL, R(teacher.cache), 0, 0, NULL, 0,
      "cache teacher outputs on disk when the methods only read its embedding and logits"},
     {"teacher.cache_dir", T_PATH, NULL, 0, 0, NULL, R(teacher.cache_dir), 0, 0, NULL, 0,

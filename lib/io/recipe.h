@@ -105,6 +105,7 @@ typedef struct {
     fkd_recipe_precision precision;
     char *weights; /* initial weights (.safetensors) or NULL */
     bool sync_bn;  /* batch-norm statistics over every MPI rank (lib/dist) */
+    bool direct_conv; /* no Winograd convolutions (less memory, slower fp32) */
 } fkd_recipe_model;
 
 /* Margin-softmax family: true-class logit s*(cos(m1*theta + m2) - m3). Parameters left out
@@ -150,6 +151,7 @@ typedef struct {
     char *model; /* .safetensors (with class centres) or .onnx; NULL without a teacher */
     fkd_recipe_arch arch;
     fkd_recipe_precision precision;
+    bool direct_conv; /* no Winograd convolutions (less memory, slower fp32) */
     bool cache;
     char *cache_dir;
 } fkd_recipe_teacher;

@@ -130,13 +130,19 @@ static fkd_status alloc_tap(fkd_graph *g, fkd_value v, float **buf)
     return *buf ? FKD_OK : FKD_FAIL(FKD_ERR_NOMEM, "distillation: out of memory for a tap");
 }
 
+fkd_graph_config fkd_distill_teacher_graph_config(const fkd_recipe *r, int batch)
+{
+    return (fkd_graph_config){.batch = batch, .mode = FKD_GRAPH_INFER, .precision = FKD_PREC_F32,
+                              .direct_conv = r->teacher.direct_conv};
+}
+
 static fkd_status build_teacher(fkd_distill_run *d, int batch)
 {
     const fkd_recipe *r = d->r;
     if (r->teacher.precision != FKD_RECIPE_PRECISION_FP32)
         return FKD_FAIL(FKD_ERR_UNSUPPORTED, "%s: teacher.precision: only fp32 is available in this version", r->path);
     const char *arch = r->teacher.arch == FKD_RECIPE_ARCH_UNSET ? NULL : fkd_recipe_enum_name("teacher.arch", r->teacher.arch);
-    fkd_graph_config gc = {.batch = batch, .mode = FKD_GRAPH_INFER, .precision = FKD_PREC_F32};
+    fkd_graph_config gc = fkd_distill_teacher_graph_config(r, batch);
     fkd_status s = d->onnx ? fkd_model_open_any(r->teacher.model, arch, &gc, &d->teacher, &d->teacher_emb)
                            : fkd_model_open(&d->teacher, &d->teacher_file, arch, &gc, &d->teacher_emb);
     if (s != FKD_OK) return FKD_WRAP(s, "teacher: ");

@@ -132,13 +132,19 @@ static fkd_status open_loader(fkd_trainer *t)
     return FKD_OK;
 }
 
+fkd_graph_config fkd_trainer_graph_config(const fkd_recipe *r, int batch)
+{
+    /* bf16 keeps fp32 master weights, gradients, optimizer and loss (lib/nn). */
+    bool bf16 = r->model.precision == FKD_RECIPE_PRECISION_BF16;
+    return (fkd_graph_config){.batch = batch, .mode = FKD_GRAPH_TRAIN, .precision = bf16 ? FKD_PREC_BF16 : FKD_PREC_F32,
+                              .seed = (uint64_t)r->seed, .sync_bn = r->model.sync_bn,
+                              .direct_conv = r->model.direct_conv};
+}
+
 static fkd_status build_model(fkd_trainer *t)
 {
     const fkd_recipe *r = t->r;
-    /* bf16 keeps fp32 master weights, gradients, optimizer and loss (lib/nn). */
-    bool bf16 = r->model.precision == FKD_RECIPE_PRECISION_BF16;
-    fkd_graph_config gc = {.batch = t->batch, .mode = FKD_GRAPH_TRAIN, .precision = bf16 ? FKD_PREC_BF16 : FKD_PREC_F32,
-                           .seed = (uint64_t)r->seed, .sync_bn = r->model.sync_bn};
+    fkd_graph_config gc = fkd_trainer_graph_config(r, t->batch);
     fkd_status s = fkd_graph_create(&t->g, &gc);
     if (s != FKD_OK) return FKD_WRAP(s, "%s: model.precision: ", r->path);
     fkd_value x = fkd_graph_input(t->g, "input", 3, 112, 112);

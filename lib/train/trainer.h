@@ -64,6 +64,10 @@ fkd_status fkd_trainer_create(fkd_trainer **out, const fkd_recipe *r, bool resum
 fkd_status fkd_trainer_run(fkd_trainer *t);
 void fkd_trainer_free(fkd_trainer *t);
 
+/* The student's TRAIN graph configuration from the recipe's model section (precision,
+ * sync_bn, direct_conv) and seed, for a batch of `batch`. */
+fkd_graph_config fkd_trainer_graph_config(const fkd_recipe *r, int batch);
+
 /* The run folder (absolute). */
 const char *fkd_trainer_run_dir(const fkd_trainer *t);
 
