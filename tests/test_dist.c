@@ -74,7 +74,7 @@ static void test_grad_sync_averages(void **state)
 static fkd_graph *bn_net(int batch, bool sync, fkd_value *out)
 {
     fkd_graph *g;
-    fkd_graph_config cfg = {.batch = batch, .mode = FKD_GRAPH_TRAIN, .seed = 7, .sync_bn = sync};
+    fkd_graph_config cfg = {.batch = batch, .mode = FKD_GRAPH_TRAIN, .seed = 7, .sync_bn = sync, .input_grad = true};
     OK(fkd_graph_create(&g, &cfg));
     fkd_value x = fkd_graph_input(g, "x", 3, 6, 6);
     fkd_value v = fkd_graph_conv(g, "conv", x, 16, 3, 1, 1, 1, false);

@@ -79,7 +79,7 @@ static int param_index(fkd_graph *g, const char *name)
  * embedding_size) as a TRAIN graph of batch 4 with the fixture's weights. */
 static fkd_graph *build_fixture_graph(const fkd_safetensors *st, fkd_value *emb)
 {
-    fkd_graph_config cfg = {.batch = BATCH, .mode = FKD_GRAPH_TRAIN, .precision = FKD_PREC_F32, .seed = 7};
+    fkd_graph_config cfg = {.batch = BATCH, .mode = FKD_GRAPH_TRAIN, .precision = FKD_PREC_F32, .seed = 7, .input_grad = true};
     fkd_graph *g;
     if (fkd_model_open(&g, st, NULL, &cfg, emb) != FKD_OK) fail_msg("%s", fkd_last_error());
     return g;

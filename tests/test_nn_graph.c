@@ -20,7 +20,7 @@
 static fkd_graph *new_graph(int batch, fkd_graph_mode mode, uint64_t seed)
 {
     fkd_graph *g;
-    fkd_graph_config cfg = {.batch = batch, .mode = mode, .seed = seed};
+    fkd_graph_config cfg = {.batch = batch, .mode = mode, .seed = seed, .input_grad = true};
     OK(fkd_graph_create(&g, &cfg));
     return g;
 }

@@ -33,17 +33,22 @@
 #define STEPS 2
 #define LR 0.05f
 
-static fkd_graph *build(const char *arch, fkd_precision prec, bool keep, fkd_value *emb)
+static fkd_graph *build_with(const char *arch, fkd_precision prec, bool keep, bool input_grad, fkd_value *emb)
 {
     fkd_graph *g;
     fkd_graph_config cfg = {.batch = BATCH, .mode = FKD_GRAPH_TRAIN, .precision = prec, .seed = 3,
-                            .keep_activations = keep};
+                            .keep_activations = keep, .input_grad = input_grad};
     if (fkd_graph_create(&g, &cfg) != FKD_OK) return NULL; /* bf16 without AVX-512 */
     fkd_value x = fkd_graph_input(g, "input", 3, SIZE, SIZE);
     fkd_arch_opts o = {.width = 16, .num_features = FEATURES};
     OK(fkd_arch_build(g, arch, &o, x, emb));
     OK(fkd_graph_finalize(g));
     return g;
+}
+
+static fkd_graph *build(const char *arch, fkd_precision prec, bool keep, fkd_value *emb)
+{
+    return build_with(arch, prec, keep, true, emb);
 }
 
 /* n normal numbers of stream `stream`. */
@@ -185,6 +190,54 @@ static void test_recompute_exact_mbf(void **state)
     check_exact("mbf", FKD_PREC_F32, 30, 0);
 }
 
+/* Without config.input_grad the stem's backward-data pass is dropped: one primitive fewer
+ * in conv1's backward, a smaller arena (its dx temporary), the same parameter gradients
+ * bit for bit, and read_input_grad says why it fails. */
+static void test_input_grad_only_when_asked(void **state)
+{
+    (void)state;
+    fkd_value e0, e1;
+    fkd_graph *without = build_with("iresnet18", FKD_PREC_F32, false, false, &e0),
+              *with = build_with("iresnet18", FKD_PREC_F32, false, true, &e1);
+    char a[512], b[512];
+    OK(fkd_graph_kernels(without, "conv1", a, sizeof a));
+    OK(fkd_graph_kernels(with, "conv1", b, sizeof b));
+    fprintf(stderr, "  conv1 without input_grad: %s\n  conv1 with: %s\n", a, b);
+    int ca = 0, cb = 0;
+    for (const char *p = a; (p = strchr(p, ',')); p++) ca++;
+    for (const char *p = b; (p = strchr(p, ',')); p++) cb++;
+    assert_true(ca < cb);
+    fkd_graph_memory ma, mb;
+    OK(fkd_graph_memory_use(without, &ma));
+    OK(fkd_graph_memory_use(with, &mb));
+    assert_true(ma.arena <= mb.arena);
+
+    size_t nx = (size_t)BATCH * 3 * SIZE * SIZE, ny = (size_t)BATCH * FEATURES, np;
+    float *x = normals(nx, 5), *dy = normals(ny, 6), *dx = malloc(nx * sizeof *dx);
+    assert_non_null(dx);
+    fkd_graph *gs[2] = {without, with};
+    fkd_value es[2] = {e0, e1};
+    for (int i = 0; i < 2; i++) {
+        OK(fkd_graph_set_input(gs[i], "input", x));
+        OK(fkd_graph_forward(gs[i]));
+        OK(fkd_graph_zero_grad(gs[i]));
+        OK(fkd_graph_add_grad(gs[i], es[i], dy));
+        OK(fkd_graph_backward(gs[i]));
+    }
+    float *ga = snapshot(without, true, &np), *gb = snapshot(with, true, &np);
+    assert_same_bits(ga, gb, np, "parameter gradients");
+    assert_int_equal(fkd_graph_read_input_grad(without, "input", dx), FKD_ERR_ARG);
+    assert_non_null(strstr(fkd_last_error(), "config.input_grad"));
+    OK(fkd_graph_read_input_grad(with, "input", dx));
+    free(ga);
+    free(gb);
+    free(x);
+    free(dy);
+    free(dx);
+    fkd_graph_free(without);
+    fkd_graph_free(with);
+}
+
 static void test_arena_near_its_lower_bound(void **state)
 {
     (void)state;
@@ -252,6 +305,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_recompute_exact_iresnet18),
         cmocka_unit_test(test_recompute_exact_mbf),
+        cmocka_unit_test(test_input_grad_only_when_asked),
         cmocka_unit_test(test_arena_near_its_lower_bound),
         cmocka_unit_test(test_recomputed_value_needs_a_tap),
     };

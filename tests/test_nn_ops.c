@@ -124,7 +124,7 @@ static void apply_param(harness *h, float *t, int index)
 static void run_grad_case(const grad_case *c)
 {
     harness h = {0};
-    fkd_graph_config cfg = {.batch = c->batch, .mode = FKD_GRAPH_TRAIN, .seed = 7};
+    fkd_graph_config cfg = {.batch = c->batch, .mode = FKD_GRAPH_TRAIN, .seed = 7, .input_grad = true};
     OK(fkd_graph_create(&h.g, &cfg));
     fkd_value x = fkd_graph_input(h.g, "x", c->c, c->h, c->w);
     assert_true(x >= 0);
@@ -411,7 +411,7 @@ static void run_torch_case(const char *file, build_fn build)
     assert_int_equal(nd, 4);
 
     fkd_graph *g;
-    fkd_graph_config cfg = {.batch = (int)xd[0], .mode = FKD_GRAPH_TRAIN, .seed = 3};
+    fkd_graph_config cfg = {.batch = (int)xd[0], .mode = FKD_GRAPH_TRAIN, .seed = 3, .input_grad = true};
     OK(fkd_graph_create(&g, &cfg));
     fkd_value y = build(g, fkd_graph_input(g, "x", (int)xd[1], (int)xd[2], (int)xd[3]));
     if (y < 0) fail_msg("%s: %s", file, fkd_last_error());

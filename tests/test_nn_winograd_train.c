@@ -39,7 +39,7 @@ static fkd_graph *build(bool direct_conv, fkd_value *emb)
 {
     fkd_graph *g;
     fkd_graph_config cfg = {.batch = BATCH, .mode = FKD_GRAPH_TRAIN, .precision = FKD_PREC_F32,
-                            .seed = 5, .direct_conv = direct_conv};
+                            .seed = 5, .direct_conv = direct_conv, .input_grad = true};
     OK(fkd_graph_create(&g, &cfg));
     fkd_value x = fkd_graph_input(g, "input", 3, SIZE, SIZE);
     fkd_arch_opts o = {.width = 16, .num_features = FEATURES};

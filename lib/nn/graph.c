@@ -542,25 +542,27 @@ fkd_status fkd__build_weighted(fkd_graph *g, fkd__node *n, const fkd_pd *fwd,
     FKD_TRY(fkd__steps_add(&n->fwd, p));
     if (!bwd_data) return FKD_OK;
 
-    /* Backward-data may want the weights in another layout than forward (the jit kernels
-     * do: forcing the forward layout on it selects ref:any), and dy in the layouts the two
-     * backward primitives want (one reorder when they agree). */
-    fkd_mem *w_bwd, *x_bwd, *dy_d, *dy_w, *dx, *dw, *db = NULL;
-    FKD_TRY(fkd__bwd_as(g, n, &n->bwd, pw->data, fkd_shim_pd_md(bwd_data, FKD_ARG_WEIGHTS), &w_bwd));
+    /* Backward-data (unless nobody reads dx: the graph's input) may want the weights in
+     * another layout than forward (the jit kernels do: forcing the forward layout on it
+     * selects ref:any), and dy in the layouts the two backward primitives want (one
+     * reorder when they agree). */
+    fkd_mem *w_bwd, *x_bwd, *dy_d = NULL, *dy_w, *dx, *dw, *db = NULL;
+    if (!g->values[x].no_grad) {
+        FKD_TRY(fkd__bwd_as(g, n, &n->bwd, pw->data, fkd_shim_pd_md(bwd_data, FKD_ARG_WEIGHTS), &w_bwd));
+        FKD_TRY(fkd__grad_as(g, n, &n->bwd, y, fkd_shim_pd_md(bwd_data, FKD_ARG_DIFF_DST), &dy_d));
+        FKD_TRY(fkd__dx_target(g, n, x, fkd_shim_pd_md(bwd_data, FKD_ARG_DIFF_SRC), &dx));
+        FKD_TRY(fkd_shim_prim(g->shim, &p, bwd_data));
+        FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_DIFF_DST, dy_d));
+        FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_WEIGHTS, w_bwd));
+        FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_DIFF_SRC, dx));
+        FKD_TRY(fkd__steps_add(&n->bwd, p));
+        FKD_TRY(fkd__dx_done(g, &n->bwd, x, dx));
+    }
     FKD_TRY(fkd__saved_input(g, n, &n->bwd, x, src, &x_bwd));
     FKD_TRY(fkd__bwd_as(g, n, &n->bwd, x_bwd, fkd_shim_pd_md(bwd_weights, FKD_ARG_SRC), &x_bwd));
-    FKD_TRY(fkd__grad_as(g, n, &n->bwd, y, fkd_shim_pd_md(bwd_data, FKD_ARG_DIFF_DST), &dy_d));
     const fkd_md *want_w = fkd_shim_pd_md(bwd_weights, FKD_ARG_DIFF_DST);
-    if (fkd_shim_md_equal(want_w, fkd_shim_mem_md(dy_d))) dy_w = dy_d;
+    if (dy_d && fkd_shim_md_equal(want_w, fkd_shim_mem_md(dy_d))) dy_w = dy_d;
     else FKD_TRY(fkd__grad_as(g, n, &n->bwd, y, want_w, &dy_w));
-
-    FKD_TRY(fkd__dx_target(g, n, x, fkd_shim_pd_md(bwd_data, FKD_ARG_DIFF_SRC), &dx));
-    FKD_TRY(fkd_shim_prim(g->shim, &p, bwd_data));
-    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_DIFF_DST, dy_d));
-    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_WEIGHTS, w_bwd));
-    FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_DIFF_SRC, dx));
-    FKD_TRY(fkd__steps_add(&n->bwd, p));
-    FKD_TRY(fkd__dx_done(g, &n->bwd, x, dx));
 
     FKD_TRY(fkd__bwd_temp(g, n, fkd_shim_pd_md(bwd_weights, FKD_ARG_DIFF_WEIGHTS), &dw));
     if (pb) FKD_TRY(fkd__bwd_temp(g, n, fkd_shim_pd_md(bwd_weights, FKD_ARG_DIFF_BIAS), &db));
@@ -629,6 +631,7 @@ static fkd_status plan_lifetimes(fkd_graph *g)
         fkd__value *x = &g->values[v];
         bool input = g->nodes[x->producer].op == FKD__OP_INPUT;
         if (input || g->last_use[v] < 0) g->last_use[v] = INT_MAX;
+        x->no_grad = train && input && !g->cfg.input_grad;
         /* Activations: TRAIN graphs keep all (backward reads them). Gradients: shared
          * unless kept for the caller (inputs, taps, outputs). */
         g->grad_until[v] = train ? g->last_use[v] : INT_MAX;
@@ -745,6 +748,9 @@ fkd_status fkd_graph_read_input_grad(fkd_graph *g, const char *name, float *out)
     if (!out) return FKD_FAIL(FKD_ERR_ARG, "graph: read_input_grad: '%s': NULL output", name);
     if (!v->grad)
         return FKD_FAIL(FKD_ERR_ARG, "graph: read_input_grad: '%s': an inference graph has no gradients", name);
+    if (v->no_grad)
+        return FKD_FAIL(FKD_ERR_ARG, "graph: read_input_grad: '%s': the graph was built without config.input_grad",
+                        name);
     memcpy(out, fkd_shim_mem_data(v->grad), (size_t)value_numel(v) * sizeof(float));
     return FKD_OK;
 }

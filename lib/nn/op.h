@@ -77,6 +77,9 @@ typedef struct {
     /* A shared gradient that its only consumer's backward writes whole (fkd__dx_target):
      * it needs no zeroing before that backward (the others are zeroed there). */
     bool grad_overwritten;
+    /* Nobody reads this gradient (a graph input without config.input_grad): consumers may
+     * skip computing it (build_weighted drops backward-data). */
+    bool no_grad;
     int consumers;    /* input slots that read this value (a node reading it twice counts 2) */
     /* Edges: a buffer-less plain memory pointed at the caller's array, with reorders
      * (NULL when data is already plain: plain copies are memcpy). */
