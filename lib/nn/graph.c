@@ -422,7 +422,18 @@ fkd_status fkd__bwd_temp(fkd_graph *g, fkd__node *n, const fkd_md *md, fkd_mem *
 {
     /* INFER graphs have no backward: their temporaries are the forward's (fuse.c's W'). */
     int i = (int)(n - g->nodes), t = g->cfg.mode == FKD_GRAPH_TRAIN ? bwd_time(g, i) : fwd_time(g, i);
+    for (; g->reuse_at < g->reuse_end; g->reuse_at++) {
+        const struct fkd__span *s = &g->spans[g->reuse_at];
+        if (s->mem && s->first == t && s->last == t && s->bytes >= fkd_shim_md_bytes(md))
+            return fkd__mem_view(g, out, md, g->spans[g->reuse_at++].mem);
+    }
     return span_mem(g, out, md, t, t);
+}
+
+void fkd__bwd_temps_alternative(fkd_graph *g)
+{
+    g->reuse_at = g->node_first_span;
+    g->reuse_end = g->n_spans;
 }
 
 fkd_status fkd__bwd_as(fkd_graph *g, fkd__node *n, fkd__steps *steps, fkd_mem *have,
@@ -655,6 +666,8 @@ static fkd_status finalize(fkd_graph *g)
     for (int i = 0; i < g->n_nodes; i++) {
         fkd__node *n = &g->nodes[i];
         g->building = i;
+        g->node_first_span = g->n_spans;
+        g->reuse_at = g->reuse_end = 0;
         fkd_status st = ops[n->op]->build(g, n);
         if (st != FKD_OK) return FKD_WRAP(st, "graph: %s '%s': ", fkd__op_name(n->op), n->name);
     }

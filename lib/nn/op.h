@@ -146,6 +146,9 @@ struct fkd_graph {
         int first, last;
     } *spans;
     int n_spans, cap_spans;
+    /* The node being built: its first span, and the temporaries fkd__bwd_temp may reuse
+     * (spans [reuse_at, reuse_end), after fkd__bwd_temps_alternative). */
+    int node_first_span, reuse_at, reuse_end;
     /* Memories over a span's buffer with another descriptor (fkd__mem_view). */
     struct fkd__view { fkd_mem *mem, *base; } *views;
     int n_views, cap_views;
@@ -243,6 +246,9 @@ fkd_status fkd__mem_view(fkd_graph *g, fkd_mem **out, const fkd_md *md, fkd_mem 
  *                   filled by a reorder appended to `steps`);
  *   fkd__bwd_as     the same for any memory (weights, saved inputs). */
 fkd_status fkd__bwd_temp(fkd_graph *g, fkd__node *n, const fkd_md *md, fkd_mem **out);
+/* The steps built next never run with the node's steps built so far (batch norm's eval
+ * and training backward): their temporaries reuse the earlier ones' bytes, in order. */
+void fkd__bwd_temps_alternative(fkd_graph *g);
 fkd_status fkd__grad_as(fkd_graph *g, fkd__node *n, fkd__steps *steps, int v, const fkd_md *want,
                         fkd_mem **out);
 fkd_status fkd__bwd_as(fkd_graph *g, fkd__node *n, fkd__steps *steps, fkd_mem *have,

@@ -235,6 +235,7 @@ static fkd_status bn_build(fkd_graph *g, fkd__node *n)
     if (g->cfg.mode != FKD_GRAPH_TRAIN)
         return build_mode(g, n, true, run[0].data, run[1].data, &n->fwd, &n->bwd);
     FKD_TRY(build_mode(g, n, true, run[0].data, run[1].data, &s->eval_fwd, &s->eval_bwd));
+    fkd__bwd_temps_alternative(g); /* eval or training backward, never both */
     FKD_TRY(fkd_shim_mem(g->shim, &s->mean, stat));
     FKD_TRY(fkd_shim_mem(g->shim, &s->var, stat));
     s->sync = g->cfg.sync_bn;
