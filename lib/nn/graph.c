@@ -424,7 +424,7 @@ fkd_status fkd__bwd_temp(fkd_graph *g, fkd__node *n, const fkd_md *md, fkd_mem *
     int i = (int)(n - g->nodes), t = g->cfg.mode == FKD_GRAPH_TRAIN ? bwd_time(g, i) : fwd_time(g, i);
     for (; g->reuse_at < g->reuse_end; g->reuse_at++) {
         const struct fkd__span *s = &g->spans[g->reuse_at];
-        if (s->mem && s->first == t && s->last == t && s->bytes >= fkd_shim_md_bytes(md))
+        if (s->mem && s->first == t && s->last == t && fkd_shim_mem_bytes(s->mem) >= fkd_shim_md_bytes(md))
             return fkd__mem_view(g, out, md, g->spans[g->reuse_at++].mem);
     }
     return span_mem(g, out, md, t, t);
