@@ -33,11 +33,12 @@
 #define STEPS 2
 #define LR 0.05f
 
-static fkd_graph *build_with(const char *arch, fkd_precision prec, bool keep, bool input_grad, fkd_value *emb)
+static fkd_graph *build_with(const char *arch, fkd_precision prec, bool keep, bool input_grad, bool sync_bn,
+                             fkd_value *emb)
 {
     fkd_graph *g;
     fkd_graph_config cfg = {.batch = BATCH, .mode = FKD_GRAPH_TRAIN, .precision = prec, .seed = 3,
-                            .keep_activations = keep, .input_grad = input_grad};
+                            .keep_activations = keep, .input_grad = input_grad, .sync_bn = sync_bn};
     if (fkd_graph_create(&g, &cfg) != FKD_OK) return NULL; /* bf16 without AVX-512 */
     fkd_value x = fkd_graph_input(g, "input", 3, SIZE, SIZE);
     fkd_arch_opts o = {.width = 16, .num_features = FEATURES};
@@ -48,7 +49,7 @@ static fkd_graph *build_with(const char *arch, fkd_precision prec, bool keep, bo
 
 static fkd_graph *build(const char *arch, fkd_precision prec, bool keep, fkd_value *emb)
 {
-    return build_with(arch, prec, keep, true, emb);
+    return build_with(arch, prec, keep, true, false, emb);
 }
 
 /* n normal numbers of stream `stream`. */
@@ -100,12 +101,12 @@ static void sgd(fkd_graph *g)
             for (size_t k = 0; k < p[i].storage; k++) p[i].data[k] -= LR * p[i].grad[k];
 }
 
-/* Recomputing graph vs keeping graph: STEPS training steps, bit for bit; the kept bytes
- * differ by `expect_saved` (0: not checked). */
-static void check_exact(const char *arch, fkd_precision prec, int expect_recomputed, size_t expect_saved)
+/* Recomputing graph vs keeping graph: STEPS steps (the last in eval mode: running
+ * statistics), bit for bit; the kept bytes differ by `expect_saved` (0: not checked). */
+static void check_exact(const char *arch, fkd_precision prec, bool sync_bn, int expect_recomputed, size_t expect_saved)
 {
     fkd_value er, ek;
-    fkd_graph *r = build(arch, prec, false, &er), *k = build(arch, prec, true, &ek);
+    fkd_graph *r = build_with(arch, prec, false, true, sync_bn, &er), *k = build_with(arch, prec, true, true, sync_bn, &ek);
     if (!r) {
         fprintf(stderr, "  %s: this CPU has no bf16 path, skipped\n", arch);
         return;
@@ -132,6 +133,7 @@ static void check_exact(const char *arch, fkd_precision prec, int expect_recompu
         fkd_graph *gs[2] = {r, k};
         fkd_value es[2] = {er, ek};
         for (int i = 0; i < 2; i++) {
+            OK(fkd_graph_set_training(gs[i], step < STEPS - 1));
             OK(fkd_graph_set_input(gs[i], "input", x));
             OK(fkd_graph_forward(gs[i]));
             OK(fkd_graph_read(gs[i], es[i], y[i]));
@@ -163,9 +165,12 @@ static void check_exact(const char *arch, fkd_precision prec, int expect_recompu
     fkd_graph_free(k);
 }
 
-/* IResNet-18: the 8 blocks' bn2 → prelu → conv2; the stem's PReLU also feeds a batch norm
- * (layer1.0.bn1), which needs it: kept. The kept bytes shrink by exactly the 8 outputs:
- * width 16, so every channel count is a multiple of 16 and nChw16c has no padding. */
+/* IResNet-18: each of the 8 blocks recomputes bn1's output (read by conv1) from the block's
+ * input and prelu's (read by conv2) from bn2's output; the stem's PReLU output also feeds
+ * a batch norm (layer1.0.bn1), which needs it: kept. The kept bytes shrink by exactly
+ * those 16 outputs: width 16, so every channel count is a multiple of 16 and nChw16c has
+ * no padding. Also under sync_bn (one process: the statistics are the batch's, but the
+ * forward runs the global-statistics primitive). */
 static void test_recompute_exact_iresnet18(void **state)
 {
     (void)state;
@@ -173,12 +178,15 @@ static void test_recompute_exact_iresnet18(void **state)
     const int side[4] = {112, 56, 28, 14};
     for (int s = 0; s < 4; s++)
         for (int b = 0; b < 2; b++) {
-            /* a block's PReLU runs at its input's resolution: the stage's, halved after block 0 */
+            /* a block runs bn1 and prelu at its input's resolution: the stage's, halved after
+             * block 0; bn1 on the block's input channels, prelu on its output channels */
             int hw = b == 0 ? side[s] : side[s] / 2;
-            outputs += (size_t)BATCH * (16u << s) * hw * hw * sizeof(float);
+            int in_c = b == 1 ? 16 << s : s == 0 ? 16 : 16 << (s - 1);
+            outputs += (size_t)BATCH * (size_t)(in_c + (16 << s)) * hw * hw * sizeof(float);
         }
-    check_exact("iresnet18", FKD_PREC_F32, 8, outputs);
-    check_exact("iresnet18", FKD_PREC_BF16, 8, outputs / 2);
+    check_exact("iresnet18", FKD_PREC_F32, false, 16, outputs);
+    check_exact("iresnet18", FKD_PREC_BF16, false, 16, outputs / 2);
+    check_exact("iresnet18", FKD_PREC_F32, true, 16, outputs);
 }
 
 /* MobileFaceNet: 33 PReLUs, each read by a convolution; kept: the stem's (read by facekd's
@@ -187,7 +195,7 @@ static void test_recompute_exact_iresnet18(void **state)
 static void test_recompute_exact_mbf(void **state)
 {
     (void)state;
-    check_exact("mbf", FKD_PREC_F32, 30, 0);
+    check_exact("mbf", FKD_PREC_F32, false, 30, 0);
 }
 
 /* Without config.input_grad the stem's backward-data pass is dropped: one primitive fewer
@@ -197,8 +205,8 @@ static void test_input_grad_only_when_asked(void **state)
 {
     (void)state;
     fkd_value e0, e1;
-    fkd_graph *without = build_with("iresnet18", FKD_PREC_F32, false, false, &e0),
-              *with = build_with("iresnet18", FKD_PREC_F32, false, true, &e1);
+    fkd_graph *without = build_with("iresnet18", FKD_PREC_F32, false, false, false, &e0),
+              *with = build_with("iresnet18", FKD_PREC_F32, false, true, false, &e1);
     char a[512], b[512];
     OK(fkd_graph_kernels(without, "conv1", a, sizeof a));
     OK(fkd_graph_kernels(with, "conv1", b, sizeof b));
@@ -294,7 +302,7 @@ static void test_recomputed_value_needs_a_tap(void **state)
     OK(fkd_graph_read(g, v, buf));
     fkd_graph_memory m;
     OK(fkd_graph_memory_use(g, &m));
-    assert_int_equal(m.recomputed, 7);
+    assert_int_equal(m.recomputed, 15);
     free(in);
     free(buf);
     fkd_graph_free(g);

@@ -263,6 +263,43 @@ static fkd_status bn_forward(fkd_graph *g, fkd__node *n)
     return FKD_OK;
 }
 
+/* Recompute (TRAIN graphs, graph.c): y again from x for a consumer's backward, with the
+ * statistics the last forward used — the batch's (the synchronised ones under sync_bn)
+ * in training mode, the running ones in eval mode — as constants. */
+typedef struct {
+    fkd_graph *g;
+    fkd_prim *train, *eval;
+} bn_recompute_ctx;
+
+static fkd_status bn_recompute_run(void *ctx)
+{
+    const bn_recompute_ctx *c = ctx;
+    return fkd_shim_run(c->g->shim, c->g->training ? c->train : c->eval);
+}
+
+static fkd_status bn_recompute(fkd_graph *g, fkd__node *n, fkd__steps *steps, fkd_mem *dst)
+{
+    bn_state *s = n->state;
+    fkd__param_impl *gamma = &g->pimpl[n->first_param], *beta = gamma + 1, *run = gamma + 2;
+    fkd_mem *x = g->values[n->inputs[0]].data;
+    fkd_pd *pd;
+    FKD_TRY(fkd__grow((void **)&g->owned, &g->cap_owned, g->n_owned + 1, sizeof *g->owned));
+    bn_recompute_ctx *c = calloc(1, sizeof *c);
+    if (!c) return FKD_FAIL(FKD_ERR_NOMEM, "graph: batchnorm '%s': out of memory", n->name);
+    g->owned[g->n_owned++] = c;
+    c->g = g;
+    FKD_TRY(fkd_shim_bnorm_fwd_pd(g->shim, &pd, true, fkd_shim_mem_md(x), s->eps, true));
+    fkd__steps none = {0};
+    fkd_status st = add_forward(g, pd, x, dst, gamma->data, beta->data, s->mean, s->var, &none);
+    if (st == FKD_OK) c->train = none.items[0].prim;
+    none.count = 0;
+    if (st == FKD_OK) st = add_forward(g, pd, x, dst, gamma->data, beta->data, run[0].data, run[1].data, &none);
+    if (st == FKD_OK) c->eval = none.items[0].prim;
+    free(none.items);
+    FKD_TRY(st);
+    return fkd__steps_add_host(steps, bn_recompute_run, c, "bnorm recompute");
+}
+
 static fkd_status bn_backward(fkd_graph *g, fkd__node *n)
 {
     bn_state *s = n->state;
@@ -278,7 +315,7 @@ static void bn_free(fkd__node *n)
 }
 
 const fkd__op fkd__op_batchnorm = {.build = bn_build, .forward = bn_forward, .backward = bn_backward,
-                                   .free = bn_free};
+                                   .recompute = bn_recompute, .free = bn_free};
 
 float fkd__batchnorm_eps(const fkd__node *n)
 {
