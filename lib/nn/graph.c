@@ -240,16 +240,18 @@ static fkd_status span_mem(fkd_graph *g, fkd_mem **out, const fkd_md *md, int fi
     return FKD_OK;
 }
 
-/* The scratchpads of a node's steps, live while they run at time t. */
+/* The scratchpad of a node's steps, live while they run at time t: one for all of them
+ * (they run one after another), sized for the largest. */
 static fkd_status span_scratch(fkd_graph *g, const fkd__steps *steps, int t)
 {
+    size_t most = 0;
     for (int i = 0; i < steps->count; i++) {
-        fkd_prim *p = steps->items[i].prim;
-        size_t bytes = p ? fkd_shim_prim_scratch_bytes(p) : 0;
-        if (!bytes) continue;
-        FKD_TRY(fkd__grow((void **)&g->spans, &g->cap_spans, g->n_spans + 1, sizeof *g->spans));
-        g->spans[g->n_spans++] = (struct fkd__span){NULL, p, round64(bytes), 0, t, t};
+        size_t bytes = steps->items[i].prim ? fkd_shim_prim_scratch_bytes(steps->items[i].prim) : 0;
+        if (bytes > most) most = bytes;
     }
+    if (!most) return FKD_OK;
+    FKD_TRY(fkd__grow((void **)&g->spans, &g->cap_spans, g->n_spans + 1, sizeof *g->spans));
+    g->spans[g->n_spans++] = (struct fkd__span){NULL, steps, round64(most), 0, t, t};
     return FKD_OK;
 }
 
@@ -322,8 +324,14 @@ static fkd_status build_arena(fkd_graph *g)
     for (int i = 0; i < g->n_spans; i++) {
         const struct fkd__span *s = &g->spans[i];
         void *at = (char *)g->arena + s->offset;
-        if (s->mem) FKD_TRY(fkd_shim_mem_set_handle(s->mem, at));
-        else FKD_TRY(fkd_shim_prim_set_scratch(g->shim, s->prim, at));
+        if (s->mem) {
+            FKD_TRY(fkd_shim_mem_set_handle(s->mem, at));
+            continue;
+        }
+        for (int k = 0; k < s->steps->count; k++) {
+            fkd_prim *p = s->steps->items[k].prim;
+            if (p && fkd_shim_prim_scratch_bytes(p)) FKD_TRY(fkd_shim_prim_set_scratch(g->shim, p, at));
+        }
     }
     for (int i = 0; i < g->n_views; i++)
         FKD_TRY(fkd_shim_mem_set_handle(g->views[i].mem, fkd_shim_mem_data(g->views[i].base)));

@@ -140,8 +140,9 @@ struct fkd_graph {
      * i's forward is i, its backward 2N - 1 - i (N nodes); a span is live over
      * [first, last]. The memories are buffer-less until the arena exists. */
     struct fkd__span {
-        fkd_mem *mem;     /* or NULL and prim: that primitive's scratchpad */
-        fkd_prim *prim;
+        fkd_mem *mem;     /* or NULL and steps: the scratchpad of their primitives, which run
+                           * one after another and share it */
+        const fkd__steps *steps;
         size_t bytes, offset;
         int first, last;
     } *spans;
