@@ -677,7 +677,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_resolved_round_trip, enter_tmp, leave_tmp),
         cmocka_unit_test_setup_teardown(test_method_params, enter_tmp, leave_tmp),
         cmocka_unit_test_setup_teardown(test_mutated_recipes_never_crash, enter_tmp, leave_tmp),
-        cmocka_unit_test(test_direct_conv_reaches_the_graphs),
+        cmocka_unit_test_setup_teardown(test_direct_conv_reaches_the_graphs, enter_tmp, leave_tmp),
         cmocka_unit_test(test_docs_match_schema),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -614,7 +614,8 @@ static fkd_status build_value_edges(fkd_graph *g, fkd__value *v)
  * can recompute it from its inputs (kept), every consumer reads it for backward through
  * fkd__saved_input, and the caller did not ask for it (input, tap, output). IResNet's
  * bn2 → prelu → conv2: the PReLU's output is recomputed from bn2's output (kept for the
- * PReLU's own backward) right before conv2's backward-weights reads it. */
+ * PReLU's own backward) right before conv2's backward-weights reads it; bn1 → conv1
+ * likewise from the block's input. */
 static bool recomputable(const fkd_graph *g, int v)
 {
     const fkd__node *p = &g->nodes[g->values[v].producer];

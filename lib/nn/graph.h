@@ -53,10 +53,10 @@ typedef struct {
      * AVX-512; a different rounding, docs/ENGINE.md); true keeps direct convolutions. */
     bool direct_conv;
     /* TRAIN graphs keep every value backward reads, except what is cheaper to recompute: a
-     * PReLU's output read only by convolutions (IResNet's bn2 → prelu → conv2) is
-     * recomputed from its input right before the convolutions' backward, bit-identical
-     * (docs/ENGINE.md, "Memory"); true keeps those too (one elementwise pass per PReLU
-     * less per step, more memory). */
+     * PReLU's or batch norm's output read only by convolutions (IResNet's bn1 → conv1,
+     * bn2 → prelu → conv2) is recomputed from its input right before the convolutions'
+     * backward, bit-identical (docs/ENGINE.md, "Memory"); true keeps those too (one
+     * elementwise pass per recomputed value less per step, more memory). */
     bool keep_activations;
     /* TRAIN graphs compute dL/d(input) (fkd_graph_read_input_grad) only when true: a
      * training step does not need it, and the first convolution's backward-data pass
