@@ -27,8 +27,10 @@
 
 static char dir[256], model[PATH], bin_path[PATH];
 
-/* Runs build/facekd with argv (NULL-terminated after the command), stdout to `out`. */
-static int facekd(const char *out, const char *const *args)
+/* Runs build/facekd with argv (NULL-terminated after the command), stdout to `out`; with
+ * `err`, stderr to it and the environment variable env_name=env_value set. */
+static int facekd_env(const char *out, const char *err, const char *env_name, const char *env_value,
+                      const char *const *args)
 {
     const char *build = getenv("BUILD");
     char bin[PATH];
@@ -45,12 +47,18 @@ static int facekd(const char *out, const char *const *args)
         if (!fp) _exit(126);
         setenv("OMP_NUM_THREADS", "1", 1);
         setenv("FACEKD_LOG", "warn", 1);
+        if (err && (!freopen(err, "w", stderr) || setenv(env_name, env_value, 1) != 0)) _exit(126);
         execv(bin, argv);
         _exit(127);
     }
     int st;
     waitpid(pid, &st, 0);
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static int facekd(const char *out, const char *const *args)
+{
+    return facekd_env(out, NULL, NULL, NULL, args);
 }
 
 static int setup(void **state)
@@ -229,11 +237,37 @@ static void test_embed_folder_and_npy_agree(void **state)
     assert_int_equal(facekd(out, bad), 1);
 }
 
+/* model.precision bf16 on a CPU whose oneDNN has no bf16 kernels (AVX2, made so with
+ * DNNL_MAX_CPU_ISA): the run trains in fp32 and says so, naming the recipe and the key. */
+static void test_bf16_falls_back_to_fp32_without_avx512(void **state)
+{
+    (void)state;
+    char recipe[PATH], out[PATH], err[PATH], set_out[PATH], path[PATH];
+    snprintf(recipe, sizeof recipe, "%s/m.yaml", dir);
+    snprintf(out, sizeof out, "%s/fallback.out", dir);
+    snprintf(err, sizeof err, "%s/fallback.err", dir);
+    snprintf(set_out, sizeof set_out, "output=%s/fallback", dir);
+    const char *args[] = {"train", recipe, "--set", "model.precision=bf16", "--set", "steps=2", "--set", set_out, NULL};
+    assert_int_equal(facekd_env(out, err, "DNNL_MAX_CPU_ISA", "AVX2", args), 0);
+    uint8_t *text;
+    size_t size;
+    assert_int_equal(fkd_file_read_all(err, &text, &size), FKD_OK);
+    text = realloc(text, size + 1);
+    text[size] = 0;
+    if (!strstr((char *)text, "m.yaml: model.precision: bf16 needs AVX-512") ||
+        !strstr((char *)text, "running fp32 instead"))
+        fail_msg("no fallback warning in: %s", (char *)text);
+    free(text);
+    snprintf(path, sizeof path, "%s/fallback/model.safetensors", dir);
+    assert_true(fkd_test_file_nonempty(path));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_eval_matches_an_independent_reference),
         cmocka_unit_test(test_embed_folder_and_npy_agree),
+        cmocka_unit_test(test_bf16_falls_back_to_fp32_without_avx512),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -141,7 +141,7 @@ static const field schema[] = {
     {"model.width", T_INT, "0", 0, 1024, NULL, R(model.width), 0, 0, NULL, 0,
      "base width: 0 = the architecture's (64); e.g. 16 for a quick narrow model"},
     {"model.precision", T_ENUM, "fp32", 0, 0, precision_names, R(model.precision), 0, 0, NULL, 0,
-     "compute precision (bf16 keeps fp32 master weights)"},
+     "compute precision (bf16 keeps fp32 master weights; fp32 with a warning on CPUs without AVX-512)"},
     {"model.weights", T_PATH, NULL, 0, 0, NULL, R(model.weights), 0, 0, NULL, 0,
      "initial weights (.safetensors); random initialisation when left out. Class centres (head.weight) "
      "of the same shape in the file start the head too"},
@@ -216,7 +216,8 @@ static const field schema[] = {
     {"teacher.arch", T_ENUM, NULL, 0, 0, arch_names, R(teacher.arch), 0, 0, NULL, 0,
      "architecture of a .safetensors teacher (default: from the file's metadata)"},
     {"teacher.precision", T_ENUM, "fp32", 0, 0, precision_names, R(teacher.precision), 0, 0, NULL, 0,
-     "compute precision"},
+     "the teacher's compute precision (bf16: bf16 weights and activations, outputs read as fp32; fp32 with a "
+     "warning on CPUs without AVX-512)"},
     {"teacher.cache", T_BOOL, "true", 0, 0, NULL, R(teacher.cache), 0, 0, NULL, 0,
      "cache teacher outputs on disk when the methods only read its embedding and logits"},
     {"teacher.cache_dir", T_PATH, NULL, 0, 0, NULL, R(teacher.cache_dir), 0, 0, NULL, 0,

@@ -23,6 +23,7 @@
 #include "nn/arch.h"
 #include "nn/optim.h"
 #include "nn/schedule.h"
+#include "nn/shim.h"
 #include "train/runlog.h"
 
 volatile sig_atomic_t fkd_train_stop_requested = 0;
@@ -132,12 +133,31 @@ static fkd_status open_loader(fkd_trainer *t)
     return FKD_OK;
 }
 
+fkd_precision fkd_train_precision(const char *recipe_path, const char *key, bool bf16)
+{
+    const char *isa = fkd_shim_isa();
+    if (bf16 && !fkd_shim_bf16_ok()) {
+        FKD_WARN("%s: %s: bf16 needs AVX-512 and oneDNN runs %s on this CPU: running fp32 instead", recipe_path,
+                 key, isa);
+        return FKD_PREC_F32;
+    }
+    /* avx512_core without _bf16 converts and multiplies in fp32 (oneDNN's emulation):
+     * correct, slower than fp32. */
+    const char *how = !bf16                                   ? ""
+                      : strcmp(isa, "avx512_core_amx") == 0  ? ", AMX tiles"
+                      : strcmp(isa, "avx512_core_bf16") == 0 ? ", AVX-512 bf16 dot products (no AMX)"
+                                                             : ", emulated bf16 (no bf16 instructions: slower than fp32)";
+    FKD_INFO("%s: %s on oneDNN's %s kernels%s", key, bf16 ? "bf16" : "fp32", isa, how);
+    return bf16 ? FKD_PREC_BF16 : FKD_PREC_F32;
+}
+
 static fkd_status build_model(fkd_trainer *t)
 {
     const fkd_recipe *r = t->r;
     /* bf16 keeps fp32 master weights, gradients, optimizer and loss (lib/nn). */
-    bool bf16 = r->model.precision == FKD_RECIPE_PRECISION_BF16;
-    fkd_graph_config gc = {.batch = t->batch, .mode = FKD_GRAPH_TRAIN, .precision = bf16 ? FKD_PREC_BF16 : FKD_PREC_F32,
+    fkd_precision precision =
+        fkd_train_precision(r->path, "model.precision", r->model.precision == FKD_RECIPE_PRECISION_BF16);
+    fkd_graph_config gc = {.batch = t->batch, .mode = FKD_GRAPH_TRAIN, .precision = precision,
                            .seed = (uint64_t)r->seed, .sync_bn = r->model.sync_bn};
     fkd_status s = fkd_graph_create(&t->g, &gc);
     if (s != FKD_OK) return FKD_WRAP(s, "%s: model.precision: ", r->path);

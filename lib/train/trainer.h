@@ -64,6 +64,12 @@ fkd_status fkd_trainer_create(fkd_trainer **out, const fkd_recipe *r, bool resum
 fkd_status fkd_trainer_run(fkd_trainer *t);
 void fkd_trainer_free(fkd_trainer *t);
 
+/* The compute precision for a graph whose recipe key (`key`, e.g. "model.precision") asks for
+ * bf16 or not, on this CPU: bf16 where oneDNN runs bf16 kernels (AVX-512 and up), else fp32
+ * with a warning naming the recipe and the key. Logs which path runs (precision, oneDNN's
+ * ISA, AMX or not). */
+fkd_precision fkd_train_precision(const char *recipe_path, const char *key, bool bf16);
+
 /* The run folder (absolute). */
 const char *fkd_trainer_run_dir(const fkd_trainer *t);
 
