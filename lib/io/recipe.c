@@ -124,6 +124,8 @@ static const field schema[] = {
     {"data.flip", T_BOOL, "true", 0, 0, NULL, R(data.flip), 0, 0, NULL, 0, "random horizontal flips"},
     {"data.resize", T_BOOL, "false", 0, 0, NULL, R(data.resize), 0, 0, NULL, 0,
      "resize images that are not 112x112 (bilinear) instead of failing"},
+    {"data.workers", T_INT, "2", 1, 64, NULL, R(data.workers), 0, 0, NULL, 0,
+     "loader threads decoding or rendering ahead of training (they share the cores with the model's threads)"},
     {"data.eval", T_LIST, "[]", 0, 0, NULL, R(data.eval), sizeof(fkd_recipe_bench), R(data.n_eval), NULL, 0,
      "verification benchmarks evaluated every eval_every steps"},
     {"data.eval[].name", T_STRING, NULL, 0, 0, NULL, B(name), 0, 0, NULL, F_REQUIRED,
