@@ -92,6 +92,21 @@ static int teardown(void **state)
     return fkd_test_tmpdir_remove(dir);
 }
 
+/* The run dir/<run> logged 16 steps and its l2 term's mean over the last 4 is at least 10 %
+ * below the first 4's. */
+static void assert_l2_falls(const char *run_name)
+{
+    char path[PATH];
+    snprintf(path, sizeof path, "%s/%s/log.csv", dir, run_name);
+    double *l2 = NULL;
+    int rows = fkd_test_csv_column(path, "l2", &l2);
+    assert_int_equal(rows, 16);
+    double first = fkd_test_mean(l2, 0, 4), last = fkd_test_mean(l2, rows - 4, rows);
+    printf("%s: l2 term %.4f (steps 1-4) -> %.4f (steps 13-16)\n", run_name, first, last);
+    assert_true(last < 0.9 * first);
+    free(l2);
+}
+
 /* The l2 term (weight 10 on normalised embeddings) falls; the run folder is complete; the
  * first run computes the teacher cache, the second uses it. */
 static void test_distill_moves_student_toward_teacher(void **state)
@@ -101,15 +116,8 @@ static void test_distill_moves_student_toward_teacher(void **state)
     fkd_status s = run("student.yaml", NULL, 0, true);
     if (s != FKD_OK) fail_msg("%s", fkd_last_error());
     assert_int_equal(count_cache_files(), 1);
+    assert_l2_falls("student");
     char path[PATH];
-    snprintf(path, sizeof path, "%s/student/log.csv", dir);
-    double *l2 = NULL;
-    int rows = fkd_test_csv_column(path, "l2", &l2);
-    assert_int_equal(rows, 16);
-    double first = fkd_test_mean(l2, 0, 4), last = fkd_test_mean(l2, rows - 4, rows);
-    printf("l2 term: %.4f (steps 1-4) -> %.4f (steps 13-16)\n", first, last);
-    assert_true(last < 0.9 * first);
-    free(l2);
     static const char *const files[] = {"recipe.yaml", "log.csv", "checkpoint.safetensors", "model.safetensors",
                                         "loss.png", "lr.png"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
@@ -210,19 +218,12 @@ static void test_bf16_teacher(void **state)
     free(r32);
     free(r16);
 
-    char out[PATH], path[PATH];
+    char out[PATH];
     snprintf(out, sizeof out, "output=%s/student-bf16-teacher", dir);
     const char *sets[] = {out, "teacher.precision=bf16", "teacher.cache=false"};
     fkd_status s = run("student.yaml", sets, 3, true);
     if (s != FKD_OK) fail_msg("%s", fkd_last_error());
-    snprintf(path, sizeof path, "%s/student-bf16-teacher/log.csv", dir);
-    double *l2 = NULL;
-    int rows = fkd_test_csv_column(path, "l2", &l2);
-    assert_int_equal(rows, 16);
-    double first = fkd_test_mean(l2, 0, 4), last = fkd_test_mean(l2, rows - 4, rows);
-    printf("bf16 teacher, l2 term: %.4f (steps 1-4) -> %.4f (steps 13-16)\n", first, last);
-    assert_true(last < 0.9 * first);
-    free(l2);
+    assert_l2_falls("student-bf16-teacher");
 }
 
 /* Recipe mistakes in the distill block fail before training: nothing is logged. */

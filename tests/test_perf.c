@@ -26,15 +26,22 @@ static void check_consistent(const fkd_perf_config *c, const fkd_perf_result *r)
     assert_true(r->peak_rss_mb > 0);
 }
 
-static void test_train_and_infer_report_consistent_numbers(void **state)
+/* A MobileFaceNet of width 8 at batch 2: seconds of work. */
+static fkd_perf_config tiny_config(int warmup, int steps)
 {
-    (void)state;
     fkd_perf_config c = fkd_perf_defaults();
     c.arch = "mbf";
     c.width = 8;
     c.batch = 2;
-    c.warmup = 1;
-    c.steps = 3;
+    c.warmup = warmup;
+    c.steps = steps;
+    return c;
+}
+
+static void test_train_and_infer_report_consistent_numbers(void **state)
+{
+    (void)state;
+    fkd_perf_config c = tiny_config(1, 3);
     fkd_perf_result infer, train;
     assert_int_equal(fkd_perf_run(&c, &infer), FKD_OK);
     check_consistent(&c, &infer);
@@ -61,16 +68,17 @@ static void test_bad_configurations_are_errors(void **state)
     assert_non_null(strstr(fkd_last_error(), "batch 0"));
 }
 
-/* The peak kernels do the arithmetic their FLOP count claims: 16 accumulators of acc·1 + 1
- * (fp32) or acc + 1·1 + 1·1 (bf16 pairs) per round, exact in fp32 below 2^24 per lane. */
+/* The peak kernels do the arithmetic their FLOP count claims: 16 accumulators (starting at
+ * 0, 1, …, 15: Σ = 120) of acc·1 + 1 (fp32) or acc + 1·1 + 1·1 (bf16 pairs) per round,
+ * exact in fp32 below 2^24 per lane. */
 static void test_peak_kernels_count_exactly(void **state)
 {
     (void)state;
     bool avx512 = strncmp(fkd_shim_isa(), "avx512_core", 11) == 0;
     bool bf16 = strcmp(fkd_shim_isa(), "avx512_core_bf16") == 0 || strcmp(fkd_shim_isa(), "avx512_core_amx") == 0;
     double lanes = avx512 ? 16 : 8;
-    if (strncmp(fkd_shim_isa(), "avx", 3) == 0) assert_true(fkd__peak_fp32_kernel(1000) == 16 * lanes * 1000);
-    if (bf16) assert_true(fkd__peak_bf16_kernel(1000) == 16 * 16 * 2 * 1000.0);
+    if (strncmp(fkd_shim_isa(), "avx", 3) == 0) assert_true(fkd__peak_fp32_kernel(1000) == lanes * (120 + 16 * 1000));
+    if (bf16) assert_true(fkd__peak_bf16_kernel(1000) == 16 * (120 + 32 * 1000.0));
     else assert_true(fkd__peak_bf16_kernel(1000) == -1);
 
     fkd_peak p;
@@ -86,12 +94,7 @@ static void test_peak_kernels_count_exactly(void **state)
 static void test_measured_peak_fraction(void **state)
 {
     (void)state;
-    fkd_perf_config c = fkd_perf_defaults();
-    c.arch = "mbf";
-    c.width = 8;
-    c.batch = 2;
-    c.warmup = 0;
-    c.steps = 1;
+    fkd_perf_config c = tiny_config(0, 1);
     c.threads = 1;
     c.measure_peak = true;
     fkd_perf_result r;

@@ -1,5 +1,5 @@
 /* Measured arithmetic peak (peak.h). Each kernel keeps 16 independent accumulators in
- * registers (the inner loop fully unrolled: a rolled loop keeps them in memory) — more than an FMA's latency × issue width on current cores (4–6 cycles × 2),
+ * registers — more than an FMA's latency × issue width on current cores (4–6 cycles × 2),
  * so the loop is throughput-bound — and touches no memory. Which kernels may run follows
  * oneDNN's view of the CPU (fkd_shim_isa: CPUID and the OS's register support), so the
  * peak is measured on the instructions the engine's kernels use. */
@@ -24,34 +24,28 @@ static bool has_bf16_dot(void)
     return isa_has("avx512_core_bf16") || isa_has("avx512_core_amx");
 }
 
-__attribute__((target("avx512f"))) static double fma512(long iters)
+/* acc[k] = k in every lane, then `iters` rounds of acc[k] = STEP, fully unrolled (a rolled
+ * loop keeps the accumulators in memory). Distinct starting values keep the compiler from
+ * computing one accumulator and copying it. */
+#define PEAK_ROUNDS(iters, set1, STEP)                                                                     \
+    for (int k = 0; k < ACCUMULATORS; k++) acc[k] = set1((float)k);                                       \
+    for (long i = 0; i < (iters); i++) {                                                                   \
+        _Pragma("GCC unroll 16") for (int k = 0; k < ACCUMULATORS; k++) acc[k] = STEP;                     \
+    }
+
+__attribute__((target("avx512f"))) static double sum512(const __m512 *acc)
 {
-    __m512 acc[ACCUMULATORS];
-    const __m512 one = _mm512_set1_ps(1.0f);
-    for (int k = 0; k < ACCUMULATORS; k++) acc[k] = _mm512_setzero_ps();
-    for (long i = 0; i < iters; i++)
-#pragma GCC unroll 16
-        for (int k = 0; k < ACCUMULATORS; k++) acc[k] = _mm512_fmadd_ps(acc[k], one, one);
     double sum = 0;
     for (int k = 0; k < ACCUMULATORS; k++) sum += _mm512_reduce_add_ps(acc[k]);
     return sum;
 }
 
-__attribute__((target("avx2,fma"))) static double fma256(long iters)
+__attribute__((target("avx512f"))) static double fma512(long iters)
 {
-    __m256 acc[ACCUMULATORS];
-    const __m256 one = _mm256_set1_ps(1.0f);
-    for (int k = 0; k < ACCUMULATORS; k++) acc[k] = _mm256_setzero_ps();
-    for (long i = 0; i < iters; i++)
-#pragma GCC unroll 16
-        for (int k = 0; k < ACCUMULATORS; k++) acc[k] = _mm256_fmadd_ps(acc[k], one, one);
-    float lanes[8];
-    double sum = 0;
-    for (int k = 0; k < ACCUMULATORS; k++) {
-        _mm256_storeu_ps(lanes, acc[k]);
-        for (int j = 0; j < 8; j++) sum += lanes[j];
-    }
-    return sum;
+    __m512 acc[ACCUMULATORS];
+    const __m512 one = _mm512_set1_ps(1.0f);
+    PEAK_ROUNDS(iters, _mm512_set1_ps, _mm512_fmadd_ps(acc[k], one, one))
+    return sum512(acc);
 }
 
 /* vdpbf16ps: each fp32 lane adds the two products of its pair of bf16 lanes. 0x3f80 is
@@ -60,12 +54,21 @@ __attribute__((target("avx512f,avx512bf16"))) static double dot512_bf16(long ite
 {
     __m512 acc[ACCUMULATORS];
     const __m512bh one = (__m512bh)_mm512_set1_epi16(0x3f80);
-    for (int k = 0; k < ACCUMULATORS; k++) acc[k] = _mm512_setzero_ps();
-    for (long i = 0; i < iters; i++)
-#pragma GCC unroll 16
-        for (int k = 0; k < ACCUMULATORS; k++) acc[k] = _mm512_dpbf16_ps(acc[k], one, one);
+    PEAK_ROUNDS(iters, _mm512_set1_ps, _mm512_dpbf16_ps(acc[k], one, one))
+    return sum512(acc);
+}
+
+__attribute__((target("avx2,fma"))) static double fma256(long iters)
+{
+    __m256 acc[ACCUMULATORS];
+    const __m256 one = _mm256_set1_ps(1.0f);
+    PEAK_ROUNDS(iters, _mm256_set1_ps, _mm256_fmadd_ps(acc[k], one, one))
+    float lanes[8];
     double sum = 0;
-    for (int k = 0; k < ACCUMULATORS; k++) sum += _mm512_reduce_add_ps(acc[k]);
+    for (int k = 0; k < ACCUMULATORS; k++) {
+        _mm256_storeu_ps(lanes, acc[k]);
+        for (int j = 0; j < 8; j++) sum += lanes[j];
+    }
     return sum;
 }
 

@@ -29,10 +29,10 @@ typedef struct {
 fkd_status fkd_peak_measure(int threads, double seconds, fkd_peak *out);
 
 /* The kernels themselves, for tests: `iters` rounds of 16 independent accumulators,
- * acc = acc·1 + 1 (fp32) or acc += 1·1 + 1·1 (bf16 pairs), from acc = 0. Returns the sum
- * of all lanes of all accumulators — exactly 16·16·iters (fp32, AVX-512), 16·8·iters
- * (AVX2) or 16·16·2·iters (bf16) while below 2^24 per lane — or -1 when this CPU lacks the
- * instructions. */
+ * acc = acc·1 + 1 (fp32) or acc += 1·1 + 1·1 (bf16 pairs), accumulator k starting at k.
+ * Returns the sum of all lanes of all accumulators — exactly L·(120 + 16·iters) for fp32
+ * (L = 16 lanes on AVX-512, 8 on AVX2) and 16·(120 + 32·iters) for bf16 while below 2^24
+ * per lane — or -1 when this CPU lacks the instructions. */
 double fkd__peak_fp32_kernel(long iters);
 double fkd__peak_bf16_kernel(long iters);
 
