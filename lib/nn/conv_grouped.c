@@ -36,7 +36,8 @@
 
 /* One pixel's 16 channels as a vector: GCC lowers the lane permutations to vpermps on
  * AVX-512 and to shuffles elsewhere; the pixel loops are compiled for both (target_clones,
- * chosen at load time from the CPU's features). Every pointer here is 64-byte aligned.
+ * chosen at load time from the CPU's features). Every fp32 pixel here is 64-byte aligned,
+ * every bf16 pixel 32-byte.
  * The vector helpers are static and inlined: the psABI note about passing 64-byte vectors
  * without AVX-512 concerns calls across objects, which never happen here. */
 #pragma GCC diagnostic ignored "-Wpsabi"
@@ -69,7 +70,7 @@ static inline v16 permute16(v16 v, v16i m)
 #define FKD__CLONES __attribute__((target_clones("avx512f", "default")))
 #endif
 
-/* fp32 → bf16 for n (a multiple of 16) values, 64-byte aligned. */
+/* fp32 → bf16 for n (a multiple of 16) values: src 64-byte, dst 32-byte aligned. */
 typedef void (*narrow_fn)(uint16_t *dst, const float *src, size_t n);
 
 struct fkd__grouped {
@@ -79,7 +80,7 @@ struct fkd__grouped {
     bool fresh_dx;              /* dx holds nothing to keep: written, not accumulated (a
                                  * temporary, or x's gradient that only this node adds to,
                                  * zero until now) */
-    narrow_fn narrow;           /* bf16 graphs */
+    narrow_fn narrow;           /* bf16 graphs: this CPU's fastest rounding */
     float *scratch;             /* bf16 graphs, per thread: an output row, a dx plane (TRAIN) */
     size_t scratch_per_thread;
     const float *weight, *bias; /* plain master copies (bias NULL without one) */
@@ -186,6 +187,7 @@ __attribute__((target("avx512f,avx512bf16"))) static void narrow_avx512bf16(uint
         _mm256_store_si256((__m256i *)(dst + i), (__m256i)_mm512_cvtneps_pbh(_mm512_load_ps(src + i)));
 }
 
+/* bf16 → fp32 (exact) for n values, aligned as for narrowing. */
 FKD__CLONES static void widen(float *dst, const uint16_t *src, size_t n)
 {
     for (size_t i = 0; i < n; i += 16) *(v16 *)(dst + i) = load_pixel(src, i / 16, true);
