@@ -67,6 +67,10 @@ run() {
     fi
 }
 
+# The arithmetic peak on these threads (before the rounds: a quiet machine gives the truest
+# figure), for the table's "% of peak" column.
+build/facekd bench --peak --threads "$threads" --json > "$out/peak.json" 2>/dev/null || echo '{}' > "$out/peak.json"
+
 for round in $(seq "$rounds"); do
     for c in $cases; do
         IFS=: read -r arch mode prec <<< "$c"
@@ -77,9 +81,10 @@ for round in $(seq "$rounds"); do
     done
 done
 
-python3 - "$raw" "$batch" "$threads" "$width" "$steps" "$rounds" <<'PY'
+python3 - "$raw" "$batch" "$threads" "$width" "$steps" "$rounds" "$out/peak.json" <<'PY'
 import json, statistics, sys, platform
-raw, batch, threads, width, steps, rounds = sys.argv[1:]
+raw, batch, threads, width, steps, rounds, peak_path = sys.argv[1:]
+peak = json.load(open(peak_path))
 rows = [json.loads(l) for l in open(raw)]
 cases = list(dict.fromkeys(r["case"] for r in rows))
 def med(case, who, key="images_per_s"):
@@ -91,9 +96,12 @@ cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.start
 loads = [r["r"].get("load_after") for r in rows if "r" in r]
 print("machine: %s, %s threads, batch %s, width %s, %s timed steps, median of %s rounds; load %.1f-%.1f"
       % (cpu, threads, batch, width, steps, rounds, min(loads or [0]), max(loads or [0])))
+if peak.get("fp32_gflops"):
+    print("measured peak (facekd bench --peak): fp32 %.0f GFLOP/s, bf16 %.0f GFLOP/s"
+          % (peak["fp32_gflops"], peak.get("bf16_gflops", 0)))
 print()
-print("| case | facekd img/s | PyTorch img/s | facekd/PyTorch | ORT fp32 img/s | facekd/ORT | facekd MB | PyTorch MB |")
-print("|---|---|---|---|---|---|---|---|")
+print("| case | facekd img/s | PyTorch img/s | facekd/PyTorch | ORT fp32 img/s | facekd/ORT | facekd % of peak | facekd MB | PyTorch MB |")
+print("|---|---|---|---|---|---|---|---|---|")
 for c in cases:
     arch, mode, prec = c.split(":")
     # ONNX Runtime runs fp32 only: a bf16 inference row is compared with it too (the issue's
@@ -101,8 +109,11 @@ for c in cases:
     f, t, o = med(c, "facekd"), med(c, "torch"), med("%s:%s:fp32" % (arch, mode), "ort")
     err = next((r["error"] for r in rows if r["case"] == c and "error" in r), "")
     fm, tm = med(c, "facekd", "peak_rss_mb"), med(c, "torch", "peak_rss_mb")
-    print("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
+    # GFLOP/s over the measured peak of the case's precision (Winograd can exceed 100 %:
+    # the GFLOP count is that of direct convolution).
+    gf, pk = med(c, "facekd", "gflops"), peak.get("%s_gflops" % prec)
+    print("| %s | %s | %s | %s | %s | %s | %s | %s | %s |" % (
         c.replace(":", " "), fmt(f) if f is not None else ("fails: " + err.strip()[:60] if err else "—"),
         fmt(t), fmt(f / t if f and t else None, "%.2f×"), fmt(o), fmt(f / o if f and o else None, "%.2f×"),
-        fmt(fm, "%.0f"), fmt(tm, "%.0f")))
+        fmt(100 * gf / pk if gf and pk else None, "%.0f %%"), fmt(fm, "%.0f"), fmt(tm, "%.0f")))
 PY

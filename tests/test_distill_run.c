@@ -8,13 +8,19 @@
 #include <stddef.h>
 #include <cmocka.h>
 #include <dirent.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/fileio.h"
 #include "core/status.h"
+#include "data/dataset.h"
+#include "io/model.h"
 #include "io/recipe.h"
+#include "io/safetensors.h"
+#include "nn/shim.h"
+#include "train/teacher_cache.h"
 #include "support/tmpdir.h"
 #include "support/train_fixture.h"
 #include "train/compare.h"
@@ -86,6 +92,21 @@ static int teardown(void **state)
     return fkd_test_tmpdir_remove(dir);
 }
 
+/* The run dir/<run> logged 16 steps and its l2 term's mean over the last 4 is at least 10 %
+ * below the first 4's. */
+static void assert_l2_falls(const char *run_name)
+{
+    char path[PATH];
+    snprintf(path, sizeof path, "%s/%s/log.csv", dir, run_name);
+    double *l2 = NULL;
+    int rows = fkd_test_csv_column(path, "l2", &l2);
+    assert_int_equal(rows, 16);
+    double first = fkd_test_mean(l2, 0, 4), last = fkd_test_mean(l2, rows - 4, rows);
+    printf("%s: l2 term %.4f (steps 1-4) -> %.4f (steps 13-16)\n", run_name, first, last);
+    assert_true(last < 0.9 * first);
+    free(l2);
+}
+
 /* The l2 term (weight 10 on normalised embeddings) falls; the run folder is complete; the
  * first run computes the teacher cache, the second uses it. */
 static void test_distill_moves_student_toward_teacher(void **state)
@@ -95,15 +116,8 @@ static void test_distill_moves_student_toward_teacher(void **state)
     fkd_status s = run("student.yaml", NULL, 0, true);
     if (s != FKD_OK) fail_msg("%s", fkd_last_error());
     assert_int_equal(count_cache_files(), 1);
+    assert_l2_falls("student");
     char path[PATH];
-    snprintf(path, sizeof path, "%s/student/log.csv", dir);
-    double *l2 = NULL;
-    int rows = fkd_test_csv_column(path, "l2", &l2);
-    assert_int_equal(rows, 16);
-    double first = fkd_test_mean(l2, 0, 4), last = fkd_test_mean(l2, rows - 4, rows);
-    printf("l2 term: %.4f (steps 1-4) -> %.4f (steps 13-16)\n", first, last);
-    assert_true(last < 0.9 * first);
-    free(l2);
     static const char *const files[] = {"recipe.yaml", "log.csv", "checkpoint.safetensors", "model.safetensors",
                                         "loss.png", "lr.png"};
     for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
@@ -143,6 +157,73 @@ static void test_cache_invalidated_by_a_new_teacher(void **state)
     fkd_status s = run("student.yaml", sets, 3, true);
     if (s != FKD_OK) fail_msg("%s", fkd_last_error());
     assert_int_equal(count_cache_files(), before + 1);
+}
+
+/* The teacher's embeddings of every training image and mirror through a cache of the
+ * given precision in `cache`; *path gets the file. rows: (images, 2, dim). */
+static float *cached_rows(const char *cache, fkd_precision precision, int64_t *n_rows, char *path, size_t path_cap)
+{
+    char model[PATH];
+    snprintf(model, sizeof model, "%s/teacher/model.safetensors", dir);
+    fkd_safetensors st;
+    assert_int_equal(fkd_safetensors_read(&st, model), FKD_OK);
+    fkd_graph_config gc = {.batch = 8, .mode = FKD_GRAPH_INFER, .precision = precision};
+    fkd_graph *g;
+    fkd_value emb;
+    assert_int_equal(fkd_model_open(&g, &st, NULL, &gc, &emb), FKD_OK);
+    fkd_dataset ds;
+    assert_int_equal(fkd_dataset_open_synth(&ds, 4, 8, 6), FKD_OK);
+    fkd_teacher_cache *c;
+    bool hit;
+    assert_int_equal(fkd_teacher_cache_open(&c, cache, model, &ds, false, precision, g, emb, &hit), FKD_OK);
+    assert_false(hit);
+    snprintf(path, path_cap, "%s", fkd_teacher_cache_path(c));
+    int64_t images = ds.ops->count(&ds);
+    int nd, dims[4];
+    assert_int_equal(fkd_graph_shape(g, emb, &nd, dims), FKD_OK);
+    float *rows = malloc(sizeof(float) * (size_t)images * 2 * dims[1]);
+    for (int64_t i = 0; i < images; i++)
+        for (uint8_t flip = 0; flip < 2; flip++)
+            assert_int_equal(fkd_teacher_cache_read(c, &i, &flip, 1, rows + (i * 2 + flip) * dims[1]), FKD_OK);
+    *n_rows = images * 2 * dims[1];
+    fkd_teacher_cache_close(c);
+    fkd_dataset_free(&ds);
+    fkd_graph_free(g);
+    fkd_safetensors_free(&st);
+    return rows;
+}
+
+/* teacher.precision bf16: the teacher runs a bf16 INFER graph; its cache is another file
+ * (the precision is part of the key) whose rows match the fp32 teacher's within bf16's
+ * rounding (8 significant bits: relative error of the whole table below 2e-2), and a
+ * distillation with it still pulls the student toward the teacher. */
+static void test_bf16_teacher(void **state)
+{
+    (void)state;
+    if (!fkd_shim_bf16_ok()) skip();
+    char cache[PATH], f32_path[PATH], bf16_path[PATH];
+    snprintf(cache, sizeof cache, "%s/cache-precision", dir);
+    int64_t n32, n16;
+    float *r32 = cached_rows(cache, FKD_PREC_F32, &n32, f32_path, sizeof f32_path);
+    float *r16 = cached_rows(cache, FKD_PREC_BF16, &n16, bf16_path, sizeof bf16_path);
+    assert_int_equal(n32, n16);
+    assert_string_not_equal(f32_path, bf16_path);
+    double err = 0, norm = 0;
+    for (int64_t i = 0; i < n32; i++) {
+        err += ((double)r32[i] - r16[i]) * ((double)r32[i] - r16[i]);
+        norm += (double)r32[i] * r32[i];
+    }
+    printf("bf16 vs fp32 teacher cache: relative error %.3g\n", sqrt(err / norm));
+    assert_true(norm > 0 && sqrt(err / norm) < 2e-2 && sqrt(err / norm) > 0);
+    free(r32);
+    free(r16);
+
+    char out[PATH];
+    snprintf(out, sizeof out, "output=%s/student-bf16-teacher", dir);
+    const char *sets[] = {out, "teacher.precision=bf16", "teacher.cache=false"};
+    fkd_status s = run("student.yaml", sets, 3, true);
+    if (s != FKD_OK) fail_msg("%s", fkd_last_error());
+    assert_l2_falls("student-bf16-teacher");
 }
 
 /* Recipe mistakes in the distill block fail before training: nothing is logged. */
@@ -250,6 +331,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_distill_moves_student_toward_teacher),
         cmocka_unit_test(test_cache_invalidated_by_a_new_teacher),
+        cmocka_unit_test(test_bf16_teacher),
         cmocka_unit_test(test_bad_methods_fail_before_training),
         cmocka_unit_test(test_compare_writes_its_table),
         cmocka_unit_test(test_compare_trains_a_staged_teacher),

@@ -19,6 +19,7 @@
 #include "data/image.h"
 #include "data/verbin.h"
 #include "io/npy.h"
+#include "nn/shim.h"
 #include "support/tmpdir.h"
 #include "support/train_fixture.h"
 
@@ -27,8 +28,10 @@
 
 static char dir[256], model[PATH], bin_path[PATH];
 
-/* Runs build/facekd with argv (NULL-terminated after the command), stdout to `out`. */
-static int facekd(const char *out, const char *const *args)
+/* Runs build/facekd with argv (NULL-terminated after the command), stdout to `out`; with
+ * `err`, stderr to it and the environment variable env_name=env_value set. */
+static int facekd_env(const char *out, const char *err, const char *env_name, const char *env_value,
+                      const char *const *args)
 {
     const char *build = getenv("BUILD");
     char bin[PATH];
@@ -45,12 +48,18 @@ static int facekd(const char *out, const char *const *args)
         if (!fp) _exit(126);
         setenv("OMP_NUM_THREADS", "1", 1);
         setenv("FACEKD_LOG", "warn", 1);
+        if (err && (!freopen(err, "w", stderr) || setenv(env_name, env_value, 1) != 0)) _exit(126);
         execv(bin, argv);
         _exit(127);
     }
     int st;
     waitpid(pid, &st, 0);
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
+}
+
+static int facekd(const char *out, const char *const *args)
+{
+    return facekd_env(out, NULL, NULL, NULL, args);
 }
 
 static int setup(void **state)
@@ -134,6 +143,21 @@ static double reference_accuracy(const float *emb, const bool *issame, int n, in
     return total / 10;
 }
 
+/* The first accuracy in `facekd eval --json` output. */
+static double json_accuracy(const char *path)
+{
+    uint8_t *json;
+    size_t size;
+    assert_int_equal(fkd_file_read_all(path, &json, &size), FKD_OK);
+    json = realloc(json, size + 1);
+    json[size] = 0;
+    const char *acc = strstr((char *)json, "\"accuracy\": ");
+    assert_non_null(acc);
+    double v = strtod(acc + 12, NULL);
+    free(json);
+    return v;
+}
+
 static void test_eval_matches_an_independent_reference(void **state)
 {
     (void)state;
@@ -157,17 +181,11 @@ static void test_eval_matches_an_independent_reference(void **state)
     snprintf(out, sizeof out, "%s/eval.json", dir);
     const char *eval[] = {"eval", "--model", model, "--bench", bin_path, "--json", NULL};
     assert_int_equal(facekd(out, eval), 0);
-    uint8_t *json;
-    size_t size;
-    assert_int_equal(fkd_file_read_all(out, &json, &size), FKD_OK);
-    const char *acc = strstr((char *)json, "\"accuracy\": ");
-    assert_non_null(acc);
-    double got = strtod(acc + 12, NULL);
+    double got = json_accuracy(out);
     printf("eval accuracy %.6f, independent reference %.6f\n", got, want);
     /* The .bin's JPEGs decode the same in both paths; embeddings go through the same
      * engine; the only difference is float vs double rounding of the flip sum. */
     assert_true(fabs(got - want) < 1e-9);
-    free(json);
     fkd_npy_free(&e);
     fkd_verbin_free(&set);
     (void)plain;
@@ -229,11 +247,83 @@ static void test_embed_folder_and_npy_agree(void **state)
     assert_int_equal(facekd(out, bad), 1);
 }
 
+/* --precision bf16 (eval, embed): the same model in a bf16 graph gives embeddings within
+ * bf16's rounding of fp32's (relative error of the whole table below 2e-2: 8 significant
+ * bits, a few dozen layers) and the same verification accuracy up to a few pairs near the
+ * threshold (|diff| <= 0.05, 2 of 40 pairs). */
+static void test_bf16_eval_and_embed(void **state)
+{
+    (void)state;
+    if (!fkd_shim_bf16_ok()) skip();
+    char imgs[PATH / 2], f32[PATH / 2], b16[PATH / 2], out[PATH];
+    snprintf(imgs, sizeof imgs, "%s/imgs", dir);
+    snprintf(f32, sizeof f32, "%s/f32.npy", dir);
+    snprintf(b16, sizeof b16, "%s/b16.npy", dir);
+    snprintf(out, sizeof out, "%s/bf16.out", dir);
+    const char *e32[] = {"embed", "--model", model, "--input", imgs, "--out", f32, NULL};
+    const char *e16[] = {"embed", "--model", model, "--input", imgs, "--out", b16, "--precision", "bf16", NULL};
+    assert_int_equal(facekd(out, e32), 0);
+    assert_int_equal(facekd(out, e16), 0);
+    fkd_npy_array a, b;
+    assert_int_equal(fkd_npy_read(f32, FKD_NPY_F32, &a), FKD_OK);
+    assert_int_equal(fkd_npy_read(b16, FKD_NPY_F32, &b), FKD_OK);
+    assert_int_equal(a.info.dims[0], b.info.dims[0]);
+    double err = 0, norm = 0;
+    for (int64_t k = 0; k < a.info.dims[0] * a.info.dims[1]; k++) {
+        double x = ((float *)a.data)[k], y = ((float *)b.data)[k];
+        err += (x - y) * (x - y);
+        norm += x * x;
+    }
+    fkd_npy_free(&a);
+    fkd_npy_free(&b);
+
+    char j32[PATH], j16[PATH];
+    snprintf(j32, sizeof j32, "%s/eval32.json", dir);
+    snprintf(j16, sizeof j16, "%s/eval16.json", dir);
+    const char *v32[] = {"eval", "--model", model, "--bench", bin_path, "--json", NULL};
+    const char *v16[] = {"eval", "--model", model, "--bench", bin_path, "--json", "--precision", "bf16", NULL};
+    assert_int_equal(facekd(j32, v32), 0);
+    assert_int_equal(facekd(j16, v16), 0);
+    double acc32 = json_accuracy(j32), acc16 = json_accuracy(j16);
+    printf("bf16 vs fp32: embeddings relative error %.3g; accuracy %.4f vs %.4f\n", sqrt(err / norm), acc16, acc32);
+    assert_true(norm > 0 && sqrt(err / norm) < 2e-2);
+    assert_true(fabs(acc16 - acc32) <= 0.05 + 1e-12);
+    const char *bad[] = {"eval", "--model", model, "--bench", bin_path, "--precision", "fp16", NULL};
+    assert_int_equal(facekd(out, bad), 1);
+}
+
+/* model.precision bf16 on a CPU whose oneDNN has no bf16 kernels (AVX2, made so with
+ * DNNL_MAX_CPU_ISA): the run trains in fp32 and says so, naming the recipe and the key. */
+static void test_bf16_falls_back_to_fp32_without_avx512(void **state)
+{
+    (void)state;
+    char recipe[PATH], out[PATH], err[PATH], set_out[PATH], path[PATH];
+    snprintf(recipe, sizeof recipe, "%s/m.yaml", dir);
+    snprintf(out, sizeof out, "%s/fallback.out", dir);
+    snprintf(err, sizeof err, "%s/fallback.err", dir);
+    snprintf(set_out, sizeof set_out, "output=%s/fallback", dir);
+    const char *args[] = {"train", recipe, "--set", "model.precision=bf16", "--set", "steps=2", "--set", set_out, NULL};
+    assert_int_equal(facekd_env(out, err, "DNNL_MAX_CPU_ISA", "AVX2", args), 0);
+    uint8_t *text;
+    size_t size;
+    assert_int_equal(fkd_file_read_all(err, &text, &size), FKD_OK);
+    text = realloc(text, size + 1);
+    text[size] = 0;
+    if (!strstr((char *)text, "m.yaml: model.precision: bf16 needs AVX-512") ||
+        !strstr((char *)text, "running fp32 instead"))
+        fail_msg("no fallback warning in: %s", (char *)text);
+    free(text);
+    snprintf(path, sizeof path, "%s/fallback/model.safetensors", dir);
+    assert_true(fkd_test_file_nonempty(path));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_eval_matches_an_independent_reference),
         cmocka_unit_test(test_embed_folder_and_npy_agree),
+        cmocka_unit_test(test_bf16_eval_and_embed),
+        cmocka_unit_test(test_bf16_falls_back_to_fp32_without_avx512),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

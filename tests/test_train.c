@@ -104,6 +104,11 @@ static void test_tiny_run_learns_and_writes_its_folder(void **state)
     printf("tiny run: loss %.4f (steps 1-5) -> %.4f (steps 26-30)\n", first, last);
     assert_true(last < 0.9 * first);
     free(loss);
+    /* Every row says how long the step waited for data (ms, >= 0). */
+    double *wait = NULL;
+    assert_int_equal(fkd_test_csv_column(path, "loader_wait_ms", &wait), 30);
+    for (int i = 0; i < 30; i++) assert_true(wait[i] >= 0);
+    free(wait);
 
     /* eval.csv: the evaluation at step 15 and the final one at 30. */
     double *steps = NULL;
@@ -124,6 +129,21 @@ static void test_tiny_run_learns_and_writes_its_folder(void **state)
     snprintf(b, sizeof b, "%s/warm/model.safetensors", dir);
     double diff = fkd_test_safetensors_diff(a, b, "head.weight", worst, sizeof worst);
     if (diff != 0) fail_msg("head.weight after a warm start: max |diff| %g (%s)", diff, worst);
+
+    /* data.workers changes who renders the batches, not which: without `deterministic`
+     * (which forces one loader thread), 1 and 3 workers train the same model bit for bit
+     * (one OpenMP thread). */
+    char out1[PATH], out3[PATH];
+    snprintf(out1, sizeof out1, "output=%s/workers1", dir);
+    snprintf(out3, sizeof out3, "output=%s/workers3", dir);
+    const char *w1[] = {out1, "steps=6", "data.eval=[]", "deterministic=false", "data.workers=1"};
+    const char *w3[] = {out3, "steps=6", "data.eval=[]", "deterministic=false", "data.workers=3"};
+    assert_int_equal(train("tiny.yaml", w1, 5, false, NULL), FKD_OK);
+    assert_int_equal(train("tiny.yaml", w3, 5, false, NULL), FKD_OK);
+    snprintf(a, sizeof a, "%s/workers1/model.safetensors", dir);
+    snprintf(b, sizeof b, "%s/workers3/model.safetensors", dir);
+    diff = fkd_test_safetensors_diff(a, b, NULL, worst, sizeof worst);
+    if (diff != 0) fail_msg("data.workers 1 vs 3: max |diff| %g (%s)", diff, worst);
 }
 
 static const char resume_recipe[] = "name: resume\n"

@@ -13,13 +13,16 @@
 #include "data/loader.h"
 #include "data/synth.h"
 #include "data/verbin.h"
+#include "nn/peak.h"
 #include "nn/perf.h"
+#include "nn/shim.h"
 
 static void bench_usage(void)
 {
     printf("usage: facekd bench --arch A [--mode infer|train] [--precision fp32|bf16] [--batch N]\n"
            "                    [--threads T] [--width W] [--steps S] [--warmup S] [--unfused]\n"
-           "                    [--direct-conv] [--json]\n"
+           "                    [--direct-conv] [--peak] [--json]\n"
+           "       facekd bench --peak [--threads T] [--json]\n"
            "       facekd bench --data PATH|synth [--images N] [--workers W] [--batch B] [--resize]\n\n"
            "With --arch, measures a model on 112x112 inputs: an inference forward (INFER graph) or\n"
            "a training step (forward + backward + SGD; the head and loss are not included), the\n"
@@ -36,7 +39,13 @@ static void bench_usage(void)
            "  --unfused       inference without batch-norm folding and fused residual adds\n"
            "                  (every node its own op, as before fusion; for comparisons)\n"
            "  --direct-conv   fp32 without Winograd convolutions (inference: less memory)\n"
+           "  --peak          also measure the machine's arithmetic peak (below) and give the\n"
+           "                  model's GFLOP/s as a fraction of it\n"
            "  --json          one JSON object instead of text\n\n"
+           "With --peak alone, measures the arithmetic peak this machine delivers on T threads:\n"
+           "a register-only loop of fp32 FMAs and of bf16 dot products (avx512_bf16), best of\n"
+           "three runs (AMX tiles are not measured). The nominal peak assumes two 512-bit FMA\n"
+           "units at the listed clock; many CPUs differ (docs/PERFORMANCE.md).\n\n"
            "With --data, measures how fast facekd reads a dataset, in images per second:\n"
            "  decode   decode + normalise to NCHW on one thread\n"
            "  loader   the prefetching loader with W worker threads (shuffled batches of B)\n"
@@ -146,11 +155,13 @@ static void print_model(const fkd_perf_config *c, const fkd_perf_result *r, bool
                ", \"macs_per_image\": %" PRId64 ", \"finalize_s\": %.3f, \"step_median_s\": %.6f, "
                "\"step_min_s\": %.6f, \"images_per_s\": %.3f, \"gflops\": %.3f, \"peak_gflops\": %.1f, "
                "\"peak_fraction\": %.4f, \"peak_rss_mb\": %.1f, \"load_before\": %.2f, "
-               "\"load_after\": %.2f, \"steps\": %d, \"unfused\": %s, \"direct_conv\": %s}\n",
+               "\"load_after\": %.2f, \"steps\": %d, \"unfused\": %s, \"direct_conv\": %s, "
+               "\"measured_peak_gflops\": %.1f, \"measured_peak_fraction\": %.4f}\n",
                c->arch, c->width ? c->width : 64, mode, prec, c->batch, r->threads, r->isa, r->parameters,
                r->macs, r->finalize_s, r->step_median_s, r->step_min_s, r->images_per_s, r->gflops,
                r->peak_gflops, r->peak_fraction, r->peak_rss_mb, r->load_before, r->load_after, c->steps,
-               c->unfused ? "true" : "false", c->direct_conv ? "true" : "false");
+               c->unfused ? "true" : "false", c->direct_conv ? "true" : "false", r->measured_peak_gflops,
+               r->measured_peak_fraction);
         return;
     }
     printf("model      %s (width %d), %s%s%s, %s, batch %d, %d threads, oneDNN ISA %s\n", c->arch,
@@ -162,9 +173,29 @@ static void print_model(const fkd_perf_config *c, const fkd_perf_result *r, bool
            r->step_median_s * 1e3, r->step_min_s * 1e3);
     printf("work       %.1f GFLOP/s = %.1f %% of a nominal %.0f GFLOP/s (%d threads x %.2f GHz)\n", r->gflops,
            100 * r->peak_fraction, r->peak_gflops, r->threads, r->clock_ghz);
+    if (r->measured_peak_gflops > 0)
+        printf("           = %.1f %% of a measured %.0f GFLOP/s (%s peak on %d threads, bench --peak)\n",
+               100 * r->measured_peak_fraction, r->measured_peak_gflops, prec, r->threads);
     printf("memory     %.0f MB peak resident\n", r->peak_rss_mb);
     printf("load       %.2f before, %.2f after (1-minute load average; %d threads asked)\n", r->load_before,
            r->load_after, r->threads);
+}
+
+static int bench_peak(int threads, bool json)
+{
+    fkd_peak p;
+    if (fkd_peak_measure(threads, 1.5, &p) != FKD_OK) return fkd_cli_fail();
+    if (json) {
+        printf("{\"threads\": %d, \"isa\": \"%s\", \"fp32_gflops\": %.1f, \"fp32_kernel\": \"%s\", "
+               "\"bf16_gflops\": %.1f, \"bf16_kernel\": \"%s\"}\n",
+               p.threads, fkd_shim_isa(), p.fp32_gflops, p.fp32_kernel, p.bf16_gflops, p.bf16_kernel);
+        return 0;
+    }
+    printf("peak       %d threads, oneDNN ISA %s (register-only loops, best of 3)\n", p.threads, fkd_shim_isa());
+    printf("fp32       %.1f GFLOP/s (%s)\n", p.fp32_gflops, p.fp32_kernel);
+    if (p.bf16_gflops > 0) printf("bf16       %.1f GFLOP/s (%s)\n", p.bf16_gflops, p.bf16_kernel);
+    else printf("bf16       no bf16 dot-product instructions on this CPU\n");
+    return 0;
 }
 
 static int bench_model(const fkd_perf_config *c, bool json)
@@ -204,6 +235,7 @@ int fkd_cmd_bench(int argc, char **argv)
         else if (strcmp(a, "--json") == 0) json = true;
         else if (strcmp(a, "--unfused") == 0) pc.unfused = true;
         else if (strcmp(a, "--direct-conv") == 0) pc.direct_conv = true;
+        else if (strcmp(a, "--peak") == 0) pc.measure_peak = true;
         else {
             fprintf(stderr, "facekd bench: unknown or incomplete option '%s' (see facekd bench --help)\n", a);
             return 2;
@@ -233,8 +265,9 @@ int fkd_cmd_bench(int argc, char **argv)
         pc.warmup = (int)warmup;
         return bench_model(&pc, json);
     }
+    if (pc.measure_peak && !data) return bench_peak((int)threads, json);
     if (!data) {
-        fprintf(stderr, "facekd bench: --arch A or --data PATH|synth is required\n");
+        fprintf(stderr, "facekd bench: --arch A, --peak or --data PATH|synth is required\n");
         return 2;
     }
     if (!batch) batch = 64;

@@ -1,4 +1,5 @@
-/* facekd embed --model M [--arch A] --input (IMAGE | DIR | FILE.npy) --out OUT.npy [--flip] [--batch N] */
+/* facekd embed --model M [--arch A] --input (IMAGE | DIR | FILE.npy) --out OUT.npy [--flip] [--batch N]
+ *              [--precision fp32|bf16] */
 #include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,14 +20,17 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: facekd embed --model M [--arch A] --input IN --out OUT.npy [--flip] [--batch N]\n\n"
+            "usage: facekd embed --model M [--arch A] --input IN --out OUT.npy [--flip] [--batch N]\n"
+            "                    [--precision P]\n\n"
             "Writes the model's embeddings as a NumPy .npy file (float32, N x d), rows in input order.\n\n"
             "  --input IMAGE     one .jpg/.jpeg/.png (112x112 RGB; other sizes are resized)\n"
             "  --input DIR       every image in DIR and its sub-folders, sorted by path;\n"
             "                    the paths are written to OUT.npy.txt, one per row\n"
             "  --input F.npy     float32 (N, 3, 112, 112), already normalised ((x-127.5)/127.5, RGB)\n"
             "  --flip            flip test: embedding of the image plus that of its mirror (raw sum)\n"
-            "  --batch N         images per forward pass (default 32)\n");
+            "  --batch N         images per forward pass (default 32)\n"
+            "  --precision P     fp32 (default) or bf16 (bf16 weights and activations; falls back to\n"
+            "                    fp32 with a warning on CPUs without AVX-512)\n");
 }
 
 typedef struct {
@@ -121,6 +125,7 @@ int fkd_cmd_embed(int argc, char **argv)
     }
     const char *model = NULL, *arch = NULL, *input = NULL, *out = NULL;
     int flip = 0, batch = 32;
+    fkd_precision precision = FKD_PREC_F32;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         int has_value = i + 1 < argc;
@@ -130,6 +135,9 @@ int fkd_cmd_embed(int argc, char **argv)
         else if (!strcmp(a, "--out") && has_value) out = argv[++i];
         else if (!strcmp(a, "--batch") && has_value) batch = atoi(argv[++i]);
         else if (!strcmp(a, "--flip")) flip = 1;
+        else if (!strcmp(a, "--precision") && has_value) {
+            if (fkd_cli_precision("facekd embed", argv[++i], &precision) != 0) return fkd_cli_fail() + 1;
+        }
         else {
             fprintf(stderr, "facekd embed: unexpected argument '%s' (see --help)\n", a);
             return 2;
@@ -166,7 +174,7 @@ int fkd_cmd_embed(int argc, char **argv)
     }
     fkd_graph *g = NULL;
     fkd_value emb = -1;
-    fkd_graph_config gc = {.batch = batch, .mode = FKD_GRAPH_INFER, .precision = FKD_PREC_F32};
+    fkd_graph_config gc = {.batch = batch, .mode = FKD_GRAPH_INFER, .precision = precision};
     if (s == FKD_OK) s = fkd_model_open_any(model, arch, &gc, &g, &emb);
     fkd_progress progress;
     fkd_progress_start(&progress, "embed", flip ? 2 * in.n : in.n, 1);

@@ -1,5 +1,5 @@
 /* facekd eval --model M [--arch A] (--bench FILE.bin | --pairs FILE --root DIR | --synth NAME)...
- *             [--out DIR] [--batch N] [--no-flip] [--json] */
+ *             [--out DIR] [--batch N] [--precision fp32|bf16] [--no-flip] [--json] */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +17,8 @@
 static void usage(FILE *out)
 {
     fprintf(out,
-            "usage: facekd eval --model M [--arch A] BENCH... [--out DIR] [--batch N] [--no-flip] [--json]\n\n"
+            "usage: facekd eval --model M [--arch A] BENCH... [--out DIR] [--batch N] [--precision P]\n"
+            "                   [--no-flip] [--json]\n\n"
             "Verification accuracy with insightface's protocol (flip test, squared L2 distance,\n"
             "thresholds 0..4 step 0.01, 10 contiguous folds), plus TAR at FAR 1e-1..1e-6 where\n"
             "there are enough negative pairs, EER, AUC and XNorm.\n\n"
@@ -31,6 +32,8 @@ static void usage(FILE *out)
             "  --synth-seed S    seed of the synthetic world (default 1, as recipes)\n"
             "  --out DIR         write results.md, results.csv and roc.png there\n"
             "  --batch N         images per forward pass (default 32)\n"
+            "  --precision P     fp32 (default) or bf16 (bf16 weights and activations; falls back to\n"
+            "                    fp32 with a warning on CPUs without AVX-512)\n"
             "  --no-flip         skip the flip test\n"
             "  --json            print the results as JSON instead of a table\n");
 }
@@ -77,6 +80,7 @@ int fkd_cmd_eval(int argc, char **argv)
     }
     const char *model = NULL, *arch = NULL, *out_dir = NULL;
     int batch = 32, flip = 1, json = 0, n = 0;
+    fkd_precision precision = FKD_PREC_F32;
     uint64_t synth_seed = 1;
     fkd_bench benches[MAX_BENCHES];
     fkd_status s = FKD_OK;
@@ -95,6 +99,8 @@ int fkd_cmd_eval(int argc, char **argv)
         } else if (!strcmp(a, "--batch") && v) {
             batch = atoi(argv[++i]);
             if (batch < 1 || batch > 4096) s = FKD_FAIL(FKD_ERR_ARG, "--batch: expected 1..4096, got '%s'", v);
+        } else if (!strcmp(a, "--precision") && v) {
+            if (fkd_cli_precision("facekd eval", argv[++i], &precision) != 0) s = FKD_ERR_ARG;
         } else if (!strcmp(a, "--synth-seed") && v) {
             synth_seed = strtoull(argv[++i], NULL, 10);
         } else if (!strcmp(a, "--no-flip")) {
@@ -126,7 +132,7 @@ int fkd_cmd_eval(int argc, char **argv)
 
     fkd_graph *g = NULL;
     fkd_value emb = -1;
-    fkd_graph_config gc = {.batch = batch, .mode = FKD_GRAPH_INFER, .precision = FKD_PREC_F32};
+    fkd_graph_config gc = {.batch = batch, .mode = FKD_GRAPH_INFER, .precision = precision};
     if (s == FKD_OK) s = fkd_model_open_any(model, arch, &gc, &g, &emb);
     fkd_verify_result res[MAX_BENCHES];
     float *embeddings[MAX_BENCHES] = {0};

@@ -5,6 +5,8 @@
 
 #include <stdint.h>
 
+#include "nn/graph.h"
+
 /* X(name, one-line summary). Add a line here and a lib/cli/cmd_<name>.c file. */
 #define FKD_COMMAND_LIST(X)                                                                  \
     X(train, "train a model and its head from labels, as a YAML recipe says")                 \
@@ -30,6 +32,10 @@ int fkd_cli_fail(void);
 /* Parses a whole decimal integer in [lo, hi] given for option `flag`. On failure records
  * "FLAG: need an integer in LO..HI, got 'TEXT'" (fkd_last_error) and returns -1; else 0. */
 int fkd_cli_int(const char *flag, const char *text, int64_t lo, int64_t hi, int64_t *out);
+/* Parses --precision's value ("fp32" or "bf16") for `command` ("facekd eval"): bf16 where
+ * this CPU runs it, else fp32 with a warning (fkd_train_precision). On a bad value records
+ * the error and returns -1; else 0. */
+int fkd_cli_precision(const char *command, const char *text, fkd_precision *out);
 /* True when argv holds -h or --help. */
 int fkd_cli_wants_help(int argc, char **argv);
 

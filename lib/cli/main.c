@@ -6,6 +6,7 @@
 
 #include "cli/commands.h"
 #include "core/status.h"
+#include "train/trainer.h"
 
 typedef struct {
     const char *name;
@@ -44,6 +45,17 @@ int fkd_cli_int(const char *flag, const char *text, int64_t lo, int64_t hi, int6
         return -1;
     }
     *out = v;
+    return 0;
+}
+
+int fkd_cli_precision(const char *command, const char *text, fkd_precision *out)
+{
+    bool bf16 = text && strcmp(text, "bf16") == 0;
+    if (!bf16 && !(text && strcmp(text, "fp32") == 0)) {
+        FKD_FAIL(FKD_ERR_ARG, "--precision: need fp32 or bf16, got '%s'", text ? text : "");
+        return -1;
+    }
+    *out = bf16 ? fkd_train_precision(command, "--precision", true) : FKD_PREC_F32;
     return 0;
 }
 

@@ -124,6 +124,8 @@ static const field schema[] = {
     {"data.flip", T_BOOL, "true", 0, 0, NULL, R(data.flip), 0, 0, NULL, 0, "random horizontal flips"},
     {"data.resize", T_BOOL, "false", 0, 0, NULL, R(data.resize), 0, 0, NULL, 0,
      "resize images that are not 112x112 (bilinear) instead of failing"},
+    {"data.workers", T_INT, "2", 1, 64, NULL, R(data.workers), 0, 0, NULL, 0,
+     "loader threads decoding or rendering ahead of training (they share the cores with the model's threads)"},
     {"data.eval", T_LIST, "[]", 0, 0, NULL, R(data.eval), sizeof(fkd_recipe_bench), R(data.n_eval), NULL, 0,
      "verification benchmarks evaluated every eval_every steps"},
     {"data.eval[].name", T_STRING, NULL, 0, 0, NULL, B(name), 0, 0, NULL, F_REQUIRED,
@@ -141,7 +143,7 @@ static const field schema[] = {
     {"model.width", T_INT, "0", 0, 1024, NULL, R(model.width), 0, 0, NULL, 0,
      "base width: 0 = the architecture's (64); e.g. 16 for a quick narrow model"},
     {"model.precision", T_ENUM, "fp32", 0, 0, precision_names, R(model.precision), 0, 0, NULL, 0,
-     "compute precision (bf16 keeps fp32 master weights)"},
+     "compute precision (bf16 keeps fp32 master weights; fp32 with a warning on CPUs without AVX-512)"},
     {"model.weights", T_PATH, NULL, 0, 0, NULL, R(model.weights), 0, 0, NULL, 0,
      "initial weights (.safetensors); random initialisation when left out. Class centres (head.weight) "
      "of the same shape in the file start the head too"},
@@ -219,7 +221,8 @@ static const field schema[] = {
     {"teacher.arch", T_ENUM, NULL, 0, 0, arch_names, R(teacher.arch), 0, 0, NULL, 0,
      "architecture of a .safetensors teacher (default: from the file's metadata)"},
     {"teacher.precision", T_ENUM, "fp32", 0, 0, precision_names, R(teacher.precision), 0, 0, NULL, 0,
-     "compute precision"},
+     "the teacher's compute precision (bf16: bf16 weights and activations, outputs read as fp32; fp32 with a "
+     "warning on CPUs without AVX-512)"},
     {"teacher.direct_conv", T_BOOL, "false", 0, 0, NULL, R(teacher.direct_conv), 0, 0, NULL, 0,
      "fp32: direct 3x3 convolutions instead of Winograd's: less memory (no Winograd workspace), slower "
      "teacher forward (docs/ENGINE.md, Memory)"},

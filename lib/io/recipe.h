@@ -94,6 +94,7 @@ typedef struct {
     } sampler;
     bool flip;
     bool resize;    /* resize images that are not 112x112 (bilinear) instead of failing */
+    int64_t workers; /* loader prefetch threads */
     fkd_recipe_bench *eval;
     size_t n_eval;
 } fkd_recipe_data;

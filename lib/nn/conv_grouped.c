@@ -18,23 +18,33 @@
  * (image, channel block) planes: each thread owns its dx planes (no races) and has its own
  * dW/db accumulators, allocated at build (nothing allocates after finalize).
  *
- * Always fp32, also in bf16 graphs: x is converted by the reorder into nChw16c, and the
- * fp32 output makes the next batch norm and PReLU run in fp32 until the next convolution
- * reorders to bf16 (cheaper than oneDNN's bf16 path for this shape, which is gemm too). */
+ * Element types: in bf16 graphs x, y, dy and dx are bf16 nChw16c (the layers around it
+ * stay on oneDNN's bf16 kernels, no reorders, half the activation memory); every sum is
+ * fp32 inside: a bf16 pixel widens to fp32 exactly (its bits are the fp32's top half),
+ * results round to bf16 once, to nearest even (vcvtneps2bf16 where the CPU has
+ * avx512_bf16, else the same rounding in integers). Output rows and dx planes are summed in
+ * a per-thread fp32 scratch and rounded when complete (dx collects up to K·K taps per
+ * pixel: one rounding, not K·K). Weights, biases and their gradients are fp32 in every
+ * graph (the masters). fp32 graphs run the same code without the conversions. */
 #include "nn/conv_grouped.h"
 
+#include <immintrin.h>
 #include <omp.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 /* One pixel's 16 channels as a vector: GCC lowers the lane permutations to vpermps on
  * AVX-512 and to shuffles elsewhere; the pixel loops are compiled for both (target_clones,
- * chosen at load time from the CPU's features). Every pointer here is 64-byte aligned.
+ * chosen at load time from the CPU's features). Every fp32 pixel here is 64-byte aligned,
+ * every bf16 pixel 32-byte.
  * The vector helpers are static and inlined: the psABI note about passing 64-byte vectors
  * without AVX-512 concerns calls across objects, which never happen here. */
 #pragma GCC diagnostic ignored "-Wpsabi"
 typedef float v16 __attribute__((vector_size(64)));
 typedef int v16i __attribute__((vector_size(64)));
+typedef unsigned v16u __attribute__((vector_size(64)));
+typedef uint16_t v16h __attribute__((vector_size(32))); /* one pixel of bf16 */
 
 #if defined(__clang__)
 /* clang (only the fuzz build uses it) refuses 64-byte vector arguments in a "default"
@@ -60,10 +70,19 @@ static inline v16 permute16(v16 v, v16i m)
 #define FKD__CLONES __attribute__((target_clones("avx512f", "default")))
 #endif
 
+/* fp32 → bf16 for n (a multiple of 16) values: src 64-byte, dst 32-byte aligned. */
+typedef void (*narrow_fn)(uint16_t *dst, const float *src, size_t n);
+
 struct fkd__grouped {
     int n, cb, h, w, oh, ow, kern, stride, pad, k, threads;
+    bool bf16;                  /* x, y, dy, dx bf16 (bf16 graphs), else fp32 */
     fkd_mem *x, *y, *dy, *dx;   /* dy, dx NULL in INFER graphs */
-    bool zero_dx;               /* dx is a temporary (accumulated by a later step) */
+    bool fresh_dx;              /* dx holds nothing to keep: written, not accumulated (a
+                                 * temporary, or x's gradient that only this node adds to,
+                                 * zero until now) */
+    narrow_fn narrow;           /* bf16 graphs: this CPU's fastest rounding */
+    float *scratch;             /* bf16 graphs, per thread: an output row, a dx plane (TRAIN) */
+    size_t scratch_per_thread;
     const float *weight, *bias; /* plain master copies (bias NULL without one) */
     float *dweight, *dbias;     /* their gradients (TRAIN) */
     float *wl, *bl;             /* lane weights [k][cb][K][K][16], forward and backward-data */
@@ -142,11 +161,56 @@ static inline __attribute__((always_inline)) v16 mix(v16 acc, v16 v, const float
     return acc;
 }
 
-FKD__CLONES static void forward_row(const fkd__grouped *c, const float *x, float *y, int n, int cb, int oh)
+/* Pixel `pix` of an nChw16c buffer, fp32 or bf16 (widened: its bits are the fp32's top half). */
+static inline __attribute__((always_inline)) v16 load_pixel(const void *base, size_t pix, bool bf16)
 {
-    size_t stride = lane_size(c) / (size_t)c->k;
-    const float *xp = x + (size_t)(n * c->cb + cb) * c->h * c->w * 16;
-    float *yp = y + (((size_t)(n * c->cb + cb) * c->oh + oh) * c->ow) * 16;
+    if (bf16) return (v16)(__builtin_convertvector(((const v16h *)base)[pix], v16u) << 16);
+    return ((const v16 *)base)[pix];
+}
+
+/* fp32 → bf16 rounding to nearest even, NaN kept (quiet): oneDNN's conversion in integers. */
+FKD__CLONES static void narrow_int(uint16_t *dst, const float *src, size_t n)
+{
+    for (size_t i = 0; i < n; i += 16) {
+        v16 f = *(const v16 *)(src + i);
+        v16u u = (v16u)f, nan = (v16u)(f != f);
+        v16u r = (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+        r = (r & ~nan) | (((u >> 16) | 0x40u) & nan);
+        *(v16h *)(dst + i) = __builtin_convertvector(r, v16h);
+    }
+}
+
+/* The same in one instruction per 16 values (which also flushes denormals to zero). */
+__attribute__((target("avx512f,avx512bf16"))) static void narrow_avx512bf16(uint16_t *dst, const float *src, size_t n)
+{
+    for (size_t i = 0; i < n; i += 16)
+        _mm256_store_si256((__m256i *)(dst + i), (__m256i)_mm512_cvtneps_pbh(_mm512_load_ps(src + i)));
+}
+
+/* bf16 → fp32 (exact) for n values, aligned as for narrowing. */
+FKD__CLONES static void widen(float *dst, const uint16_t *src, size_t n)
+{
+    for (size_t i = 0; i < n; i += 16) *(v16 *)(dst + i) = load_pixel(src, i / 16, true);
+}
+
+/* OpenMP threads for a pass: at most as many as at build (the per-thread buffers). */
+static int thread_count(const fkd__grouped *c)
+{
+    int threads = omp_get_max_threads();
+    return threads < c->threads ? threads : c->threads;
+}
+
+/* This thread's scratch (bf16 graphs). */
+static float *thread_scratch(const fkd__grouped *c)
+{
+    return c->scratch + (size_t)omp_get_thread_num() * c->scratch_per_thread;
+}
+
+/* Output row (n, cb, oh): OW fp32 pixels into yrow. */
+static inline __attribute__((always_inline)) void forward_row(const fkd__grouped *c, const void *x, float *yrow, int n,
+                                                              int cb, int oh, bool bf16)
+{
+    size_t stride = lane_size(c) / (size_t)c->k, xp = (size_t)(n * c->cb + cb) * c->h * c->w;
     int kh0, kh1;
     tap_range(c, oh, c->h, &kh0, &kh1);
     for (int ow = 0; ow < c->ow; ow++) {
@@ -156,48 +220,64 @@ FKD__CLONES static void forward_row(const fkd__grouped *c, const float *x, float
         tap_range(c, ow, c->w, &kw0, &kw1);
         for (int kh = kh0; kh < kh1; kh++)
             for (int kw = kw0; kw < kw1; kw++)
-                acc = mix(acc, *(const v16 *)(xp + tap_pixel(c, oh, ow, kh, kw) * 16), c->wl + lane_at(c, 0, cb, kh, kw),
-                          stride, c->k, c->fmask);
-        *(v16 *)(yp + (size_t)ow * 16) = acc;
+                acc = mix(acc, load_pixel(x, xp + tap_pixel(c, oh, ow, kh, kw), bf16),
+                          c->wl + lane_at(c, 0, cb, kh, kw), stride, c->k, c->fmask);
+        *(v16 *)(yrow + (size_t)ow * 16) = acc;
     }
 }
 
-/* (N, C, H, W) → (N, C, OH, OW). */
+FKD__CLONES static void forward_row_f32(const fkd__grouped *c, const void *x, float *yrow, int n, int cb, int oh)
+{
+    forward_row(c, x, yrow, n, cb, oh, false);
+}
+
+FKD__CLONES static void forward_row_bf16(const fkd__grouped *c, const void *x, float *yrow, int n, int cb, int oh)
+{
+    forward_row(c, x, yrow, n, cb, oh, true);
+}
+
+/* (N, C, H, W) → (N, C, OH, OW); bf16 rows are summed in the thread's scratch, then rounded. */
 static fkd_status grouped_forward(void *ctx)
 {
     fkd__grouped *c = ctx;
     lane_weights(c);
-    const float *x = fkd_shim_mem_data(c->x);
-    float *y = fkd_shim_mem_data(c->y);
+    const void *x = fkd_shim_mem_data(c->x);
+    void *y = fkd_shim_mem_data(c->y);
+    size_t row = (size_t)c->ow * 16;
     int rows = c->n * c->cb * c->oh;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(thread_count(c))
     for (int r = 0; r < rows; r++) {
         int oh = r % c->oh, cb = (r / c->oh) % c->cb, n = r / (c->oh * c->cb);
-        forward_row(c, x, y, n, cb, oh);
+        if (!c->bf16) {
+            forward_row_f32(c, x, (float *)y + (size_t)r * row, n, cb, oh);
+            continue;
+        }
+        float *sum = thread_scratch(c);
+        forward_row_bf16(c, x, sum, n, cb, oh);
+        c->narrow((uint16_t *)y + (size_t)r * row, sum, row);
     }
     return FKD_OK;
 }
 
 /* One (image, channel block) plane of the backward: dx (scattered from each output pixel's
- * taps) and this thread's dW, db lane accumulators, reading dy once. */
-FKD__CLONES static void backward_plane(const fkd__grouped *c, const float *x, const float *dy, float *dx, float *dwl,
-                                       float *db, int n, int cb)
+ * taps into dxp, the plane's fp32 sums) and this thread's dW, db lane accumulators, reading
+ * dy once. */
+static inline __attribute__((always_inline)) void backward_plane(const fkd__grouped *c, const void *x, const void *dy,
+                                                                 float *dxp, float *dwl, float *db, int n, int cb,
+                                                                 bool bf16)
 {
-    size_t stride = lane_size(c) / (size_t)c->k, plane = (size_t)c->h * c->w * 16;
-    const float *xp = x + (size_t)(n * c->cb + cb) * plane;
-    const float *dyp = dy + (size_t)(n * c->cb + cb) * c->oh * c->ow * 16;
-    float *dxp = dx + (size_t)(n * c->cb + cb) * plane;
-    if (c->zero_dx) memset(dxp, 0, plane * sizeof *dxp);
+    size_t stride = lane_size(c) / (size_t)c->k, xp = (size_t)(n * c->cb + cb) * c->h * c->w;
+    size_t dyp = (size_t)(n * c->cb + cb) * c->oh * c->ow;
     for (int oh = 0, kh0, kh1; oh < c->oh; oh++) {
         tap_range(c, oh, c->h, &kh0, &kh1);
         for (int ow = 0, kw0, kw1; ow < c->ow; ow++) {
-            v16 g = *(const v16 *)(dyp + ((size_t)oh * c->ow + ow) * 16);
+            v16 g = load_pixel(dy, dyp + (size_t)oh * c->ow + ow, bf16);
             *(v16 *)(db + cb * 16) += g;
             tap_range(c, ow, c->w, &kw0, &kw1);
             for (int kh = kh0; kh < kh1; kh++)
                 for (int kw = kw0; kw < kw1; kw++) {
-                    size_t pix = tap_pixel(c, oh, ow, kh, kw) * 16, at = lane_at(c, 0, cb, kh, kw);
-                    v16 *d = (v16 *)(dxp + pix), v = *(const v16 *)(xp + pix);
+                    size_t pix = tap_pixel(c, oh, ow, kh, kw), at = lane_at(c, 0, cb, kh, kw);
+                    v16 *d = (v16 *)(dxp + pix * 16), v = load_pixel(x, xp + pix, bf16);
                     *d = mix(*d, g, c->bl + at, stride, c->k, c->bmask);
                     for (int j = 0; j < c->k; j++)
                         *(v16 *)(dwl + at + (size_t)j * stride) += g * permute16(v, c->fmask[j]);
@@ -206,23 +286,48 @@ FKD__CLONES static void backward_plane(const fkd__grouped *c, const float *x, co
     }
 }
 
-/* dx (accumulated, or into a zeroed temporary), dW += Σ dy · x, db += Σ dy (per-thread lane
- * accumulators, summed after). */
+FKD__CLONES static void backward_plane_f32(const fkd__grouped *c, const void *x, const void *dy, float *dxp,
+                                           float *dwl, float *db, int n, int cb)
+{
+    backward_plane(c, x, dy, dxp, dwl, db, n, cb, false);
+}
+
+FKD__CLONES static void backward_plane_bf16(const fkd__grouped *c, const void *x, const void *dy, float *dxp,
+                                            float *dwl, float *db, int n, int cb)
+{
+    backward_plane(c, x, dy, dxp, dwl, db, n, cb, true);
+}
+
+/* dx (accumulated, or written when fresh), dW += Σ dy · x, db += Σ dy (per-thread lane
+ * accumulators, summed after). A bf16 dx plane is summed in the thread's fp32 scratch
+ * (from the plane's old values when accumulating) and rounded once. */
 static fkd_status grouped_backward(void *ctx)
 {
     fkd__grouped *c = ctx;
-    const float *x = fkd_shim_mem_data(c->x), *dy = fkd_shim_mem_data(c->dy);
-    float *dx = fkd_shim_mem_data(c->dx);
-    size_t lanes = lane_size(c);
-    int threads = omp_get_max_threads();
-    if (threads > c->threads) threads = c->threads;
+    const void *x = fkd_shim_mem_data(c->x), *dy = fkd_shim_mem_data(c->dy);
+    void *dx = fkd_shim_mem_data(c->dx);
+    size_t lanes = lane_size(c), plane = (size_t)c->h * c->w * 16;
+    int threads = thread_count(c);
     memset(c->acc, 0, (size_t)threads * c->acc_per_thread * sizeof *c->acc);
     int planes = c->n * c->cb;
 #pragma omp parallel num_threads(threads)
     {
         float *dwl = c->acc + (size_t)omp_get_thread_num() * c->acc_per_thread, *db = dwl + lanes;
 #pragma omp for schedule(static)
-        for (int p = 0; p < planes; p++) backward_plane(c, x, dy, dx, dwl, db, p / c->cb, p % c->cb);
+        for (int p = 0; p < planes; p++) {
+            if (!c->bf16) {
+                float *dxp = (float *)dx + (size_t)p * plane;
+                if (c->fresh_dx) memset(dxp, 0, plane * sizeof *dxp);
+                backward_plane_f32(c, x, dy, dxp, dwl, db, p / c->cb, p % c->cb);
+                continue;
+            }
+            uint16_t *dxh = (uint16_t *)dx + (size_t)p * plane;
+            float *sum = thread_scratch(c);
+            if (c->fresh_dx) memset(sum, 0, plane * sizeof *sum);
+            else widen(sum, dxh, plane);
+            backward_plane_bf16(c, x, dy, sum, dwl, db, p / c->cb, p % c->cb);
+            c->narrow(dxh, sum, plane);
+        }
     }
     for (int t = 1; t < threads; t++)
         for (size_t i = 0; i < c->acc_per_thread; i++) c->acc[i] += c->acc[(size_t)t * c->acc_per_thread + i];
@@ -244,6 +349,7 @@ void fkd__conv_grouped_free(fkd__grouped *c)
     free(c->wl);
     free(c->bl);
     free(c->acc);
+    free(c->scratch);
     free(c);
 }
 
@@ -258,8 +364,13 @@ fkd_status fkd__conv_grouped_build(fkd_graph *g, fkd__node *n, int kernel, int s
     *c = (fkd__grouped){.n = (int)xv->dims[0], .cb = (int)xv->dims[1] / 16, .h = (int)xv->dims[2],
                         .w = (int)xv->dims[3], .oh = (int)yv->dims[2], .ow = (int)yv->dims[3],
                         .kern = kernel, .stride = stride, .pad = padding,
-                        .k = (int)xv->dims[1] / groups, .threads = omp_get_max_threads()};
+                        .k = (int)xv->dims[1] / groups, .threads = omp_get_max_threads(),
+                        .bf16 = g->dtype == FKD_DT_BF16};
     c->acc_per_thread = lane_size(c) + (size_t)c->cb * 16;
+    bool train = g->cfg.mode == FKD_GRAPH_TRAIN;
+    size_t row = (size_t)c->ow * 16, plane = (size_t)c->h * c->w * 16;
+    c->scratch_per_thread = train && plane > row ? plane : row;
+    c->narrow = __builtin_cpu_supports("avx512bf16") ? narrow_avx512bf16 : narrow_int;
     for (int j = 0; j < c->k; j++)
         for (int l = 0; l < 16; l++) {
             c->fmask[j][l] = perm(l, j, c->k);
@@ -267,13 +378,14 @@ fkd_status fkd__conv_grouped_build(fkd_graph *g, fkd__node *n, int kernel, int s
         }
     c->wl = aligned_alloc(64, lane_size(c) * sizeof *c->wl);
     c->bl = aligned_alloc(64, lane_size(c) * sizeof *c->bl);
-    bool train = g->cfg.mode == FKD_GRAPH_TRAIN;
     if (train) c->acc = aligned_alloc(64, (size_t)c->threads * c->acc_per_thread * sizeof *c->acc);
-    if (!c->wl || !c->bl || (train && !c->acc)) return FKD_FAIL(FKD_ERR_NOMEM, "grouped conv: out of memory");
+    if (c->bf16) c->scratch = aligned_alloc(64, (size_t)c->threads * c->scratch_per_thread * sizeof *c->scratch);
+    if (!c->wl || !c->bl || (train && !c->acc) || (c->bf16 && !c->scratch))
+        return FKD_FAIL(FKD_ERR_NOMEM, "grouped conv: out of memory");
 
     const fkd_md *blocked, *w_plain, *b_plain;
     const int64_t wdims[5] = {groups, c->k, c->k, kernel, kernel}, bdims[1] = {yv->dims[1]};
-    FKD_TRY(fkd_shim_md_blocked16(g->shim, &blocked, yv->dims, FKD_DT_F32));
+    FKD_TRY(fkd_shim_md_blocked16(g->shim, &blocked, yv->dims, g->dtype));
     FKD_TRY(fkd_shim_md_plain(g->shim, &w_plain, 5, wdims, FKD_DT_F32));
     FKD_TRY(fkd__value_alloc(g, n->output, blocked));
     FKD_TRY(fkd__param_alloc(g, w, w_plain, w_plain));
@@ -292,22 +404,25 @@ fkd_status fkd__conv_grouped_build(fkd_graph *g, fkd__node *n, int kernel, int s
         c->bias = fkd_shim_mem_data(bf);
     }
     const fkd_md *x_blocked;
-    FKD_TRY(fkd_shim_md_blocked16(g->shim, &x_blocked, xv->dims, FKD_DT_F32));
+    FKD_TRY(fkd_shim_md_blocked16(g->shim, &x_blocked, xv->dims, g->dtype));
     FKD_TRY(fkd__value_as(g, &n->fwd, n->inputs[0], x_blocked, &c->x));
     c->y = g->values[n->output].data;
     FKD_TRY(fkd__steps_add_host(&n->fwd, grouped_forward, c, "grouped_conv:host"));
     if (!train) return FKD_OK;
 
     c->dy = g->values[n->output].grad;
-    fkd_mem *x_grad = g->values[n->inputs[0]].grad;
-    if (fkd_shim_md_equal(fkd_shim_mem_md(x_grad), x_blocked)) {
-        c->dx = x_grad;
+    const fkd__value *x = &g->values[n->inputs[0]];
+    if (fkd_shim_md_equal(fkd_shim_mem_md(x->grad), x_blocked)) {
+        c->dx = x->grad;
+        /* A shared gradient is zero until its consumers' backward (graph.c clears each
+         * consumed one): with no other consumer this node writes it. */
+        c->fresh_dx = x->consumers == 1 && x->grad_shared;
     } else {
-        c->zero_dx = true;
+        c->fresh_dx = true;
         FKD_TRY(fkd__bwd_temp(g, n, x_blocked, &c->dx));
     }
     FKD_TRY(fkd__steps_add_host(&n->bwd, grouped_backward, c, "grouped_conv_bwd:host"));
-    return c->zero_dx ? fkd__accumulate(g, &n->bwd, c->dx, x_grad) : FKD_OK;
+    return c->dx != x->grad ? fkd__accumulate(g, &n->bwd, c->dx, x->grad) : FKD_OK;
 }
 
 #ifdef FKD__CLANG_AVX512_PUSHED

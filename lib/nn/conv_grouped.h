@@ -1,5 +1,5 @@
 /* Grouped convolution with 2, 4 or 8 channels per group on nChw16c data: facekd's own
- * fp32 kernels, used by op_conv.c where oneDNN 2.6 has only its im2col gemm path
+ * kernels (fp32 or bf16 data, fp32 sums and weights), used by op_conv.c where oneDNN 2.6 has only its im2col gemm path
  * (lib/nn/conv_grouped.c explains the lane arithmetic). Internal to lib/nn. */
 #ifndef FKD_NN_CONV_GROUPED_H
 #define FKD_NN_CONV_GROUPED_H
@@ -9,9 +9,10 @@
 typedef struct fkd__grouped fkd__grouped;
 
 /* True when the kernels handle this convolution: in = out channels, a multiple of 16, and
- * 2, 4 or 8 channels per group. They compute in fp32 in every graph. */
+ * 2, 4 or 8 channels per group. */
 bool fkd__conv_grouped_fits(int in_c, int out_c, int groups);
-/* build() for such a node: output in nChw16c, weights plain (G, k, k, K, K), steps
+/* build() for such a node: x, y and their gradients in nChw16c of the graph's element
+ * type, weights plain fp32 (G, k, k, K, K), steps
  *   forward:  [reorder x] grouped_conv:host
  *   backward: grouped_conv_bwd:host (dx, dW, db) [+ dx accumulation]
  * *out (owned by the caller, freed with fkd__conv_grouped_free, also when this fails). */

@@ -14,6 +14,7 @@
 #include "core/rng.h"
 #include "nn/arch.h"
 #include "nn/optim.h"
+#include "nn/peak.h"
 #include "nn/shim.h"
 
 fkd_perf_config fkd_perf_defaults(void)
@@ -135,6 +136,12 @@ fkd_status fkd_perf_run(const fkd_perf_config *c, fkd_perf_result *r)
         struct rusage ru;
         if (getrusage(RUSAGE_SELF, &ru) == 0) r->peak_rss_mb = ru.ru_maxrss / 1024.0;
         r->load_after = load_average();
+    }
+    if (s == FKD_OK && c->measure_peak) {
+        fkd_peak pk;
+        s = fkd_peak_measure(r->threads, 0.6, &pk);
+        r->measured_peak_gflops = c->precision == FKD_PREC_BF16 ? pk.bf16_gflops : pk.fp32_gflops;
+        r->measured_peak_fraction = r->measured_peak_gflops > 0 ? r->gflops / r->measured_peak_gflops : 0;
     }
     fkd_optim_free(p.optim);
     fkd_graph_free(p.g);

@@ -28,6 +28,7 @@ typedef struct {
     uint64_t seed;           /* parameters and the synthetic batch */
     bool unfused;            /* inference: no batch-norm folding or fused adds (graph config) */
     bool direct_conv;        /* no Winograd convolutions (graph config) */
+    bool measure_peak;       /* also measure the machine's arithmetic peak (peak.h) after the run */
 } fkd_perf_config;
 
 typedef struct {
@@ -42,6 +43,9 @@ typedef struct {
     double gflops;
     double peak_gflops;       /* threads × clock × nominal FLOP/cycle (fkd_shim_flops_per_cycle) */
     double peak_fraction;
+    /* With measure_peak: the measured peak of the run's precision on its threads (fp32 FMA
+     * or bf16 dot products, fkd_peak_measure) and gflops over it; else 0. */
+    double measured_peak_gflops, measured_peak_fraction;
     double clock_ghz;         /* from /proc/cpuinfo; 0 when unknown (peak then 0) */
     double peak_rss_mb;       /* the process's peak resident memory so far */
     double load_before, load_after; /* 1-minute load average (other work on the machine) */

@@ -48,6 +48,7 @@ struct fkd_distill_run {
     int n_params;
     fkd_graph *student;      /* borrowed from the trainer (for tap callbacks) */
     fkd_teacher_cache *cache; /* the teacher's embeddings by image and flip, or NULL */
+    fkd_precision teacher_precision; /* what teacher.precision runs as on this CPU */
 };
 
 void fkd_distill_run_free(fkd_distill_run *d)
@@ -132,17 +133,20 @@ static fkd_status alloc_tap(fkd_graph *g, fkd_value v, float **buf)
 
 fkd_graph_config fkd_distill_teacher_graph_config(const fkd_recipe *r, int batch)
 {
-    return (fkd_graph_config){.batch = batch, .mode = FKD_GRAPH_INFER, .precision = FKD_PREC_F32,
+    /* A bf16 teacher: bf16 weights and activations in the INFER graph, its outputs read as
+     * fp32 (every loss stays fp32). */
+    fkd_precision precision =
+        fkd_train_precision(r->path, "teacher.precision", r->teacher.precision == FKD_RECIPE_PRECISION_BF16);
+    return (fkd_graph_config){.batch = batch, .mode = FKD_GRAPH_INFER, .precision = precision,
                               .direct_conv = r->teacher.direct_conv};
 }
 
 static fkd_status build_teacher(fkd_distill_run *d, int batch)
 {
     const fkd_recipe *r = d->r;
-    if (r->teacher.precision != FKD_RECIPE_PRECISION_FP32)
-        return FKD_FAIL(FKD_ERR_UNSUPPORTED, "%s: teacher.precision: only fp32 is available in this version", r->path);
     const char *arch = r->teacher.arch == FKD_RECIPE_ARCH_UNSET ? NULL : fkd_recipe_enum_name("teacher.arch", r->teacher.arch);
     fkd_graph_config gc = fkd_distill_teacher_graph_config(r, batch);
+    d->teacher_precision = gc.precision;
     fkd_status s = d->onnx ? fkd_model_open_any(r->teacher.model, arch, &gc, &d->teacher, &d->teacher_emb)
                            : fkd_model_open(&d->teacher, &d->teacher_file, arch, &gc, &d->teacher_emb);
     if (s != FKD_OK) return FKD_WRAP(s, "teacher: ");
@@ -252,7 +256,7 @@ static fkd_status open_cache(fkd_distill_run *d, fkd_trainer *t)
      * the same file by path (a folder shared by every machine, or one copy each). */
     if (!fkd_dist_is_root()) FKD_TRY(fkd_dist_barrier());
     fkd_status s = fkd_teacher_cache_open(&d->cache, dir, d->r->teacher.model, fkd_trainer_dataset(t),
-                                          d->r->data.resize, d->teacher, d->teacher_emb, &hit);
+                                          d->r->data.resize, d->teacher_precision, d->teacher, d->teacher_emb, &hit);
     if (s == FKD_OK && fkd_dist_is_root()) s = fkd_dist_barrier();
     return s;
 }

@@ -18,8 +18,8 @@ typedef struct fkd_distill_run fkd_distill_run;
  * builds the teacher graph and the distillers once the trainer knows the batch, the
  * classes and the student's taps). */
 fkd_status fkd_distill_run_create(fkd_distill_run **out, const fkd_recipe *r, fkd_train_hook *hook);
-/* The teacher's INFER graph configuration from the recipe's teacher section (direct_conv),
- * for a batch of `batch`. */
+/* The teacher's INFER graph configuration from the recipe's teacher section (precision as
+ * fkd_train_precision decides it, direct_conv), for a batch of `batch`. */
 fkd_graph_config fkd_distill_teacher_graph_config(const fkd_recipe *r, int batch);
 /* Safe on NULL. */
 void fkd_distill_run_free(fkd_distill_run *d);

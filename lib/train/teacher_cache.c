@@ -38,7 +38,8 @@ static uint64_t hash_bytes(uint64_t h, const uint8_t *p, size_t n)
     return fkd_hash_mix(h, tail ^ ((uint64_t)n << 56));
 }
 
-static fkd_status cache_key(const char *teacher_path, const fkd_dataset *ds, bool resize, uint64_t *key)
+static fkd_status cache_key(const char *teacher_path, const fkd_dataset *ds, bool resize, fkd_precision precision,
+                            uint64_t *key)
 {
     uint8_t *bytes;
     size_t size;
@@ -48,7 +49,9 @@ static fkd_status cache_key(const char *teacher_path, const fkd_dataset *ds, boo
     h = hash_bytes(h, (const uint8_t *)ds->source, strlen(ds->source));
     h = fkd_hash_mix(h, (uint64_t)ds->ops->count(ds));
     h = fkd_hash_mix(h, (uint64_t)resize);
-    *key = fkd_hash_mix(h, 32); /* fp32 teacher */
+    /* The bits of the teacher's compute type: fp32 keys are those of caches written before
+     * bf16 teachers existed. */
+    *key = fkd_hash_mix(h, precision == FKD_PREC_BF16 ? 16 : 32);
     return FKD_OK;
 }
 
@@ -145,11 +148,12 @@ static fkd_status map_file(fkd_teacher_cache *c, uint64_t key, int64_t images)
 }
 
 fkd_status fkd_teacher_cache_open(fkd_teacher_cache **out, const char *cache_dir, const char *teacher_path,
-                                  const fkd_dataset *ds, bool resize, fkd_graph *g, fkd_value emb, bool *hit)
+                                  const fkd_dataset *ds, bool resize, fkd_precision precision, fkd_graph *g,
+                                  fkd_value emb, bool *hit)
 {
     *out = NULL;
     uint64_t key;
-    FKD_TRY(cache_key(teacher_path, ds, resize, &key));
+    FKD_TRY(cache_key(teacher_path, ds, resize, precision, &key));
     fkd_teacher_cache *c = calloc(1, sizeof *c);
     if (!c) return FKD_FAIL(FKD_ERR_NOMEM, "teacher cache: out of memory");
     snprintf(c->path, sizeof c->path, "%s/teacher-%016llx.f32", cache_dir, (unsigned long long)key);

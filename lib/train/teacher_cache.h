@@ -22,11 +22,12 @@
 
 typedef struct fkd_teacher_cache fkd_teacher_cache;
 
-/* Opens the cache for (teacher file, dataset, resize) in `cache_dir`, computing it with
- * the teacher graph `g` (embedding value `emb`, input "input") when it does not exist.
- * *hit tells whether an existing file was used. */
+/* Opens the cache for (teacher file, dataset, resize, the teacher graph's precision) in
+ * `cache_dir`, computing it with the teacher graph `g` (embedding value `emb`, input
+ * "input") when it does not exist. *hit tells whether an existing file was used. */
 fkd_status fkd_teacher_cache_open(fkd_teacher_cache **out, const char *cache_dir, const char *teacher_path,
-                                  const fkd_dataset *ds, bool resize, fkd_graph *g, fkd_value emb, bool *hit);
+                                  const fkd_dataset *ds, bool resize, fkd_precision precision, fkd_graph *g,
+                                  fkd_value emb, bool *hit);
 void fkd_teacher_cache_close(fkd_teacher_cache *c);
 
 /* Rows of the cached embeddings for dataset indices (n), mirrored where flipped[i]:

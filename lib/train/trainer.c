@@ -23,6 +23,7 @@
 #include "nn/arch.h"
 #include "nn/optim.h"
 #include "nn/schedule.h"
+#include "nn/shim.h"
 #include "train/runlog.h"
 
 volatile sig_atomic_t fkd_train_stop_requested = 0;
@@ -110,7 +111,8 @@ static fkd_status open_loader(fkd_trainer *t)
     o.seed = (uint64_t)r->seed;
     o.flip = r->data.flip;
     o.resize = r->data.resize;
-    if (r->deterministic) o.workers = 1;
+    o.workers = r->deterministic ? 1 : (int)r->data.workers;
+    if (o.depth < 2 * o.workers) o.depth = 2 * o.workers;
     o.start_step = t->step;
     o.rank = t->rank;
     o.world = t->world;
@@ -132,11 +134,30 @@ static fkd_status open_loader(fkd_trainer *t)
     return FKD_OK;
 }
 
+fkd_precision fkd_train_precision(const char *recipe_path, const char *key, bool bf16)
+{
+    const char *isa = fkd_shim_isa();
+    if (bf16 && !fkd_shim_bf16_ok()) {
+        FKD_WARN("%s: %s: bf16 needs AVX-512 and oneDNN runs %s on this CPU: running fp32 instead", recipe_path,
+                 key, isa);
+        return FKD_PREC_F32;
+    }
+    /* avx512_core without _bf16 converts and multiplies in fp32 (oneDNN's emulation):
+     * correct, slower than fp32. */
+    const char *how = !bf16                                   ? ""
+                      : strcmp(isa, "avx512_core_amx") == 0  ? ", AMX tiles"
+                      : strcmp(isa, "avx512_core_bf16") == 0 ? ", AVX-512 bf16 dot products (no AMX)"
+                                                             : ", emulated bf16 (no bf16 instructions: slower than fp32)";
+    FKD_INFO("%s: %s on oneDNN's %s kernels%s", key, bf16 ? "bf16" : "fp32", isa, how);
+    return bf16 ? FKD_PREC_BF16 : FKD_PREC_F32;
+}
+
 fkd_graph_config fkd_trainer_graph_config(const fkd_recipe *r, int batch)
 {
     /* bf16 keeps fp32 master weights, gradients, optimizer and loss (lib/nn). */
-    bool bf16 = r->model.precision == FKD_RECIPE_PRECISION_BF16;
-    return (fkd_graph_config){.batch = batch, .mode = FKD_GRAPH_TRAIN, .precision = bf16 ? FKD_PREC_BF16 : FKD_PREC_F32,
+    fkd_precision precision =
+        fkd_train_precision(r->path, "model.precision", r->model.precision == FKD_RECIPE_PRECISION_BF16);
+    return (fkd_graph_config){.batch = batch, .mode = FKD_GRAPH_TRAIN, .precision = precision,
                               .seed = (uint64_t)r->seed, .sync_bn = r->model.sync_bn,
                               .direct_conv = r->model.direct_conv};
 }
@@ -334,7 +355,7 @@ static fkd_status start_logs(fkd_trainer *t, bool resume)
     int n = snprintf(header, sizeof header, "step,epoch,lr,loss");
     for (int i = 0; i < t->n_label_terms; i++) n += snprintf(header + n, sizeof header - (size_t)n, ",%s", t->label_terms[i]);
     for (int i = 0; i < t->hook.n_terms; i++) n += snprintf(header + n, sizeof header - (size_t)n, ",%s", t->hook.names[i]);
-    snprintf(header + n, sizeof header - (size_t)n, ",images_per_s");
+    snprintf(header + n, sizeof header - (size_t)n, ",images_per_s,loader_wait_ms");
     int64_t keep = resume ? t->step : -1;
     FKD_TRY(fkd_runlog_start(t->log_path, header, keep));
     /* eval.csv is wide and numeric: a column group per benchmark, the accuracy column
@@ -585,17 +606,32 @@ static fkd_status stop_requested(bool *stop)
     return FKD_OK;
 }
 
-/* log.csv's row after `step` (rank 0); images/s over the window count every rank's. */
+/* log.csv's row after `step` (rank 0); images/s over the window count every rank's;
+ * loader_wait_ms: the window's mean time per step spent waiting for the next batch. */
 static fkd_status log_row(fkd_trainer *t, double lr, double total, const double *terms, int64_t window_steps,
-                          double seconds)
+                          double seconds, double wait_seconds)
 {
     double ips = (double)(window_steps * t->batch * t->world) / (seconds > 0 ? seconds : 1e-9);
     char cols[512];
     int n = 0;
     for (int i = 0; i < t->n_label_terms + t->hook.n_terms; i++)
         n += snprintf(cols + n, sizeof cols - (size_t)n, ",%.6f", terms[i]);
-    return fkd_runlog_append(t->log_path, "%lld,%lld,%.8g,%.6f%s,%.1f", (long long)t->step,
-                             (long long)(t->step / t->steps_per_epoch), lr, total, cols, ips);
+    return fkd_runlog_append(t->log_path, "%lld,%lld,%.8g,%.6f%s,%.1f,%.2f", (long long)t->step,
+                             (long long)(t->step / t->steps_per_epoch), lr, total, cols, ips,
+                             1e3 * wait_seconds / (double)(window_steps > 0 ? window_steps : 1));
+}
+
+/* The end of the loop (rank 0): how long training waited for data. A loader that cannot
+ * keep up is on the critical path: say so and what to change. */
+static void report_loader_wait(const fkd_trainer *t, int64_t steps, double seconds, double wait_seconds)
+{
+    double share = seconds > 0 ? wait_seconds / seconds : 0;
+    const char *advice = share > 0.1 ? " — the loader is on the critical path: raise data.workers, lower threads, or "
+                                       "use a faster source (docs/TRAINING.md, Threads)"
+                                     : "";
+    FKD_INFO("%s: waited %.1f ms per step for data (%.1f%% of the training loop, %d loader threads)%s", t->r->name,
+             1e3 * wait_seconds / (double)steps, 100 * share, t->r->deterministic ? 1 : (int)t->r->data.workers,
+             advice);
 }
 
 /* Under mpirun: the share of the training loop spent in MPI (rank 0's view; waiting for
@@ -635,6 +671,7 @@ fkd_status fkd_trainer_run(fkd_trainer *t)
     fkd_progress progress;
     if (t->root) fkd_progress_start(&progress, r->name, t->total_steps, (int64_t)t->batch * t->world);
     double window_start = fkd_now(), run_start = window_start, mpi_start = fkd_dist_seconds();
+    double window_wait = 0, run_wait = 0; /* seconds spent in fkd_loader_next */
     int64_t window_steps = 0, first_step = t->step;
     fkd_status s = FKD_OK;
     int skipped_in_row = 0;
@@ -652,7 +689,11 @@ fkd_status fkd_trainer_run(fkd_trainer *t)
         }
         if (s != FKD_OK) break;
         const fkd_batch *batch;
+        double wait_start = fkd_now();
         s = fkd_loader_next(t->loader, &batch);
+        double waited = fkd_now() - wait_start;
+        window_wait += waited;
+        run_wait += waited;
         double lr = fkd_schedule_lr(&t->schedule, t->step), total = 0;
         if (s == FKD_OK) s = train_step(t, batch, lr, terms, &total);
         if (s == FKD_ERR_NUMERIC && r->skip_nonfinite && ++skipped_in_row <= FKD_TRAIN_MAX_SKIPS_IN_ROW) {
@@ -681,14 +722,17 @@ fkd_status fkd_trainer_run(fkd_trainer *t)
         fkd_progress_update(&progress, t->step, extra);
         if (every(t->step, r->log_every) || t->step == t->total_steps) {
             double now = fkd_now();
-            s = log_row(t, lr, total, terms, window_steps, now - window_start);
+            s = log_row(t, lr, total, terms, window_steps, now - window_start, window_wait);
             window_start = now;
             window_steps = 0;
+            window_wait = 0;
         }
         if (s == FKD_OK && every(t->step, r->eval_every) && t->step < t->total_steps) s = evaluate(t, false);
         if (s == FKD_OK && every(t->step, r->checkpoint_every)) s = save_checkpoint(t);
     }
     if (t->root) fkd_progress_finish(&progress, t->step, NULL);
+    if (s == FKD_OK && t->root && t->step > first_step)
+        report_loader_wait(t, t->step - first_step, fkd_now() - run_start, run_wait);
     if (s == FKD_OK && t->grad_sync && t->step > first_step) report_communication(t, t->step - first_step,
                                                                                  fkd_now() - run_start,
                                                                                  fkd_dist_seconds() - mpi_start);

@@ -64,8 +64,13 @@ fkd_status fkd_trainer_create(fkd_trainer **out, const fkd_recipe *r, bool resum
 fkd_status fkd_trainer_run(fkd_trainer *t);
 void fkd_trainer_free(fkd_trainer *t);
 
-/* The student's TRAIN graph configuration from the recipe's model section (precision,
- * sync_bn, direct_conv) and seed, for a batch of `batch`. */
+/* The compute precision for a graph whose recipe key (`key`, e.g. "model.precision") asks for
+ * bf16 or not, on this CPU: bf16 where oneDNN runs bf16 kernels (AVX-512 and up), else fp32
+ * with a warning naming the recipe and the key. Logs which path runs (precision, oneDNN's
+ * ISA, AMX or not). */
+fkd_precision fkd_train_precision(const char *recipe_path, const char *key, bool bf16);
+/* The student's TRAIN graph configuration from the recipe's model section (precision as
+ * fkd_train_precision decides it, sync_bn, direct_conv) and seed, for a batch of `batch`. */
 fkd_graph_config fkd_trainer_graph_config(const fkd_recipe *r, int batch);
 
 /* The run folder (absolute). */
