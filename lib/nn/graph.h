@@ -117,7 +117,8 @@ fkd_value fkd_graph_find(fkd_graph *g, const char *name);
 fkd_status fkd_graph_shape(const fkd_graph *g, fkd_value v, int *ndims, int dims[4]);
 /* Copies a value out in plain layout (NCHW or (N, F)). INFER graphs keep only inputs,
  * taps and outputs (values nothing consumes): other values share activation buffers and
- * reading them fails — tap them before finalize. */
+ * reading them fails — tap them before finalize. TRAIN graphs keep every value but the
+ * recomputed ones (config.keep_activations), which fail the same way. */
 fkd_status fkd_graph_read(fkd_graph *g, fkd_value v, float *out);
 /* Zeroes every parameter gradient and every value gradient. */
 fkd_status fkd_graph_zero_grad(fkd_graph *g);
