@@ -242,8 +242,9 @@ int fkd_cmd_bench(int argc, char **argv)
         }
         if (bad) return 2;
     }
-    if (pc.arch && data) {
-        fprintf(stderr, "facekd bench: --arch and --data measure different things; give one\n");
+    if (data && (pc.arch || pc.measure_peak)) {
+        fprintf(stderr, "facekd bench: --data measures the data path; --arch and --peak measure models and the CPU: "
+                        "give one\n");
         return 2;
     }
     if (pc.arch) {
