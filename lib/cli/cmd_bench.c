@@ -266,7 +266,7 @@ int fkd_cmd_bench(int argc, char **argv)
         pc.warmup = (int)warmup;
         return bench_model(&pc, json);
     }
-    if (pc.measure_peak && !data) return bench_peak((int)threads, json);
+    if (pc.measure_peak) return bench_peak((int)threads, json);
     if (!data) {
         fprintf(stderr, "facekd bench: --arch A, --peak or --data PATH|synth is required\n");
         return 2;

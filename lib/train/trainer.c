@@ -40,6 +40,7 @@ struct fkd_trainer {
 
     fkd_dataset ds;
     fkd_loader *loader;
+    int loader_workers; /* data.workers, or 1 when deterministic */
     int batch;
     int64_t steps_per_epoch, total_steps, step;
     int64_t ckpt_step; /* step of the checkpoint on disk; -1 before the first */
@@ -111,7 +112,7 @@ static fkd_status open_loader(fkd_trainer *t)
     o.seed = (uint64_t)r->seed;
     o.flip = r->data.flip;
     o.resize = r->data.resize;
-    o.workers = r->deterministic ? 1 : (int)r->data.workers;
+    o.workers = t->loader_workers = r->deterministic ? 1 : (int)r->data.workers;
     if (o.depth < 2 * o.workers) o.depth = 2 * o.workers;
     o.start_step = t->step;
     o.rank = t->rank;
@@ -630,7 +631,7 @@ static void report_loader_wait(const fkd_trainer *t, int64_t steps, double secon
                                        "use a faster source (docs/TRAINING.md, Threads)"
                                      : "";
     FKD_INFO("%s: waited %.1f ms per step for data (%.1f%% of the training loop, %d loader threads)%s", t->r->name,
-             1e3 * wait_seconds / (double)steps, 100 * share, t->r->deterministic ? 1 : (int)t->r->data.workers,
+             1e3 * wait_seconds / (double)steps, 100 * share, t->loader_workers,
              advice);
 }
 
