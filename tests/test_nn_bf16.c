@@ -482,11 +482,15 @@ static void test_no_reference_kernels_bf16(void **state)
     printf("  %d nodes with weights, no ref: kernel\n", checked);
     assert_true(checked > 50);
     /* The grouped layer reads and writes bf16 nChw16c: no reorder in its node, and the batch
-     * norm after it runs oneDNN's bf16 kernel. */
+     * norm after it, with the PReLU after that, runs facekd's fused bf16 pass on it
+     * (bnact.h); a batch norm with no PReLU after it runs oneDNN's bf16 kernel. */
     char kernels[256];
     OK(fkd_graph_kernels(g, "layers.1.layers.0", kernels, sizeof kernels));
     assert_string_equal(kernels, "forward: grouped_conv:host; backward: grouped_conv_bwd:host");
-    assert_true(fkd_test_kernels_mention(g, "layers.1.layers.1", "bnorm_jit:avx512_core_bf16"));
+    assert_true(fkd_test_kernels_mention(g, "layers.1.layers.1", "bn+prelu forward (facekd)"));
+    OK(fkd_graph_kernels(g, "layers.1.layers.2", kernels, sizeof kernels));
+    assert_string_equal(kernels, "forward: fused into 'layers.1.layers.1'");
+    assert_true(fkd_test_kernels_mention(g, "layers.2.layers.2.layers.1", "bnorm_jit:avx512_core_bf16"));
     fkd_graph_free(g);
 }
 

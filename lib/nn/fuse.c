@@ -22,6 +22,12 @@
  * 3. PReLU in place: its output takes its input's buffer when nothing else reads the
  *    input (oneDNN's prelu reads and writes element by element).
  *
+ * 4. TRAIN graphs: batch norm + PReLU (bnact.h). A 4-D batch norm whose output only a
+ *    PReLU reads, untapped: the batch norm's steps compute the PReLU's output from the
+ *    batch norm's input (statistics, then both ops in one pass; backward in two passes over
+ *    x and dy), and its output is never stored. op_batchnorm.c builds it, or declines it
+ *    for a layout the kernels do not cover.
+ *
  * Fused values form groups sharing one buffer (value.alias points towards the group's first
  * value, whose producer allocates it); plan_lifetimes gives that buffer the union of their
  * lifetimes. A kept value's content is never overwritten by a later member: a value that is
@@ -179,4 +185,25 @@ fkd_status fkd__fold_build(fkd_graph *g, fkd__node *n, const fkd_md *w_plain, co
     FKD_TRY(fkd__steps_add_host(&n->fwd, fold_run, f, "fold_bn:host"));
     n->fwd.items[n->fwd.count - 1].seen = &f->seen_version;
     return FKD_OK;
+}
+
+void fkd__plan_train_fusion(fkd_graph *g)
+{
+    for (int i = 0; i < g->n_nodes; i++) {
+        fkd__node *bn = &g->nodes[i];
+        int z = bn->output;
+        if (bn->op != FKD__OP_BATCHNORM || g->values[z].ndims != 4 || g->values[z].consumers != 1) continue;
+        bool tapped = false;
+        for (int t = 0; t < g->n_taps; t++) tapped |= g->taps[t].value == z;
+        if (tapped) continue;
+        for (int j = i + 1; j < g->n_nodes; j++) {
+            fkd__node *c = &g->nodes[j];
+            if (c->n_inputs == 0 || c->inputs[0] != z) continue;
+            if (c->op == FKD__OP_PRELU) {
+                bn->fused_prelu = j;
+                c->absorbed_by = i;
+            }
+            break;
+        }
+    }
 }

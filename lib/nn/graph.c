@@ -158,7 +158,7 @@ fkd_value fkd__node_add(fkd_graph *g, fkd__op_kind op, const char *name, const i
     n->state = state;
     n->first_param = g->n_params;
     n->output = g->n_values;
-    n->fold_bn = n->residual = n->absorbed_by = -1;
+    n->fold_bn = n->residual = n->absorbed_by = n->fused_prelu = -1;
     fkd__value *v = &g->values[g->n_values];
     memset(v, 0, sizeof *v);
     v->alias = g->n_values;
@@ -660,7 +660,11 @@ static fkd_status plan_lifetimes(fkd_graph *g)
         if (train && !x->recomputed) g->last_use[v] = INT_MAX;
         x->kept = g->last_use[v] == INT_MAX;
     }
-    if (train || g->cfg.unfused) return FKD_OK;
+    if (g->cfg.unfused) return FKD_OK;
+    if (train) {
+        fkd__plan_train_fusion(g);
+        return FKD_OK;
+    }
     FKD_TRY(fkd__plan_fusion(g));
     for (int v = 0; v < g->n_values; v++) {
         int r = fkd__value_root(g, v);
@@ -791,6 +795,15 @@ fkd_status fkd_graph_forward(fkd_graph *g)
     return FKD_OK;
 }
 
+static fkd_status clear_consumed_grad(fkd_graph *g, int v)
+{
+    fkd_mem *dy = g->values[v].grad;
+    if (!dy || g->values[v].grad_shared) return FKD_OK;
+    FKD_TRY(fkd_shim_wait(g->shim));
+    memset(fkd_shim_mem_data(dy), 0, fkd_shim_mem_bytes(dy));
+    return FKD_OK;
+}
+
 fkd_status fkd_graph_backward(fkd_graph *g)
 {
     FKD_TRY(fkd__need_finalized(g, "backward"));
@@ -802,7 +815,7 @@ fkd_status fkd_graph_backward(fkd_graph *g)
          * writes them whole (their arena bytes held other buffers before). */
         for (int k = 0; k < n->n_inputs; k++) {
             const fkd__value *x = &g->values[n->inputs[k]];
-            if (!x->grad_shared || x->grad_overwritten || g->grad_until[n->inputs[k]] != i) continue;
+            if (!x->grad || !x->grad_shared || x->grad_overwritten || g->grad_until[n->inputs[k]] != i) continue;
             FKD_TRY(fkd_shim_wait(g->shim));
             memset(fkd_shim_mem_data(x->grad), 0, fkd_shim_mem_bytes(x->grad));
         }
@@ -811,12 +824,9 @@ fkd_status fkd_graph_backward(fkd_graph *g)
             return FKD_WRAP(st, "graph: backward: %s '%s': ", fkd__op_name(n->op), n->name);
         /* The node's output gradient is consumed: the next backward (gradient accumulation
          * over micro-batches) starts from what add_grad puts there. Inputs keep theirs;
-         * shared gradients end here. */
-        if (n->op != FKD__OP_INPUT && !g->values[n->output].grad_shared) {
-            FKD_TRY(fkd_shim_wait(g->shim));
-            fkd_mem *dy = g->values[n->output].grad;
-            memset(fkd_shim_mem_data(dy), 0, fkd_shim_mem_bytes(dy));
-        }
+         * shared gradients end here. A fused PReLU's is consumed by its batch norm's. */
+        if (n->op != FKD__OP_INPUT && n->absorbed_by < 0) FKD_TRY(clear_consumed_grad(g, n->output));
+        if (n->fused_prelu >= 0) FKD_TRY(clear_consumed_grad(g, g->nodes[n->fused_prelu].output));
     }
     FKD_TRY(fkd_shim_wait(g->shim));
     /* Frozen parameters: the primitives computed their gradients anyway; drop them. */
@@ -835,7 +845,9 @@ fkd_status fkd_graph_read(fkd_graph *g, fkd_value v, float *out)
         return FKD_FAIL(FKD_ERR_ARG,
                         "graph: read: %s '%s' is not kept (%s; tap it before finalize)",
                         fkd__op_name(g->nodes[x->producer].op), g->nodes[x->producer].name,
-                        x->recomputed ? "recomputed for backward" : "an inference graph shares its buffer");
+                        x->recomputed  ? "recomputed for backward"
+                        : x->unstored ? "fused into the PReLU after it, never stored"
+                                      : "an inference graph shares its buffer");
     if (!x->edge) {
         memcpy(out, fkd_shim_mem_data(x->data), (size_t)value_numel(x) * sizeof(float));
         return FKD_OK;

@@ -69,6 +69,9 @@ typedef struct {
     /* TRAIN graphs: not kept for backward; a consumer's backward that needs the value
      * recomputes it from its producer's inputs into a temporary (fkd__saved_input). */
     bool recomputed;
+    /* TRAIN graphs: a batch norm's output that the fused batch norm + PReLU never stores
+     * (no data, no gradient). */
+    bool unstored;
     fkd_mem *grad;    /* same layout as data; TRAIN graphs only */
     /* TRAIN graphs: the gradient buffer is shared with values whose gradients live at other
      * times of the backward pass (from the last consumer's backward to the producer's);
@@ -100,8 +103,12 @@ typedef struct fkd__node {
      *   fold_bn   conv: the batch-norm node folded into its weights and bias;
      *   residual  conv: the value its sum post-op adds (its buffer is the conv's dst);
      *   absorbed_by  batch norm / add: the conv node that computes this one's output
-     *                (this node has no steps). */
-    int fold_bn, residual, absorbed_by;
+     *                (this node has no steps).
+     * TRAIN-graph fusion (fuse.c, op_batchnorm.c), -1 when none:
+     *   fused_prelu  batch norm: the PReLU node reading its output, computed together
+     *                (bnact.h) by this node's steps;
+     *   absorbed_by  that PReLU: this batch norm node (the PReLU has no steps). */
+    int fold_bn, residual, absorbed_by, fused_prelu;
     fkd__steps fwd, bwd;
 } fkd__node;
 
@@ -298,6 +305,13 @@ int fkd__value_root(const fkd_graph *g, int v);
  * are never changed (saving and export read them). */
 fkd_status fkd__fold_build(fkd_graph *g, fkd__node *n, const fkd_md *w_plain, const fkd_md *want,
                            fkd_mem **w_out, fkd_mem **b_out);
+
+/* TRAIN graphs (unless config.unfused): marks each batch norm whose output only a PReLU
+ * reads, untapped, for the fused batch norm + PReLU (fused_prelu, absorbed_by). The batch
+ * norm's build may still decline it (a layout bnact.h does not cover); it then clears both. */
+void fkd__plan_train_fusion(fkd_graph *g);
+/* op_batchnorm.c: the fused pair's output again, into dst (the PReLU's recompute). */
+fkd_status fkd__bnact_recompute(fkd_graph *g, fkd__node *bn, fkd__steps *steps, fkd_mem *dst);
 
 /* Plain descriptor of a value's shape in the graph's compute type. */
 fkd_status fkd__value_plain_md(fkd_graph *g, int v, const fkd_md **out);

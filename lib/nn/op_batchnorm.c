@@ -25,6 +25,7 @@
 #include <stdlib.h>
 
 #include "dist/dist.h"
+#include "nn/bnact.h"
 #include "nn/op.h"
 
 /* Steps: n->fwd / n->bwd run with batch statistics in TRAIN graphs, with running
@@ -220,6 +221,168 @@ static fkd_status build_sync(fkd_graph *g, fkd__node *n, const fkd_md *stat)
     return add_backward_done(g, n, &n->bwd, dx, s->dgamma, s->dbeta);
 }
 
+/* ---- fused with the PReLU after it (TRAIN graphs, bnact.h, fuse.c) ----------------------
+ * Steps: forward  [statistics → (sync_bn) reduce →] y = prelu(bn(x))
+ *        backward Σ dz, Σ dz x̂, Σ dy z → (sync_bn) reduce → dx; dγ, dβ, dα +=
+ * in training mode with the batch statistics, in eval mode with the running ones (the
+ * passes look at g->training when they run). x and the PReLU's output y share x's nChw16c
+ * layout; the batch norm's own output is never stored. */
+typedef struct {
+    fkd_graph *g;
+    int bn, prelu;            /* node indices */
+    bn_state *s;
+    fkd__bnact_shape shape;
+    fkd_mem *x, *y, *dx;      /* y: the output, or a recompute's temporary; dx: backward's target */
+    float *mean_dz, *mean_dzx; /* (C) each, in `sums`'s allocation */
+    double sums[];            /* backward's pass: (3C) sums (bnact.h), then mean_dz, mean_dzx */
+} bnact_pass;
+
+static fkd__bnact_params bnact_params(const bnact_pass *c)
+{
+    const fkd_graph *g = c->g;
+    const fkd__node *bn = &g->nodes[c->bn];
+    const bn_state *s = c->s;
+    const fkd_param *p = &g->params[bn->first_param];
+    bool batch = g->training;
+    return (fkd__bnact_params){
+        .mean = batch ? fkd_shim_mem_data(s->mean) : p[2].data,
+        .var = batch ? fkd_shim_mem_data(s->var) : p[3].data,
+        .gamma = p[0].data,
+        .beta = p[1].data,
+        .alpha = g->params[g->nodes[c->prelu].first_param].data,
+        .eps = s->eps,
+    };
+}
+
+static fkd_status bnact_statistics_run(void *ctx)
+{
+    const bnact_pass *c = ctx;
+    fkd__bnact_stats(&c->shape, fkd_shim_mem_data(c->x), fkd_shim_mem_data(c->s->mean),
+                     fkd_shim_mem_data(c->s->var));
+    return FKD_OK;
+}
+
+static fkd_status bnact_forward_run(void *ctx)
+{
+    const bnact_pass *c = ctx;
+    fkd__bnact_params p = bnact_params(c);
+    fkd__bnact_forward(&c->shape, &p, fkd_shim_mem_data(c->x), fkd_shim_mem_data(c->y));
+    return FKD_OK;
+}
+
+/* The backward pass; with batch statistics dx takes the derivative through them, over the
+ * global batch under sync_bn (see the top of the file), while dγ, dβ, dα keep this rank's
+ * share like every other gradient. */
+static fkd_status bnact_backward_run(void *ctx)
+{
+    bnact_pass *c = ctx;
+    fkd_graph *g = c->g;
+    fkd__bnact_params p = bnact_params(c);
+    const void *x = fkd_shim_mem_data(c->x), *dy = fkd_shim_mem_data(g->values[g->nodes[c->prelu].output].grad);
+    int64_t ch = c->shape.c;
+    fkd__bnact_backward_sums(&c->shape, &p, x, dy, c->sums);
+    const fkd_param *bn_p = &g->params[g->nodes[c->bn].first_param];
+    float *dgamma = bn_p[0].grad, *dbeta = bn_p[1].grad, *dalpha = g->params[g->nodes[c->prelu].first_param].grad;
+    for (int64_t i = 0; i < ch; i++) {
+        dbeta[i] += (float)c->sums[i];
+        dgamma[i] += (float)c->sums[ch + i];
+        dalpha[i] += (float)c->sums[2 * ch + i];
+    }
+    double m = (double)(c->shape.n * c->shape.hw);
+    if (g->training && c->s->sync) {
+        FKD_TRY(fkd_dist_allreduce_f64(c->sums, (size_t)(2 * ch)));
+        m *= fkd_dist_world();
+    }
+    for (int64_t i = 0; i < ch; i++) {
+        c->mean_dz[i] = g->training ? (float)(c->sums[i] / m) : 0.0f;
+        c->mean_dzx[i] = g->training ? (float)(c->sums[ch + i] / m) : 0.0f;
+    }
+    fkd__bnact_backward_dx(&c->shape, &p, x, dy, c->mean_dz, c->mean_dzx, fkd_shim_mem_data(c->dx));
+    return FKD_OK;
+}
+
+/* A pass context owned by the graph (freed with it); with the backward's buffers when
+ * `backward`. */
+static fkd_status bnact_pass_new(fkd_graph *g, fkd__node *n, fkd_mem *y, bool backward, bnact_pass **out)
+{
+    const fkd__value *xv = &g->values[n->inputs[0]];
+    size_t ch = (size_t)xv->dims[1], extra = backward ? ch * (3 * sizeof(double) + 2 * sizeof(float)) : 0;
+    FKD_TRY(fkd__grow((void **)&g->owned, &g->cap_owned, g->n_owned + 1, sizeof *g->owned));
+    bnact_pass *c = calloc(1, sizeof *c + extra);
+    if (!c) return FKD_FAIL(FKD_ERR_NOMEM, "graph: batchnorm '%s': out of memory", n->name);
+    g->owned[g->n_owned++] = c;
+    c->g = g;
+    c->bn = (int)(n - g->nodes);
+    c->prelu = n->fused_prelu;
+    c->s = n->state;
+    c->x = xv->data;
+    c->y = y;
+    if (backward) {
+        c->mean_dz = (float *)(c->sums + 3 * ch);
+        c->mean_dzx = c->mean_dz + ch;
+    }
+    c->shape = (fkd__bnact_shape){.n = xv->dims[0], .c = xv->dims[1], .hw = xv->dims[2] * xv->dims[3],
+                                  .bf16 = fkd_shim_md_dtype(fkd_shim_mem_md(xv->data)) == FKD_DT_BF16};
+    *out = c;
+    return FKD_OK;
+}
+
+fkd_status fkd__bnact_recompute(fkd_graph *g, fkd__node *bn, fkd__steps *steps, fkd_mem *dst)
+{
+    bnact_pass *c;
+    FKD_TRY(bnact_pass_new(g, bn, dst, false, &c));
+    return fkd__steps_add_host(steps, bnact_forward_run, c, "bn+prelu recompute (facekd)");
+}
+
+/* Whether bnact.h covers x: nChw16c fp32 or bf16, C a multiple of 16, an AVX-512 CPU. */
+static fkd_status bnact_fits(fkd_graph *g, const fkd__node *n, bool *fits)
+{
+    const fkd__value *xv = &g->values[n->inputs[0]];
+    const fkd_md *md = fkd_shim_mem_md(xv->data), *blocked;
+    fkd_dtype dt = fkd_shim_md_dtype(md);
+    *fits = false;
+    if (!fkd__bnact_available() || xv->dims[1] % 16 || (dt != FKD_DT_F32 && dt != FKD_DT_BF16)) return FKD_OK;
+    FKD_TRY(fkd_shim_md_blocked16(g->shim, &blocked, xv->dims, dt));
+    *fits = fkd_shim_md_equal(md, blocked);
+    return FKD_OK;
+}
+
+static fkd_status bnact_build(fkd_graph *g, fkd__node *n, const fkd_md *stat)
+{
+    bn_state *s = n->state;
+    fkd__node *prelu = &g->nodes[n->fused_prelu];
+    int x = n->inputs[0], y = prelu->output;
+    const fkd_md *data = fkd_shim_mem_md(g->values[x].data);
+    int64_t ch = g->values[x].dims[1];
+    g->values[n->output].unstored = true;
+    g->values[n->output].kept = false;
+    FKD_TRY(fkd__value_alloc(g, y, data));
+    FKD_TRY(fkd__param_alloc(g, prelu->first_param, stat, NULL));
+    FKD_TRY(fkd_shim_mem(g->shim, &s->mean, stat));
+    FKD_TRY(fkd_shim_mem(g->shim, &s->var, stat));
+    s->sync = g->cfg.sync_bn;
+    if (s->sync) {
+        s->channels = ch;
+        s->sums = malloc(sizeof(double) * 2 * (size_t)ch);
+        if (!s->sums) return FKD_FAIL(FKD_ERR_NOMEM, "graph: batchnorm '%s': out of memory", n->name);
+    }
+
+    bnact_pass *c;
+    FKD_TRY(bnact_pass_new(g, n, g->values[y].data, true, &c));
+    FKD_TRY(fkd__steps_add_host(&n->fwd, bnact_statistics_run, c, "bn+prelu statistics (facekd)"));
+    if (s->sync) FKD_TRY(fkd__steps_add_host(&n->fwd, sync_statistics, s, "sync_bn statistics (MPI_Allreduce)"));
+    FKD_TRY(fkd__steps_add_host(&n->fwd, bnact_forward_run, c, "bn+prelu forward (facekd)"));
+    FKD_TRY(fkd__steps_add_host(&s->eval_fwd, bnact_forward_run, c, "bn+prelu forward (facekd)"));
+
+    FKD_TRY(fkd__dx_target(g, n, x, data, &c->dx));
+    fkd__steps *bwd[2] = {&n->bwd, &s->eval_bwd};
+    for (int k = 0; k < 2; k++) {
+        FKD_TRY(fkd__steps_add_host(bwd[k], bnact_backward_run, c, "bn+prelu backward (facekd)"));
+        FKD_TRY(fkd__dx_done(g, bwd[k], x, c->dx));
+    }
+    return FKD_OK;
+}
+
 static fkd_status bn_build(fkd_graph *g, fkd__node *n)
 {
     bn_state *s = n->state;
@@ -227,8 +390,15 @@ static fkd_status bn_build(fkd_graph *g, fkd__node *n)
     const fkd_md *data = fkd_shim_mem_md(g->values[x].data), *stat;
     const int64_t c[1] = {g->values[x].dims[1]};
     FKD_TRY(fkd_shim_md_plain(g->shim, &stat, 1, c, FKD_DT_F32));
-    FKD_TRY(fkd__value_alloc(g, n->output, data));
     for (int i = 0; i < 4; i++) FKD_TRY(fkd__param_alloc(g, p0 + i, stat, NULL));
+    if (n->fused_prelu >= 0) {
+        bool fits;
+        FKD_TRY(bnact_fits(g, n, &fits));
+        if (fits) return bnact_build(g, n, stat);
+        g->nodes[n->fused_prelu].absorbed_by = -1; /* declined: two oneDNN ops as usual */
+        n->fused_prelu = -1;
+    }
+    FKD_TRY(fkd__value_alloc(g, n->output, data));
     /* Folded into the layer before it (fuse.c): the output is that layer's; no steps. */
     if (n->absorbed_by >= 0) return FKD_OK;
     fkd__param_impl *run = &g->pimpl[p0 + 2];

@@ -38,6 +38,7 @@ fkd_value fkd_graph_prelu(fkd_graph *g, const char *name, fkd_value x)
 static fkd_status prelu_recompute(fkd_graph *g, fkd__node *n, fkd__steps *steps, fkd_mem *dst)
 {
     const prelu_state *s = n->state;
+    if (n->absorbed_by >= 0) return fkd__bnact_recompute(g, &g->nodes[n->absorbed_by], steps, dst);
     fkd_prim *p;
     FKD_TRY(fkd_shim_prim(g->shim, &p, s->fwd));
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_SRC, g->values[n->inputs[0]].data));
@@ -48,6 +49,8 @@ static fkd_status prelu_recompute(fkd_graph *g, fkd__node *n, fkd__steps *steps,
 
 static fkd_status prelu_build(fkd_graph *g, fkd__node *n)
 {
+    /* Fused into the batch norm before it, which built the output and the weight. */
+    if (n->absorbed_by >= 0) return FKD_OK;
     const fkd__value *x = &g->values[n->inputs[0]];
     fkd__param_impl *a = &g->pimpl[n->first_param];
     int nd = x->ndims;
