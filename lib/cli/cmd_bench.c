@@ -21,7 +21,7 @@ static void bench_usage(void)
 {
     printf("usage: facekd bench --arch A [--mode infer|train] [--precision fp32|bf16] [--batch N]\n"
            "                    [--threads T] [--width W] [--steps S] [--warmup S] [--unfused]\n"
-           "                    [--direct-conv] [--peak] [--json]\n"
+           "                    [--direct-conv] [--peak] [--profile] [--json]\n"
            "       facekd bench --peak [--threads T] [--json]\n"
            "       facekd bench --data PATH|synth [--images N] [--workers W] [--batch B] [--resize]\n\n"
            "With --arch, measures a model on 112x112 inputs: an inference forward (INFER graph) or\n"
@@ -36,12 +36,15 @@ static void bench_usage(void)
            "  --threads T     OpenMP threads (default: OMP_NUM_THREADS or all cores)\n"
            "  --width W       base width (default the architecture's, 64)\n"
            "  --steps S       timed steps (default 10); --warmup S untimed steps (default 3)\n"
-           "  --unfused       inference without batch-norm folding and fused residual adds\n"
-           "                  (every node its own op, as before fusion; for comparisons)\n"
+           "  --unfused       every node its own op, for comparisons: inference without\n"
+           "                  batch-norm folding and fused residual adds, training without\n"
+           "                  the fused batch norm + PReLU passes\n"
            "  --direct-conv   fp32 without Winograd convolutions (inference: less memory)\n"
            "  --peak          also measure the machine's arithmetic peak (below) and give the\n"
            "                  model's GFLOP/s as a fraction of it\n"
-           "  --json          one JSON object instead of text\n\n"
+           "  --profile       then S more steps, timing each node: where the step's time goes,\n"
+           "                  by op, pass (fwd/bwd) and kernels, slowest first\n"
+           "  --json          one JSON object instead of text (and one for the profile)\n\n"
            "With --peak alone, measures the arithmetic peak this machine delivers on T threads:\n"
            "a register-only loop of fp32 FMAs and of bf16 dot products (avx512_bf16), best of\n"
            "three runs (AMX tiles are not measured). The nominal peak assumes two 512-bit FMA\n"
@@ -165,7 +168,7 @@ static void print_model(const fkd_perf_config *c, const fkd_perf_result *r, bool
         return;
     }
     printf("model      %s (width %d), %s%s%s, %s, batch %d, %d threads, oneDNN ISA %s\n", c->arch,
-           c->width ? c->width : 64, mode, c->unfused && !c->train ? " unfused" : "",
+           c->width ? c->width : 64, mode, c->unfused ? " unfused" : "",
            c->direct_conv ? " direct-conv" : "", prec, c->batch, r->threads, r->isa);
     printf("size       %.2f M parameters, %.3f G MACs per image; graph built in %.2f s\n",
            r->parameters / 1e6, r->macs / 1e9, r->finalize_s);
@@ -198,11 +201,41 @@ static int bench_peak(int threads, bool json)
     return 0;
 }
 
+/* The profile as a table (text) or a JSON array of rows, times per step. */
+static void print_profile(const fkd_perf_config *c, const fkd_perf_result *r, bool json)
+{
+    double graph = 0;
+    for (int i = 0; i < r->profile_rows; i++) graph += r->profile[i].seconds / c->steps;
+    if (!json) {
+        printf("profile    %d steps with a wait after each node: %.1f ms per step, of which the graph's "
+               "nodes %.1f ms (the rest: inputs%s)\n",
+               c->steps, r->profile_step_s * 1e3, graph * 1e3, c->train ? ", gradients' zeroing, SGD" : "");
+        printf("   ms/step   share  nodes  op          pass  kernels\n");
+    }
+    for (int i = 0; i < r->profile_rows; i++) {
+        const fkd_graph_profile_row *row = &r->profile[i];
+        double ms = row->seconds / c->steps * 1e3;
+        const char *pass = row->backward ? "bwd" : "fwd";
+        if (json)
+            printf("%s{\"op\": \"%s\", \"pass\": \"%s\", \"kernels\": \"%s\", \"nodes\": %d, \"ms_per_step\": %.3f}",
+                   i ? ", " : "", row->op, pass, row->kernels, row->nodes, ms);
+        else
+            printf("%10.1f  %5.1f%%  %5d  %-10s  %-4s  %s\n", ms, 100 * ms / (r->profile_step_s * 1e3), row->nodes,
+                   row->op, pass, row->kernels);
+    }
+}
+
 static int bench_model(const fkd_perf_config *c, bool json)
 {
     fkd_perf_result r;
     if (fkd_perf_run(c, &r) != FKD_OK) return fkd_cli_fail();
     print_model(c, &r, json);
+    if (c->profile) {
+        if (json) printf("{\"profile_step_s\": %.6f, \"rows\": [", r.profile_step_s);
+        print_profile(c, &r, json);
+        if (json) printf("]}\n");
+    }
+    fkd_perf_result_free(&r);
     return 0;
 }
 
@@ -236,6 +269,7 @@ int fkd_cmd_bench(int argc, char **argv)
         else if (strcmp(a, "--unfused") == 0) pc.unfused = true;
         else if (strcmp(a, "--direct-conv") == 0) pc.direct_conv = true;
         else if (strcmp(a, "--peak") == 0) pc.measure_peak = true;
+        else if (strcmp(a, "--profile") == 0) pc.profile = true;
         else {
             fprintf(stderr, "facekd bench: unknown or incomplete option '%s' (see facekd bench --help)\n", a);
             return 2;

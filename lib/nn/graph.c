@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/log.h"
 #include "nn/op.h"
 
 static const fkd__op *const ops[] = {
@@ -101,6 +102,7 @@ void fkd_graph_free(fkd_graph *g)
     free(g->grad_until);
     for (int i = 0; i < g->n_owned; i++) free(g->owned[i]);
     free(g->owned);
+    free(g->node_seconds);
     fkd_shim_free(g->shim);
     free(g->arena);
     free(g);
@@ -781,12 +783,22 @@ fkd_status fkd_graph_read_input_grad(fkd_graph *g, const char *name, float *out)
     return FKD_OK;
 }
 
+/* Profiling: the time since t0 to slot (node, pass), once the node's kernels finished. */
+static fkd_status profile_add(fkd_graph *g, double t0, int slot)
+{
+    FKD_TRY(fkd_shim_wait(g->shim));
+    g->node_seconds[slot] += fkd_now() - t0;
+    return FKD_OK;
+}
+
 fkd_status fkd_graph_forward(fkd_graph *g)
 {
     FKD_TRY(fkd__need_finalized(g, "forward"));
     for (int i = 0; i < g->n_nodes; i++) {
         fkd__node *n = &g->nodes[i];
+        double t0 = g->node_seconds ? fkd_now() : 0;
         fkd_status st = ops[n->op]->forward ? ops[n->op]->forward(g, n) : fkd__steps_run(g, &n->fwd);
+        if (st == FKD_OK && g->node_seconds) st = profile_add(g, t0, 2 * i);
         if (st != FKD_OK)
             return FKD_WRAP(st, "graph: forward: %s '%s': ", fkd__op_name(n->op), n->name);
     }
@@ -819,7 +831,9 @@ fkd_status fkd_graph_backward(fkd_graph *g)
             FKD_TRY(fkd_shim_wait(g->shim));
             memset(fkd_shim_mem_data(x->grad), 0, fkd_shim_mem_bytes(x->grad));
         }
+        double t0 = g->node_seconds ? fkd_now() : 0;
         fkd_status st = ops[n->op]->backward ? ops[n->op]->backward(g, n) : fkd__steps_run(g, &n->bwd);
+        if (st == FKD_OK && g->node_seconds) st = profile_add(g, t0, 2 * i + 1);
         if (st != FKD_OK)
             return FKD_WRAP(st, "graph: backward: %s '%s': ", fkd__op_name(n->op), n->name);
         /* The node's output gradient is consumed: the next backward (gradient accumulation
@@ -930,5 +944,54 @@ fkd_status fkd_graph_kernels(fkd_graph *g, const char *node_name, char *buf, siz
     append_kernels(buf, cap, &used, "forward: ", &g->nodes[i].fwd);
     if (used < cap && g->nodes[i].bwd.count)
         append_kernels(buf, cap, &used, used ? "; backward: " : "backward: ", &g->nodes[i].bwd);
+    return FKD_OK;
+}
+
+fkd_status fkd_graph_set_profiling(fkd_graph *g, bool on)
+{
+    FKD_TRY(fkd__need_finalized(g, "set_profiling"));
+    free(g->node_seconds);
+    g->node_seconds = on ? calloc(2 * (size_t)g->n_nodes, sizeof *g->node_seconds) : NULL;
+    if (on && !g->node_seconds) return FKD_FAIL(FKD_ERR_NOMEM, "graph: set_profiling: out of memory");
+    return FKD_OK;
+}
+
+static int by_seconds_desc(const void *a, const void *b)
+{
+    double x = ((const fkd_graph_profile_row *)a)->seconds, y = ((const fkd_graph_profile_row *)b)->seconds;
+    return (x < y) - (x > y);
+}
+
+fkd_status fkd_graph_profile(const fkd_graph *g, fkd_graph_profile_row **rows, int *count)
+{
+    FKD_TRY(fkd__need_finalized(g, "profile"));
+    *rows = NULL;
+    *count = 0;
+    if (!g->node_seconds) return FKD_FAIL(FKD_ERR_ARG, "graph: profile: profiling is off (fkd_graph_set_profiling)");
+    fkd_graph_profile_row *out = calloc(2 * (size_t)g->n_nodes, sizeof *out);
+    if (!out) return FKD_FAIL(FKD_ERR_NOMEM, "graph: profile: out of memory");
+    int m = 0;
+    for (int slot = 0; slot < 2 * g->n_nodes; slot++) {
+        const fkd__node *n = &g->nodes[slot / 2];
+        const fkd__steps *steps = slot % 2 ? &n->bwd : &n->fwd;
+        if (!steps->count) continue; /* fused into another node, an input, backward of INFER */
+        fkd_graph_profile_row row = {.op = fkd__op_name(n->op), .backward = slot % 2, .nodes = 1,
+                                     .seconds = g->node_seconds[slot]};
+        size_t used = 0;
+        append_kernels(row.kernels, sizeof row.kernels, &used, "", steps);
+        int k = 0;
+        while (k < m && !(out[k].op == row.op && out[k].backward == row.backward &&
+                          strcmp(out[k].kernels, row.kernels) == 0))
+            k++;
+        if (k == m)
+            out[m++] = row;
+        else {
+            out[k].nodes++;
+            out[k].seconds += row.seconds;
+        }
+    }
+    qsort(out, (size_t)m, sizeof *out, by_seconds_desc);
+    *rows = out;
+    *count = m;
     return FKD_OK;
 }

@@ -138,6 +138,21 @@ fkd_status fkd_graph_read_input_grad(fkd_graph *g, const char *name, float *out)
  * included; training-mode primitives for TRAIN graphs). Truncated to `cap`. */
 fkd_status fkd_graph_kernels(fkd_graph *g, const char *node_name, char *buf, size_t cap);
 
+/* Where a step's time goes (facekd bench --profile). While profiling is on, forward and
+ * backward wait for each node's kernels to finish and add the node's time to its total
+ * (the waits cost a little: oneDNN's CPU primitives already run to completion). */
+fkd_status fkd_graph_set_profiling(fkd_graph *g, bool on);
+typedef struct {
+    const char *op;     /* "conv", "batchnorm", ... */
+    bool backward;      /* the pass */
+    char kernels[192];  /* the kernels of that pass, as fkd_graph_kernels names them */
+    int nodes;          /* nodes with this op, pass and kernels */
+    double seconds;     /* their time since profiling was switched on */
+} fkd_graph_profile_row;
+/* The totals grouped by (op, pass, kernels), most time first; *rows (malloc'd, the
+ * caller frees it) may be NULL when count is 0. */
+fkd_status fkd_graph_profile(const fkd_graph *g, fkd_graph_profile_row **rows, int *count);
+
 /* ---- parameters ---------------------------------------------------------------------- */
 typedef struct {
     const char *name;  /* state_dict key, e.g. "layer1.0.bn1.running_mean" */

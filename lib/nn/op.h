@@ -164,6 +164,7 @@ struct fkd_graph {
     size_t arena_live; /* the most span bytes live at one time (the arena's lower bound) */
     void *arena;
     bool finalized, training;
+    double *node_seconds; /* profiling (fkd_graph_set_profiling): per node, forward then backward */
     bool broken;      /* finalize failed half-way: only fkd_graph_free is allowed */
     uint64_t step;    /* dropout mask stream for the next training forward */
     /* Bumped whenever parameters may change outside the optimizer's step: param_write,

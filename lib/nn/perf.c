@@ -104,6 +104,24 @@ static fkd_status perf_build(perf_run *p, const fkd_perf_config *c, fkd_perf_res
     return fkd_optim_create(&p->optim, &oc, lists, &count, 1);
 }
 
+/* c->steps more steps with the graph's profiling on. */
+static fkd_status profile_steps(perf_run *p, const fkd_perf_config *c, fkd_perf_result *r)
+{
+    FKD_TRY(fkd_graph_set_profiling(p->g, true));
+    double t0 = fkd_now();
+    for (int i = 0; i < c->steps; i++) FKD_TRY(perf_step(p, c->train));
+    r->profile_step_s = (fkd_now() - t0) / c->steps;
+    return fkd_graph_profile(p->g, &r->profile, &r->profile_rows);
+}
+
+void fkd_perf_result_free(fkd_perf_result *r)
+{
+    if (!r) return;
+    free(r->profile);
+    r->profile = NULL;
+    r->profile_rows = 0;
+}
+
 fkd_status fkd_perf_run(const fkd_perf_config *c, fkd_perf_result *r)
 {
     memset(r, 0, sizeof *r);
@@ -137,6 +155,7 @@ fkd_status fkd_perf_run(const fkd_perf_config *c, fkd_perf_result *r)
         if (getrusage(RUSAGE_SELF, &ru) == 0) r->peak_rss_mb = ru.ru_maxrss / 1024.0;
         r->load_after = load_average();
     }
+    if (s == FKD_OK && c->profile) s = profile_steps(&p, c, r);
     if (s == FKD_OK && c->measure_peak) {
         fkd_peak pk;
         s = fkd_peak_measure(r->threads, 0.6, &pk);

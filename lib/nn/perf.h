@@ -29,6 +29,7 @@ typedef struct {
     bool unfused;            /* inference: no batch-norm folding or fused adds (graph config) */
     bool direct_conv;        /* no Winograd convolutions (graph config) */
     bool measure_peak;       /* also measure the machine's arithmetic peak (peak.h) after the run */
+    bool profile;            /* after the timed steps, as many profiled ones (fkd_graph_profile) */
 } fkd_perf_config;
 
 typedef struct {
@@ -49,9 +50,17 @@ typedef struct {
     double clock_ghz;         /* from /proc/cpuinfo; 0 when unknown (peak then 0) */
     double peak_rss_mb;       /* the process's peak resident memory so far */
     double load_before, load_after; /* 1-minute load average (other work on the machine) */
+    /* With profile: the graph's time by (op, pass, kernels), summed over the profiled
+     * steps, and their mean length (the graph's time plus the optimizer's and the
+     * inputs'; the profiled steps wait after each node, so they run a little slower). */
+    fkd_graph_profile_row *profile;
+    int profile_rows;
+    double profile_step_s;
 } fkd_perf_result;
 
 fkd_perf_config fkd_perf_defaults(void); /* mbf, inference, fp32, batch 32, 3 + 10 steps */
+/* On success the caller releases the result with fkd_perf_result_free. */
 fkd_status fkd_perf_run(const fkd_perf_config *config, fkd_perf_result *result);
+void fkd_perf_result_free(fkd_perf_result *result);
 
 #endif
