@@ -44,8 +44,9 @@ typedef struct {
      * gradient in backward), as one process with the global batch would. */
     bool sync_bn;
     /* INFER graphs fold batch norm into the convolution or linear layer before it and fuse
-     * residual adds into a convolution (docs/ENGINE.md); true runs every node as its own op
-     * (for checks and benchmarks). TRAIN graphs never fuse. */
+     * residual adds into a convolution; TRAIN graphs run a batch norm and the PReLU after it
+     * as one pass on AVX-512 CPUs (docs/ENGINE.md); true runs every node as its own op
+     * (for checks and benchmarks). */
     bool unfused;
     /* fp32 graphs (INFER and TRAIN) run dense 3×3 stride-1 convolutions on multiples of 16
      * channels with oneDNN's Winograd F(4×4, 3×3) kernels (forward, and in TRAIN graphs
