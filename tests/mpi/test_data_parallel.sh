@@ -8,10 +8,12 @@
 # 2. The whole trainer: 2 ranks x batch 8 against one process x batch 16, deterministic,
 #    sync_bn. The first step sees the same weights and images: its loss must agree to
 #    1e-5 (relative), the weights after it to a relative L2 distance of 1e-4 (measured
-#    3.0e-6; the same one-process run with threads 2 instead of 1: 7.3e-6). After 4
-#    steps: 1e-2. Why so loose: this narrow model's fp32 training amplifies rounding
+#    4.3e-6; the same one-process run with threads 2 instead of 1: 7.3e-6). After 4
+#    steps: 2e-2. Why so loose: this narrow model's fp32 training amplifies rounding
 #    (ArcFace's margin branch flips for a sample, tiny batch-norm variances) — threads 2
-#    instead of 1 in one process lands 4.0e-3 away after 4 steps, 2 ranks 3.5e-3.
+#    instead of 1 in one process lands 6.4e-3 away after 4 steps, 2 ranks 9.3e-3 (with
+#    the fused batch norm + PReLU passes, whose sums run in another order than oneDNN's;
+#    before them 4.0e-3 and 3.5e-3).
 # 3. The run folder: rank 0's holds the same files as the one-process run; rank 1 writes
 #    nothing (an MPMD launch gives rank 1 its own `output`, which must not appear).
 # 4. A rank that fails mid-run (FACEKD_TEST_FAIL_AT_STEP=3 fails the last rank after step
@@ -68,7 +70,7 @@ a, b = float(one[0]["loss"]), float(two[0]["loss"])
 print(f"step 1 loss: one process {a:.6f}, 2 ranks {b:.6f}")
 assert abs(a - b) <= 1e-5 * abs(a), "step 1 loss differs"
 PY
-$compare "$tmp/two/model.safetensors" "$tmp/one/model.safetensors" 1e-2 || fail "final weights differ"
+$compare "$tmp/two/model.safetensors" "$tmp/one/model.safetensors" 2e-2 || fail "final weights differ"
 
 echo "--- 3. run folders"
 [ "$(cd one && ls)" = "$(cd two && ls)" ] || fail "run folders differ: $(cd one && ls) / $(cd two && ls)"
