@@ -462,15 +462,39 @@ fkd_status fkd__grad_as(fkd_graph *g, fkd__node *n, fkd__steps *steps, int v, co
     return fkd__bwd_as(g, n, steps, g->values[v].grad, want, out);
 }
 
+/* Whether node n's backward is the first to put anything into v's gradient, in layout md:
+ * the gradient is shared (zero until then), n is v's last consumer in node order (the
+ * first in backward) and reads v once. It may then write the gradient whole, and the
+ * zeroing before n's backward is skipped (grad_overwritten); consumers whose backward
+ * runs later add to it. */
+static bool writes_grad_first(fkd_graph *g, const fkd__node *n, int v, const fkd_md *md)
+{
+    const fkd__value *x = &g->values[v];
+    int slots = 0;
+    for (int k = 0; k < n->n_inputs; k++) slots += n->inputs[k] == v;
+    return x->grad_shared && g->grad_until[v] == (int)(n - g->nodes) && slots == 1 &&
+           fkd_shim_md_equal(fkd_shim_mem_md(x->grad), md);
+}
+
 fkd_status fkd__dx_target(fkd_graph *g, fkd__node *n, int v, const fkd_md *md, fkd_mem **out)
 {
     fkd__value *x = &g->values[v];
-    if (x->consumers == 1 && x->grad_shared && fkd_shim_md_equal(fkd_shim_mem_md(x->grad), md)) {
+    if (writes_grad_first(g, n, v, md)) {
         x->grad_overwritten = true;
         *out = x->grad;
         return FKD_OK;
     }
     return fkd__bwd_temp(g, n, md, out);
+}
+
+fkd_status fkd__grad_pass(fkd_graph *g, fkd__node *n, fkd__steps *steps, fkd_mem *src, int v)
+{
+    fkd__value *x = &g->values[v];
+    if (!writes_grad_first(g, n, v, fkd_shim_mem_md(src))) return fkd__accumulate(g, steps, src, x->grad);
+    x->grad_overwritten = true;
+    fkd_prim *r;
+    FKD_TRY(fkd_shim_reorder(g->shim, &r, src, x->grad, false));
+    return fkd__steps_add(steps, r);
 }
 
 fkd_status fkd__dx_done(fkd_graph *g, fkd__steps *steps, int v, fkd_mem *dx)

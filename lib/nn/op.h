@@ -263,12 +263,16 @@ fkd_status fkd__grad_as(fkd_graph *g, fkd__node *n, fkd__steps *steps, int v, co
 fkd_status fkd__bwd_as(fkd_graph *g, fkd__node *n, fkd__steps *steps, fkd_mem *have,
                        const fkd_md *want, fkd_mem **out);
 /* Where node n's backward writes dL/d(input value v) of layout `md`: v's gradient itself when
- * n is v's only consumer and the gradient is shared (nothing else adds to it, and it is zero
- * until n's backward), saving a temporary and an accumulation pass; else a temporary, and
- * the accumulation into v's gradient is appended to `steps` after the caller's primitive
- * (call fkd__dx_done after appending the primitive). */
+ * n's backward is the first to reach it (the gradient is shared, zero until then, and n is
+ * v's last consumer in node order, reading it once: the zeroing is skipped and n writes it
+ * whole; consumers whose backward runs later add to it), saving a temporary and an
+ * accumulation pass; else a temporary, and the accumulation into v's gradient is appended
+ * to `steps` after the caller's primitive (call fkd__dx_done after appending the primitive). */
 fkd_status fkd__dx_target(fkd_graph *g, fkd__node *n, int v, const fkd_md *md, fkd_mem **out);
 fkd_status fkd__dx_done(fkd_graph *g, fkd__steps *steps, int v, fkd_mem *dx);
+/* Appends "v's gradient += src" to steps, as a copy when n's backward reaches the gradient
+ * first (as for fkd__dx_target). */
+fkd_status fkd__grad_pass(fkd_graph *g, fkd__node *n, fkd__steps *steps, fkd_mem *src, int v);
 /* What node n's backward reads as input value v's data, given `fwd_src`, what its forward
  * read (v's data or a kept copy in another layout): fwd_src itself, or, when v is
  * recomputed and fwd_src is its data, a backward temporary that steps appended to

@@ -49,8 +49,8 @@ static fkd_status add_build(fkd_graph *g, fkd__node *n)
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_DST, g->values[y].data));
     FKD_TRY(fkd__steps_add(&n->fwd, p));
     if (g->cfg.mode != FKD_GRAPH_TRAIN) return FKD_OK;
-    FKD_TRY(fkd__accumulate(g, &n->bwd, g->values[y].grad, g->values[a].grad));
-    return fkd__accumulate(g, &n->bwd, g->values[y].grad, g->values[b].grad);
+    FKD_TRY(fkd__grad_pass(g, n, &n->bwd, g->values[y].grad, a));
+    return fkd__grad_pass(g, n, &n->bwd, g->values[y].grad, b);
 }
 
 const fkd__op fkd__op_add = {.build = add_build};
