@@ -75,7 +75,7 @@ static fkd_status perf_build(perf_run *p, const fkd_perf_config *c, fkd_perf_res
 {
     fkd_graph_config gc = {.batch = c->batch, .mode = c->train ? FKD_GRAPH_TRAIN : FKD_GRAPH_INFER,
                            .precision = c->precision, .seed = c->seed, .unfused = c->unfused,
-                           .direct_conv = c->direct_conv};
+                           .direct_conv = c->direct_conv, .keep_activations = c->keep_activations};
     FKD_TRY(fkd_graph_create(&p->g, &gc));
     fkd_value x = fkd_graph_input(p->g, "input", 3, 112, 112);
     fkd_arch_opts o = {.width = c->width};

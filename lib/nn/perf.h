@@ -28,6 +28,7 @@ typedef struct {
     uint64_t seed;           /* parameters and the synthetic batch */
     bool unfused;            /* inference: no batch-norm folding or fused adds (graph config) */
     bool direct_conv;        /* no Winograd convolutions (graph config) */
+    bool keep_activations;   /* training: keep the values recomputed for backward (graph config) */
     bool measure_peak;       /* also measure the machine's arithmetic peak (peak.h) after the run */
     bool profile;            /* after the timed steps, as many profiled ones (fkd_graph_profile) */
 } fkd_perf_config;
