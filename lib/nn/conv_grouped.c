@@ -14,9 +14,16 @@
  * Bl_j[c] = Wl_j[perm_-j(c)], rebuilt from the fp32 master weights each forward (a few KB).
  * Weights stay plain (G, k, k, K, K): param_read/write need no reorder.
  *
- * Threads: forward over output rows; backward (data and weights in one pass over dy) over
- * (image, channel block) planes: each thread owns its dx planes (no races) and has its own
- * dW/db accumulators, allocated at build (nothing allocates after finalize).
+ * Two implementations of these sums, chosen at build: the AVX-512 kernels ("grouped_conv:
+ * avx512", the second half of this file: K = 3, stride 1 or 2, on CPUs with AVX-512) and
+ * the generic ones ("grouped_conv:host", GCC vector extensions, any CPU and shape, and the
+ * reference the tests hold the fast ones to). docs/GROUPED_CONV.md has the design and the
+ * measurements.
+ *
+ * Generic threads: forward over output rows; backward (data and weights in one pass over
+ * dy) over (image, channel block) planes: each thread owns its dx planes (no races) and
+ * has its own dW/db accumulators. Both implementations allocate at build only (nothing
+ * allocates after finalize).
  *
  * Element types: in bf16 graphs x, y, dy and dx are bf16 nChw16c (the layers around it
  * stay on oneDNN's bf16 kernels, no reorders, half the activation memory); every sum is
@@ -24,7 +31,8 @@
  * results round to bf16 once, to nearest even (vcvtneps2bf16 where the CPU has
  * avx512_bf16, else the same rounding in integers). Output rows and dx planes are summed in
  * a per-thread fp32 scratch and rounded when complete (dx collects up to K·K taps per
- * pixel: one rounding, not K·K). Weights, biases and their gradients are fp32 in every
+ * pixel: one rounding, not K·K); the AVX-512 backward gathers each dx pixel whole in
+ * registers instead, so it needs a row, not a plane. Weights, biases and their gradients are fp32 in every
  * graph (the masters). fp32 graphs run the same code without the conversions. */
 #include "nn/conv_grouped.h"
 
@@ -99,6 +107,7 @@ struct fkd__grouped {
     int chunks;                 /* backward: the images in this many chunks, each (cb, chunk)
                                  * with its own dW, db partial: a thread-count-free sum */
     float *partial;             /* [cb][chunk]: dWl [k][K][K][16], db [16] */
+    void (*store_row)(void *dst, const float *row, int n); /* an fp32 row to y or dx */
 };
 
 bool fkd__conv_grouped_fits(int in_c, int out_c, int groups)
@@ -392,6 +401,7 @@ enum {
     FAST_KERN = 3,   /* the kernel size the fast path handles */
     ROW_BLOCK = 14,  /* output pixels in registers: 14 sums + 3 weights + 1 pixel of 32 zmm */
     FAST_CHUNKS = 8, /* at most this many image chunks per channel block in the backward */
+    PREFETCH_ROWS = 3, /* staging prefetches its source this many rows ahead */
 };
 
 static bool force_generic;
@@ -422,20 +432,29 @@ FKD__AVX512_INLINE __m512 fast_load(const void *base, size_t pix, bool bf16)
     return _mm512_load_ps((const float *)base + pix * 16);
 }
 
-/* A staged row [k][width][16]: copy j holds P_j(src[u / dil]) at pixel lead + u for u a
- * multiple of dil with u / dil < n_src, zero elsewhere (src's n_src pixels, permuted by
+/* A staged row [k][width][16]: copy j holds P_j(src[i]) at pixel lead + i·dil for the
+ * n_src pixels of src (those that land inside the row), zero elsewhere (src permuted by
  * masks[j], dilated by dil, after lead zero pixels). */
 FKD__AVX512_INLINE void stage_row(float *out, int width, const void *src, int n_src, int lead, int dil, int k,
                                   const v16i *masks, bool bf16)
 {
-    for (int p = 0; p < width; p++) {
-        int u = p - lead;
-        bool real = u >= 0 && u % dil == 0 && u / dil < n_src;
-        __m512 v = real ? fast_load(src, (size_t)(u / dil), bf16) : _mm512_setzero_ps();
+    __m512i perm[8];
+    for (int j = 1; j < k; j++) perm[j] = _mm512_load_si512(&masks[j]);
+    int end = lead + (n_src - 1) * dil + 1; /* one past the last src pixel */
+    if (end > width) end = width;
+    for (int j = 0; j < k; j++) { /* the zeros: the padding, and between pixels when dilated */
+        float *row = out + (size_t)j * width * 16;
+        for (int p = 0; p < width; p++)
+            if (p < lead || p >= end || (dil > 1 && (p - lead) % dil)) _mm512_store_ps(row + (size_t)p * 16, _mm512_setzero_ps());
+    }
+    /* src comes from memory, a row at a time: ask for the row PREFETCH_ROWS ahead now
+     * (hardware prefetchers stop at 4 KB pages, a few rows) */
+    size_t bytes = (size_t)n_src * (bf16 ? 32 : 64);
+    for (size_t at = 0; at < bytes; at += 64) _mm_prefetch((const char *)src + PREFETCH_ROWS * bytes + at, _MM_HINT_T0);
+    for (int i = 0, p = lead; p < end; i++, p += dil) {
+        __m512 v = fast_load(src, (size_t)i, bf16);
         _mm512_store_ps(out + (size_t)p * 16, v);
-        for (int j = 1; j < k; j++)
-            _mm512_store_ps(out + ((size_t)j * width + p) * 16,
-                            _mm512_permutexvar_ps(_mm512_load_si512(&masks[j]), v));
+        for (int j = 1; j < k; j++) _mm512_store_ps(out + ((size_t)j * width + p) * 16, _mm512_permutexvar_ps(perm[j], v));
     }
 }
 
@@ -586,6 +605,35 @@ FKD__AVX512 static void fast_row(float *out, const float *init, __m512 bias, con
     else conv_row_s2(out, init, bias, t, n);
 }
 
+/* A finished fp32 row of n pixels (the thread's scratch) to its place in y or dx, with
+ * streaming stores: MobileFaceNet's 51 MB outputs do not stay in cache, and a streaming
+ * store skips reading each line before writing it. bf16 rows round to nearest even:
+ * vcvtneps2bf16 where the CPU has it, else the same in integers (NaN kept, quiet). The
+ * plane functions end with an sfence (streaming stores are weakly ordered). */
+FKD__AVX512 static void store_row_f32(void *dst, const float *row, int n)
+{
+    for (int i = 0; i < n; i++) _mm512_stream_ps((float *)dst + (size_t)i * 16, _mm512_load_ps(row + (size_t)i * 16));
+}
+
+__attribute__((target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16"))) static void
+store_row_bf16_hw(void *dst, const float *row, int n)
+{
+    for (int i = 0; i < n; i++)
+        _mm256_stream_si256((__m256i *)dst + i, (__m256i)_mm512_cvtneps_pbh(_mm512_load_ps(row + (size_t)i * 16)));
+}
+
+FKD__AVX512 static void store_row_bf16_int(void *dst, const float *row, int n)
+{
+    const __m512i half = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1), quiet = _mm512_set1_epi32(0x40);
+    for (int i = 0; i < n; i++) {
+        __m512 f = _mm512_load_ps(row + (size_t)i * 16);
+        __m512i u = _mm512_castps_si512(f), top = _mm512_srli_epi32(u, 16);
+        __m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, half), _mm512_and_si512(top, one)), 16);
+        r = _mm512_mask_blend_epi32(_mm512_cmp_ps_mask(f, f, _CMP_UNORD_Q), r, _mm512_or_si512(top, quiet));
+        _mm256_stream_si256((__m256i *)dst + i, _mm512_cvtepi32_epi16(r));
+    }
+}
+
 /* Forward of plane (n, cb) (x's H×W pixels to y's OH×OW). */
 FKD__AVX512 static void fast_forward_plane(const fkd__grouped *c, const void *x, void *y, float *stage, size_t plane,
                                            int cb)
@@ -597,10 +645,10 @@ FKD__AVX512 static void fast_forward_plane(const fkd__grouped *c, const void *x,
     for (int oh = 0; oh < c->oh; oh++) {
         row_taps t;
         stage_x_rows(c, stage, xplane, &next, oh, cb, c->wl, &t);
-        size_t at = (plane * c->oh + oh) * c->ow; /* the row's first pixel in y */
-        fast_row(c->bf16 ? row : (float *)y + at * 16, NULL, bias, &t, c->ow, c->stride);
-        if (c->bf16) c->narrow((uint16_t *)y + at * 16, row, (size_t)c->ow * 16);
+        fast_row(row, NULL, bias, &t, c->ow, c->stride);
+        c->store_row((char *)y + (plane * c->oh + oh) * c->ow * (c->bf16 ? 32 : 64), row, c->ow);
     }
+    _mm_sfence();
 }
 
 static fkd_status fast_forward(void *ctx)
@@ -640,18 +688,13 @@ FKD__AVX512 static void fast_data_plane(const fkd__grouped *c, const void *dy, v
             t.stage[t.rows] = ring + (size_t)(d / c->stride % FAST_KERN) * slot;
             t.weight[t.rows++] = c->bl + lane_at(c, 0, cb, kh, FAST_KERN - 1);
         }
-        size_t at = (plane * c->h + ih) * c->w; /* the row's first pixel in dx */
-        if (!c->bf16) {
-            float *out = (float *)dx + at * 16;
-            fast_row(out, c->fresh_dx ? NULL : out, _mm512_setzero_ps(), &t, c->w, 1);
-            continue;
-        }
-        uint16_t *out = (uint16_t *)dx + at * 16;
-        if (!c->fresh_dx)
-            for (int iw = 0; iw < c->w; iw++) _mm512_store_ps(row + (size_t)iw * 16, fast_load(out, (size_t)iw, true));
+        void *out = (char *)dx + ((plane * c->h + ih) * c->w) * (c->bf16 ? 32 : 64); /* dx's row */
+        if (!c->fresh_dx) /* the sums start from dx's values */
+            for (int iw = 0; iw < c->w; iw++) _mm512_store_ps(row + (size_t)iw * 16, fast_load(out, (size_t)iw, c->bf16));
         fast_row(row, c->fresh_dx ? NULL : row, _mm512_setzero_ps(), &t, c->w, 1);
-        c->narrow(out, row, (size_t)c->w * 16);
+        c->store_row(out, row, c->w);
     }
+    _mm_sfence();
 }
 
 /* The weights pass of plane (n, cb): part (dWl [k][K][K][16], db [16]) += its sums. */
@@ -748,6 +791,9 @@ fkd_status fkd__conv_grouped_build(fkd_graph *g, fkd__node *n, int kernel, int s
         size_t rows = (size_t)FAST_KERN * c->k * 16, out_row = (size_t)(c->ow > c->w ? c->ow : c->w) * 16;
         c->stage_per_thread = rows * (size_t)(c->wst_x + (train ? c->wst_d : 0)) + out_row;
         c->chunks = c->n < FAST_CHUNKS ? c->n : FAST_CHUNKS;
+        c->store_row = !c->bf16 ? store_row_f32
+                       : __builtin_cpu_supports("avx512bf16") ? store_row_bf16_hw
+                                                               : store_row_bf16_int;
     } else {
         c->scratch_per_thread = train && plane > row ? plane : row;
     }
