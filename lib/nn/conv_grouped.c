@@ -442,16 +442,19 @@ FKD__AVX512_INLINE void stage_row(float *out, int width, const void *src, int n_
     for (int j = 1; j < k; j++) perm[j] = _mm512_load_si512(&masks[j]);
     int end = lead + (n_src - 1) * dil + 1; /* one past the last src pixel */
     if (end > width) end = width;
-    for (int j = 0; j < k; j++) { /* the zeros: the padding, and between pixels when dilated */
+    /* the zeros: the padding, and (dilated rows: everything first) the gaps between pixels;
+     * plain ranges, no test per pixel (that cost more than the copy) */
+    int gaps_from = dil > 1 ? end : lead;
+    for (int j = 0; j < k; j++) {
         float *row = out + (size_t)j * width * 16;
-        for (int p = 0; p < width; p++)
-            if (p < lead || p >= end || (dil > 1 && (p - lead) % dil)) _mm512_store_ps(row + (size_t)p * 16, _mm512_setzero_ps());
+        for (int p = 0; p < gaps_from; p++) _mm512_store_ps(row + (size_t)p * 16, _mm512_setzero_ps());
+        for (int p = end > gaps_from ? end : gaps_from; p < width; p++) _mm512_store_ps(row + (size_t)p * 16, _mm512_setzero_ps());
     }
-    /* src comes from memory, a row at a time: ask for the row PREFETCH_ROWS ahead now
-     * (hardware prefetchers stop at 4 KB pages, a few rows) */
-    size_t bytes = (size_t)n_src * (bf16 ? 32 : 64);
-    for (size_t at = 0; at < bytes; at += 64) _mm_prefetch((const char *)src + PREFETCH_ROWS * bytes + at, _MM_HINT_T0);
+    /* src comes from memory a row at a time: ask for the row PREFETCH_ROWS ahead, a cache
+     * line per 64 bytes read (hardware prefetchers stop at 4 KB pages, a few rows) */
+    size_t pixel_bytes = bf16 ? 32 : 64, ahead = PREFETCH_ROWS * (size_t)n_src * pixel_bytes;
     for (int i = 0, p = lead; p < end; i++, p += dil) {
+        if ((i * pixel_bytes) % 64 == 0) _mm_prefetch((const char *)src + ahead + i * pixel_bytes, _MM_HINT_T0);
         __m512 v = fast_load(src, (size_t)i, bf16);
         _mm512_store_ps(out + (size_t)p * 16, v);
         for (int j = 1; j < k; j++) _mm512_store_ps(out + ((size_t)j * width + p) * 16, _mm512_permutexvar_ps(perm[j], v));
@@ -709,9 +712,10 @@ FKD__AVX512 static void fast_weights_plane(const fkd__grouped *c, const void *x,
         row_taps t;
         int kh0 = stage_x_rows(c, stage, xplane, &next, oh, cb, c->wl, &t);
         const void *dyrow = pixels(dy, (plane * c->oh + oh) * c->ow, c->bf16);
-        __m512 sum = _mm512_load_ps(db);
-        for (int ow = 0; ow < c->ow; ow++) sum = _mm512_add_ps(sum, fast_load(dyrow, (size_t)ow, c->bf16));
-        _mm512_store_ps(db, sum);
+        __m512 sum[4] = {_mm512_load_ps(db), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
+        for (int ow = 0; ow < c->ow; ow++) /* four chains: an add's latency is four of its throughput */
+            sum[ow % 4] = _mm512_add_ps(sum[ow % 4], fast_load(dyrow, (size_t)ow, c->bf16));
+        _mm512_store_ps(db, _mm512_add_ps(_mm512_add_ps(sum[0], sum[1]), _mm512_add_ps(sum[2], sum[3])));
         for (int r = 0; r < t.rows; r++)
             weight_row_any(part + (size_t)(kh0 + r) * FAST_KERN * 16, part_j, dyrow, t.stage[r], t.stage_j, c->ow,
                            c->stride, c->k, c->bf16);
