@@ -712,10 +712,14 @@ FKD__AVX512 static void fast_weights_plane(const fkd__grouped *c, const void *x,
         row_taps t;
         int kh0 = stage_x_rows(c, stage, xplane, &next, oh, cb, c->wl, &t);
         const void *dyrow = pixels(dy, (plane * c->oh + oh) * c->ow, c->bf16);
-        __m512 sum[4] = {_mm512_load_ps(db), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-        for (int ow = 0; ow < c->ow; ow++) /* four chains: an add's latency is four of its throughput */
-            sum[ow % 4] = _mm512_add_ps(sum[ow % 4], fast_load(dyrow, (size_t)ow, c->bf16));
-        _mm512_store_ps(db, _mm512_add_ps(_mm512_add_ps(sum[0], sum[1]), _mm512_add_ps(sum[2], sum[3])));
+        __m512 even = _mm512_load_ps(db), odd = _mm512_setzero_ps(); /* two chains of adds */
+        int ow = 0;
+        for (; ow + 1 < c->ow; ow += 2) {
+            even = _mm512_add_ps(even, fast_load(dyrow, (size_t)ow, c->bf16));
+            odd = _mm512_add_ps(odd, fast_load(dyrow, (size_t)ow + 1, c->bf16));
+        }
+        if (ow < c->ow) even = _mm512_add_ps(even, fast_load(dyrow, (size_t)ow, c->bf16));
+        _mm512_store_ps(db, _mm512_add_ps(even, odd));
         for (int r = 0; r < t.rows; r++)
             weight_row_any(part + (size_t)(kh0 + r) * FAST_KERN * 16, part_j, dyrow, t.stage[r], t.stage_j, c->ow,
                            c->stride, c->k, c->bf16);
