@@ -462,8 +462,8 @@ FKD__AVX512_INLINE void stage_row(float *out, int width, const void *src, int n_
 }
 
 /* One (kh, j) for B output pixels at stride S (constants once inlined: the loops unroll and
- * acc stays in registers): acc[b] += Σ_kw w[kw] ⊙ row[b·S + kw], each staged pixel loaded
- * once. */
+ * acc stays in registers): acc[b] += Σ_kw w[kw] ⊙ row[b·S + kw], each staged pixel read
+ * for the (up to 3) outputs it feeds (GCC makes the reads the FMAs' memory operands). */
 FKD__AVX512_INLINE void taps_block(__m512 *acc, const float *row, const __m512 *w, int B, int S)
 {
 #pragma GCC unroll 32
