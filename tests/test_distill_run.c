@@ -92,17 +92,17 @@ static int teardown(void **state)
     return fkd_test_tmpdir_remove(dir);
 }
 
-/* The run dir/<run> logged 16 steps and its l2 term's mean over the last 4 is at least 10 %
- * below the first 4's. */
-static void assert_l2_falls(const char *run_name)
+/* The run dir/<run> logged `steps` steps and its l2 term's mean over the last 4 is at least
+ * 10 % below the first 4's. */
+static void assert_l2_falls(const char *run_name, int steps)
 {
     char path[PATH];
     snprintf(path, sizeof path, "%s/%s/log.csv", dir, run_name);
     double *l2 = NULL;
     int rows = fkd_test_csv_column(path, "l2", &l2);
-    assert_int_equal(rows, 16);
+    assert_int_equal(rows, steps);
     double first = fkd_test_mean(l2, 0, 4), last = fkd_test_mean(l2, rows - 4, rows);
-    printf("%s: l2 term %.4f (steps 1-4) -> %.4f (steps 13-16)\n", run_name, first, last);
+    printf("%s: l2 term %.4f (steps 1-4) -> %.4f (steps %d-%d)\n", run_name, first, last, rows - 3, rows);
     assert_true(last < 0.9 * first);
     free(l2);
 }
@@ -116,7 +116,7 @@ static void test_distill_moves_student_toward_teacher(void **state)
     fkd_status s = run("student.yaml", NULL, 0, true);
     if (s != FKD_OK) fail_msg("%s", fkd_last_error());
     assert_int_equal(count_cache_files(), 1);
-    assert_l2_falls("student");
+    assert_l2_falls("student", 16);
     char path[PATH];
     static const char *const files[] = {"recipe.yaml", "log.csv", "checkpoint.safetensors", "model.safetensors",
                                         "loss.png", "lr.png"};
@@ -220,10 +220,14 @@ static void test_bf16_teacher(void **state)
 
     char out[PATH];
     snprintf(out, sizeof out, "output=%s/student-bf16-teacher", dir);
-    const char *sets[] = {out, "teacher.precision=bf16", "teacher.cache=false"};
-    fkd_status s = run("student.yaml", sets, 3, true);
+    /* 32 steps, not 16: after 16 the l2 mean sits within its step-to-step noise (±0.03
+     * around 0.6) of the 10 % bar — last/first 0.906 with facekd's AVX-512 grouped
+     * kernels, 0.876 with the generic ones, two roundings of the same training (1 vs 2
+     * threads differ as much); after 32: 0.756 and 0.729. */
+    const char *sets[] = {out, "teacher.precision=bf16", "teacher.cache=false", "steps=32"};
+    fkd_status s = run("student.yaml", sets, 4, true);
     if (s != FKD_OK) fail_msg("%s", fkd_last_error());
-    assert_l2_falls("student-bf16-teacher");
+    assert_l2_falls("student-bf16-teacher", 32);
 }
 
 /* Recipe mistakes in the distill block fail before training: nothing is logged. */

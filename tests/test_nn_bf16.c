@@ -315,7 +315,7 @@ static void test_grouped_conv_bf16_is_fp32_rounded(void **state)
                gc->what, (long)bad, rel_err(o[1].y, o[0].y, o[0].ny), rel_err(o[1].dx, o[0].dx, o[0].nx), differ,
                o[0].np, o[1].conv_kernels);
         assert_true(bad == 0 && differ == 0);
-        assert_non_null(strstr(o[1].conv_kernels, "grouped_conv:host"));
+        assert_non_null(strstr(o[1].conv_kernels, "grouped_conv:avx512")); /* bf16 graphs need AVX-512 */
         for (int p = 0; p < 2; p++) step_out_free(&o[p]), fkd_graph_free(g[p]);
     }
     free(o);
@@ -344,7 +344,7 @@ static void test_grouped_conv_bf16_accumulates(void **state)
     char impl[256];
     OK(fkd_graph_kernels(g, "conv", impl, sizeof impl));
     printf("  conv: %s\n", impl);
-    assert_string_equal(impl, "forward: grouped_conv:host; backward: grouped_conv_bwd:host");
+    assert_string_equal(impl, "forward: grouped_conv:avx512; backward: grouped_conv_bwd:avx512");
     fkd_graph_free(g);
     step_close_to_fp32("1x1 conv, grouped conv, add", 2, grouped_residual_net, 32, 9, false, 1e-2, 1e-2, 1e-2);
 }
@@ -486,7 +486,7 @@ static void test_no_reference_kernels_bf16(void **state)
      * (bnact.h); a batch norm with no PReLU after it runs oneDNN's bf16 kernel. */
     char kernels[256];
     OK(fkd_graph_kernels(g, "layers.1.layers.0", kernels, sizeof kernels));
-    assert_string_equal(kernels, "forward: grouped_conv:host; backward: grouped_conv_bwd:host");
+    assert_string_equal(kernels, "forward: grouped_conv:avx512; backward: grouped_conv_bwd:avx512");
     assert_true(fkd_test_kernels_mention(g, "layers.1.layers.1", "bn+prelu forward (facekd)"));
     OK(fkd_graph_kernels(g, "layers.1.layers.2", kernels, sizeof kernels));
     assert_string_equal(kernels, "forward: fused into 'layers.1.layers.1'");

@@ -328,7 +328,7 @@ static void test_grouped_conv_forward_direct(void **state)
     OK(fkd_graph_finalize(g));
     char impl[256];
     OK(fkd_graph_kernels(g, "conv", impl, sizeof impl));
-    assert_non_null(strstr(impl, "grouped_conv:host"));
+    assert_non_null(strstr(impl, "grouped_conv:")); /* :avx512, or :host without AVX-512 */
     static float x[N * C * H * H], w[C * K * 9], b[C], out[N * C * OH * OH];
     fkd_rng rng;
     fkd_rng_seed(&rng, 5, 0);

@@ -19,5 +19,9 @@ bool fkd__conv_grouped_fits(int in_c, int out_c, int groups);
 fkd_status fkd__conv_grouped_build(fkd_graph *g, fkd__node *n, int kernel, int stride, int padding,
                                    int groups, fkd__grouped **out);
 void fkd__conv_grouped_free(fkd__grouped *c);
+/* Tests: with `on`, graphs built from now on run the generic kernels ("grouped_conv:host")
+ * even where the AVX-512 ones ("grouped_conv:avx512") fit, so both paths can be compared on
+ * one machine. Process-wide, not thread-safe: call it between builds. */
+void fkd__conv_grouped_force_generic(bool on);
 
 #endif
