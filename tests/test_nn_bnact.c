@@ -77,6 +77,7 @@
 #include "nn/bnact.h"
 #include "nn/graph.h"
 #include "nn/shim.h"
+#include "support/nn_nets.h"
 #include "support/st_fixture.h"
 
 #define OK(expr) assert_int_equal((expr), FKD_OK)
@@ -121,11 +122,8 @@ typedef struct {
 
 static float *draw(size_t n, uint64_t stream, double lo, double hi)
 {
-    float *a = malloc(n * sizeof *a);
+    float *a = fkd_test_uniform(n, 77, stream, lo, hi);
     assert_non_null(a);
-    fkd_rng rng;
-    fkd_rng_seed(&rng, 77, stream);
-    for (size_t i = 0; i < n; i++) a[i] = (float)(lo + (hi - lo) * fkd_rng_uniform(&rng));
     return a;
 }
 
@@ -268,20 +266,9 @@ static bool run_two(net *m, const spec *sp, run *r)
     return true;
 }
 
-/* max |a − b| / max |b| (|a − b| when b is all zero). */
-static double max_rel(const float *a, const float *b, size_t n)
-{
-    double d = 0, s = 0;
-    for (size_t i = 0; i < n; i++) {
-        d = fmax(d, fabs((double)a[i] - b[i]));
-        s = fmax(s, fabs((double)b[i]));
-    }
-    return s > 0 ? d / s : d;
-}
-
 static void expect_close(const char *label, const char *what, const float *a, const float *b, size_t n, double tol)
 {
-    double e = max_rel(a, b, n);
+    double e = fkd_test_max_rel(a, b, n);
     printf("  %-34s %-24s max rel %.1e (tol %.0e)\n", label, what, e, tol);
     if (!(e <= tol)) fail_msg("%s: %s: max |diff| / max |ref| = %.3e > %.0e", label, what, e, tol);
 }

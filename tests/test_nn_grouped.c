@@ -46,6 +46,7 @@
 #include "nn/conv_grouped.h"
 #include "nn/graph.h"
 #include "nn/shim.h"
+#include "support/nn_nets.h"
 
 #define OK(expr) assert_int_equal((expr), FKD_OK)
 
@@ -81,11 +82,8 @@ static int out_size(int in, int stride)
 
 static float *draw(size_t n, uint64_t stream, double lo, double hi)
 {
-    float *a = malloc(n * sizeof *a);
+    float *a = fkd_test_uniform(n, 41, stream, lo, hi);
     assert_non_null(a);
-    fkd_rng rng;
-    fkd_rng_seed(&rng, 41, stream);
-    for (size_t i = 0; i < n; i++) a[i] = (float)(lo + (hi - lo) * fkd_rng_uniform(&rng));
     return a;
 }
 
@@ -175,27 +173,16 @@ static void step(net *m)
     free(x), free(dy);
 }
 
-/* max |a − b| / max |b| (|a − b| when b is all zero). */
-static double max_rel(const float *a, const float *b, size_t n)
-{
-    double d = 0, s = 0;
-    for (size_t i = 0; i < n; i++) {
-        d = fmax(d, fabs((double)a[i] - b[i]));
-        s = fmax(s, fabs((double)b[i]));
-    }
-    return s > 0 ? d / s : d;
-}
-
 static void expect_close(const char *label, const char *what, const float *a, const float *b, size_t n, double tol)
 {
-    double e = max_rel(a, b, n);
+    double e = fkd_test_max_rel(a, b, n);
     if (!(e <= tol)) fail_msg("%s: %s: max |diff| / max |ref| = %.3e > %.0e", label, what, e, tol);
 }
 
 /* y, dL/dx and each parameter's gradient of two steps; returns the largest error. */
 static double expect_steps_close(const char *label, const net *a, const net *b, double tol)
 {
-    double worst = fmax(max_rel(a->y, b->y, a->ny), max_rel(a->dx, b->dx, a->nx));
+    double worst = fmax(fkd_test_max_rel(a->y, b->y, a->ny), fkd_test_max_rel(a->dx, b->dx, a->nx));
     expect_close(label, "out", a->y, b->y, a->ny, tol);
     expect_close(label, "dL/dx", a->dx, b->dx, a->nx, tol);
     size_t at = 0;
@@ -204,7 +191,7 @@ static double expect_steps_close(const char *label, const net *a, const net *b, 
         char what[64];
         snprintf(what, sizeof what, "d/d%s", a->p[i].name);
         expect_close(label, what, a->grad + at, b->grad + at, (size_t)a->p[i].numel, tol);
-        worst = fmax(worst, max_rel(a->grad + at, b->grad + at, (size_t)a->p[i].numel));
+        worst = fmax(worst, fkd_test_max_rel(a->grad + at, b->grad + at, (size_t)a->p[i].numel));
         at += (size_t)a->p[i].numel;
     }
     return worst;
@@ -297,7 +284,7 @@ static void expect_accumulation(fkd_precision prec, double tol)
             char label[96];
             snprintf(label, sizeof label, "%s %s k=%d %dx%d%s", prec == FKD_PREC_BF16 ? "bf16" : "fp32",
                      generic ? "host" : "fast", sp.k, sp.h, sp.w, sp.bias ? " +bias" : "");
-            double e = max_rel(m[0].dx, m[1].dx, m[0].nx);
+            double e = fkd_test_max_rel(m[0].dx, m[1].dx, m[0].nx);
             printf("  %-26s residual dL/dx = pre's + pre-only's: max rel %.1e (tol %.0e)\n", label, e, tol);
             expect_close(label, "residual dL/dx", m[0].dx, m[1].dx, m[0].nx, tol);
             free(first);

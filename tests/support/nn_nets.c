@@ -1,8 +1,10 @@
 #include "nn_nets.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
+#include "core/rng.h"
 #include "core/status.h"
 
 fkd_value fkd_test_iresnet_block(fkd_graph *g, fkd_value x, int out_channels)
@@ -27,6 +29,26 @@ double fkd_test_rel_err(const float *a, const float *b, size_t n)
         s += (double)b[i] * b[i];
     }
     return sqrt(d / (s > 0 ? s : 1));
+}
+
+float *fkd_test_uniform(size_t n, uint64_t seed, uint64_t stream, double lo, double hi)
+{
+    float *a = malloc(n * sizeof *a);
+    if (!a) return NULL;
+    fkd_rng rng;
+    fkd_rng_seed(&rng, seed, stream);
+    for (size_t i = 0; i < n; i++) a[i] = (float)(lo + (hi - lo) * fkd_rng_uniform(&rng));
+    return a;
+}
+
+double fkd_test_max_rel(const float *a, const float *b, size_t n)
+{
+    double d = 0, m = 0;
+    for (size_t i = 0; i < n; i++) {
+        d = fmax(d, fabs((double)a[i] - b[i]));
+        m = fmax(m, fabs((double)b[i]));
+    }
+    return m > 0 ? d / m : d;
 }
 
 fkd_status fkd_test_forward_backward(fkd_graph *g, const char *input, fkd_value out, const float *x,

@@ -4,6 +4,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "nn/graph.h"
 
@@ -14,6 +15,13 @@ fkd_value fkd_test_iresnet_block(fkd_graph *g, fkd_value x, int out_channels);
 
 /* Normalised error ‖a − b‖ / ‖b‖ in double (‖a − b‖ when b is zero). */
 double fkd_test_rel_err(const float *a, const float *b, size_t n);
+
+/* n floats drawn uniformly from [lo, hi) by fkd_rng(seed, stream), malloc'ed (the
+ * caller frees); NULL when out of memory. */
+float *fkd_test_uniform(size_t n, uint64_t seed, uint64_t stream, double lo, double hi);
+
+/* Largest error max |a − b| / max |b| in double (max |a − b| when b is zero). */
+double fkd_test_max_rel(const float *a, const float *b, size_t n);
 
 /* One forward from the plain batch x into input `input` and one backward from dL/dout =
  * dy (after zero_grad): out into y, dL/d(input) into dx. */
