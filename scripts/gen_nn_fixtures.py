@@ -105,6 +105,9 @@ def main():
     case("conv_s2_bias", Wrap("conv", nn.Conv2d(3, 6, 3, 2, 1, bias=True)), (2, 3, 7, 7))
     case("conv_groups2", Wrap("conv", nn.Conv2d(4, 6, 3, 1, 1, groups=2, bias=False)), (2, 4, 6, 6))
     case("conv_depthwise", Wrap("conv", nn.Conv2d(8, 8, 3, 2, 1, groups=8, bias=False)), (2, 8, 7, 7))
+    # MobileFaceNet's global depthwise conv (kernel = the whole map): facekd's own
+    # backward-weights pass (lib/nn/conv_global_dw.c) for multiples of 16 channels.
+    case("conv_gdc", Wrap("conv", nn.Conv2d(32, 32, 7, 1, 0, groups=32, bias=False)), (3, 32, 7, 7))
     case("bn2d", Wrap("bn", nn.BatchNorm2d(5, eps=1e-5, momentum=0.1)), (4, 5, 3, 3))
     case("bn1d", Wrap("bn", nn.BatchNorm1d(6, eps=1e-3, momentum=0.3), flatten=True), (8, 6, 1, 1))
     case("prelu", Wrap("prelu", nn.PReLU(4)), (2, 4, 5, 5))

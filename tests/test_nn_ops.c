@@ -456,6 +456,11 @@ static fkd_value t_conv_dw8(fkd_graph *g, fkd_value x)
 {
     return fkd_graph_conv(g, "conv", x, 8, 3, 2, 1, 8, false);
 }
+/* A global depthwise conv of 32 channels on 7×7 (MobileFaceNet's GDC, narrower). */
+static fkd_value t_conv_gdc32(fkd_graph *g, fkd_value x)
+{
+    return fkd_graph_conv(g, "conv", x, 32, 7, 1, 0, 32, false);
+}
 static fkd_value t_bn1d(fkd_graph *g, fkd_value x)
 {
     return fkd_graph_batchnorm(g, "bn", fkd_graph_flatten(g, "flat", x), 1e-3f, 0.3f);
@@ -494,6 +499,25 @@ static fkd_value t_iresnet_block(fkd_graph *g, fkd_value x)
 TORCH_CASE(test_torch_conv_stride2_bias, "conv_s2_bias", b_conv_s2)
 TORCH_CASE(test_torch_conv_groups2, "conv_groups2", b_conv_g2)
 TORCH_CASE(test_torch_conv_depthwise, "conv_depthwise", t_conv_dw8)
+TORCH_CASE(test_torch_conv_gdc, "conv_gdc", t_conv_gdc32)
+
+/* The GDC's backward-weights is facekd's pass (conv_global_dw.c), not oneDNN's gemm one;
+ * a depthwise conv whose kernel does not cover its input stays on oneDNN. */
+static void test_gdc_backward_weights_pass(void **state)
+{
+    (void)state;
+    fkd_graph *g;
+    fkd_graph_config cfg = {.batch = 2, .mode = FKD_GRAPH_TRAIN, .seed = 3};
+    OK(fkd_graph_create(&g, &cfg));
+    fkd_value x = fkd_graph_input(g, "x", 32, 7, 7);
+    fkd_value d = fkd_graph_conv(g, "dw", x, 32, 3, 1, 0, 32, false);
+    assert_true(fkd_graph_conv(g, "conv", d, 32, 5, 1, 0, 32, false) >= 0);
+    OK(fkd_graph_finalize(g));
+    assert_true(fkd_test_kernels_mention(g, "conv", "global_dw_bwd_weights:host"));
+    assert_false(fkd_test_kernels_mention(g, "conv", "gemm"));
+    assert_false(fkd_test_kernels_mention(g, "dw", "global_dw"));
+    fkd_graph_free(g);
+}
 TORCH_CASE(test_torch_batchnorm2d, "bn2d", b_bn4)
 TORCH_CASE(test_torch_batchnorm1d, "bn1d", t_bn1d)
 TORCH_CASE(test_torch_prelu, "prelu", b_prelu4)
@@ -528,6 +552,8 @@ int main(void)
         cmocka_unit_test(test_torch_conv_stride2_bias),
         cmocka_unit_test(test_torch_conv_groups2),
         cmocka_unit_test(test_torch_conv_depthwise),
+        cmocka_unit_test(test_torch_conv_gdc),
+        cmocka_unit_test(test_gdc_backward_weights_pass),
         cmocka_unit_test(test_torch_batchnorm2d),
         cmocka_unit_test(test_torch_batchnorm1d),
         cmocka_unit_test(test_torch_prelu),

@@ -553,7 +553,7 @@ fkd_status fkd__steps_run(fkd_graph *g, const fkd__steps *steps)
 
 fkd_status fkd__build_weighted(fkd_graph *g, fkd__node *n, const fkd_pd *fwd,
                                const fkd_pd *bwd_data, const fkd_pd *bwd_weights,
-                               const fkd_md *weight_plain)
+                               const fkd_md *weight_plain, fkd__weights_pass weights_pass)
 {
     int x = n->inputs[0], y = n->output, w = n->first_param, b = n->n_params == 2 ? w + 1 : -1;
     fkd__param_impl *pw = &g->pimpl[w], *pb = b >= 0 ? &g->pimpl[b] : NULL;
@@ -604,6 +604,7 @@ fkd_status fkd__build_weighted(fkd_graph *g, fkd__node *n, const fkd_pd *fwd,
         FKD_TRY(fkd__dx_done(g, &n->bwd, x, dx));
     }
     FKD_TRY(fkd__saved_input(g, n, &n->bwd, x, src, &x_bwd));
+    if (!bwd_weights) return weights_pass(g, n, &n->bwd, x_bwd);
     FKD_TRY(fkd__bwd_as(g, n, &n->bwd, x_bwd, fkd_shim_pd_md(bwd_weights, FKD_ARG_SRC), &x_bwd));
     const fkd_md *want_w = fkd_shim_pd_md(bwd_weights, FKD_ARG_DIFF_DST);
     if (dy_d && fkd_shim_md_equal(want_w, fkd_shim_mem_md(dy_d))) dy_w = dy_d;

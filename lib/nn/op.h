@@ -291,10 +291,16 @@ fkd_status fkd__steps_run(fkd_graph *g, const fkd__steps *steps);
  * (backward ones NULL in INFER graphs), allocates the output and the weight/bias
  * parameters (params first_param, first_param + 1 when n_params == 2), and appends
  *   forward:  [reorder x] op
- *   backward: [reorder dy] backward-data → dx += ; backward-weights → dW +=, db +=  */
+ *   backward: [reorder dy] backward-data → dx += ; backward-weights → dW +=, db +=
+ * (the backward-weights primitive, or the op's own pass). */
+/* A weighted node's own backward-weights pass, used instead of a bwd_weights primitive:
+ * appends dW += f(x, dy) to steps, x_saved being the forward's input as backward reads it
+ * (op_conv.c's global depthwise convolution, conv_global_dw.c). */
+typedef fkd_status (*fkd__weights_pass)(fkd_graph *g, fkd__node *n, fkd__steps *steps, fkd_mem *x_saved);
+/* bwd_weights NULL in a TRAIN graph: weights_pass builds that pass. */
 fkd_status fkd__build_weighted(fkd_graph *g, fkd__node *n, const fkd_pd *fwd,
                                const fkd_pd *bwd_data, const fkd_pd *bwd_weights,
-                               const fkd_md *weight_plain);
+                               const fkd_md *weight_plain, fkd__weights_pass weights_pass);
 
 /* ---- INFER-graph fusion (fuse.c) ------------------------------------------------------- */
 /* Plans batch-norm folding and sum post-ops at finalize, before any build: sets fold_bn,

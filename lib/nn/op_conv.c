@@ -9,12 +9,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nn/conv_global_dw.h"
 #include "nn/conv_grouped.h"
 #include "nn/op.h"
 
 typedef struct {
     int out_c, kernel, stride, padding, groups;
     fkd__grouped *grouped; /* facekd's kernels for small groups (conv_grouped.c), else NULL */
+    fkd__global_dw *global_dw; /* facekd's backward-weights of a global depthwise conv, else NULL */
 } conv_state;
 
 fkd_value fkd_graph_conv(fkd_graph *g, const char *name, fkd_value x, int out_channels,
@@ -41,7 +43,7 @@ fkd_value fkd_graph_conv(fkd_graph *g, const char *name, fkd_value x, int out_ch
                         name, kernel, (long)v->dims[2], (long)v->dims[3]);
     conv_state *s = malloc(sizeof *s);
     if (!s) return FKD_FAIL(FKD_ERR_NOMEM, "graph: conv '%s': out of memory", name);
-    *s = (conv_state){out_channels, kernel, stride, padding, groups, NULL};
+    *s = (conv_state){out_channels, kernel, stride, padding, groups, NULL, NULL};
     const int64_t dims[4] = {v->dims[0], out_channels, oh, ow};
     fkd_value y = fkd__node_add(g, FKD__OP_CONV, name, &x, 1, s, 4, dims);
     if (y < 0) return y;
@@ -111,6 +113,12 @@ static fkd_status infer_pd(fkd_graph *g, fkd__node *n, const fkd_md *any_src, co
                                 false);
 }
 
+/* MobileFaceNet's GDC: oneDNN 2.6 would run x64:gemm:jit (conv_global_dw.h). */
+static fkd_status global_dw_pass(fkd_graph *g, fkd__node *n, fkd__steps *steps, fkd_mem *x_saved)
+{
+    return fkd__global_dw_build(g, n, steps, x_saved, &((conv_state *)n->state)->global_dw);
+}
+
 static fkd_status conv_build(fkd_graph *g, fkd__node *n)
 {
     conv_state *s = n->state;
@@ -153,9 +161,12 @@ static fkd_status conv_build(fkd_graph *g, fkd__node *n)
                                                         fwd, true), &bwd_data))
             FKD_TRY(fkd_shim_conv_bwd_data_pd(sh, &bwd_data, src, w, dst, s->stride, s->padding, fwd, false));
         /* Backward-weights reads x in the forward's layout when it has a fast kernel for it;
-         * otherwise (depthwise kernels larger than 3×3 on blocked data, MobileFaceNet's
-         * 7×7 GDC) it chooses its own layout and x is reordered for it. */
+         * otherwise (depthwise kernels larger than 3×3 on blocked data) it chooses its own
+         * layout and x is reordered for it. A global depthwise conv (MobileFaceNet's 7×7
+         * GDC) gets facekd's pass instead of oneDNN's gemm one. */
         const fkd_md *fwd_src = fkd_shim_pd_md(fwd, FKD_ARG_SRC);
+        if (fkd__global_dw_fits(in_c, G, s->out_c, k, s->padding, x->dims[2], x->dims[3], has_bias))
+            return fkd__build_weighted(g, n, fwd, bwd_data, NULL, w_plain, global_dw_pass);
         if (!wino || !fast_pd(fkd_shim_conv_bwd_weights_pd(sh, &bwd_weights, fwd_src, dw, b, dst, s->stride,
                                                            s->padding, fwd, true), &bwd_weights))
             FKD_TRY(fkd_shim_conv_bwd_weights_pd(sh, &bwd_weights, fwd_src, dw, b, dst, s->stride,
@@ -164,12 +175,13 @@ static fkd_status conv_build(fkd_graph *g, fkd__node *n)
             FKD_TRY(fkd_shim_conv_bwd_weights_pd(sh, &bwd_weights, src, dw, b, dst, s->stride,
                                                  s->padding, fwd, false));
     }
-    return fkd__build_weighted(g, n, fwd, bwd_data, bwd_weights, w_plain);
+    return fkd__build_weighted(g, n, fwd, bwd_data, bwd_weights, w_plain, NULL);
 }
 
 static void conv_free(fkd__node *n)
 {
     fkd__conv_grouped_free(((conv_state *)n->state)->grouped);
+    fkd__global_dw_free(((conv_state *)n->state)->global_dw);
 }
 
 /* Backward reads x through fkd__saved_input (build_weighted), except facekd's grouped

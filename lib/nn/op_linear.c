@@ -53,7 +53,7 @@ static fkd_status linear_build(fkd_graph *g, fkd__node *n)
         FKD_TRY(fkd_shim_ip_bwd_data_pd(sh, &bwd_data, src, w, dst, fwd));
         FKD_TRY(fkd_shim_ip_bwd_weights_pd(sh, &bwd_weights, src, dw, b, dst, fwd));
     }
-    return fkd__build_weighted(g, n, fwd, bwd_data, bwd_weights, NULL);
+    return fkd__build_weighted(g, n, fwd, bwd_data, bwd_weights, NULL, NULL);
 }
 
 /* Backward reads x through fkd__saved_input (build_weighted). */
