@@ -160,7 +160,7 @@ fkd_graph_config fkd_trainer_graph_config(const fkd_recipe *r, int batch)
         fkd_train_precision(r->path, "model.precision", r->model.precision == FKD_RECIPE_PRECISION_BF16);
     return (fkd_graph_config){.batch = batch, .mode = FKD_GRAPH_TRAIN, .precision = precision,
                               .seed = (uint64_t)r->seed, .sync_bn = r->model.sync_bn,
-                              .direct_conv = r->model.direct_conv};
+                              .direct_conv = r->model.direct_conv, .keep_activations = r->model.keep_activations};
 }
 
 static fkd_status build_model(fkd_trainer *t)
