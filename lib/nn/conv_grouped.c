@@ -611,8 +611,8 @@ FKD__AVX512 static void fast_row(float *out, const float *init, __m512 bias, con
 /* A finished fp32 row of n pixels (the thread's scratch) to its place in y or dx, with
  * streaming stores: MobileFaceNet's 51 MB outputs do not stay in cache, and a streaming
  * store skips reading each line before writing it. bf16 rows round to nearest even:
- * vcvtneps2bf16 where the CPU has it, else the same in integers (NaN kept, quiet). The
- * plane functions end with an sfence (streaming stores are weakly ordered). */
+ * vcvtneps2bf16 where the CPU has it, else narrow_int's rounding in integers (NaN kept,
+ * quiet). The plane functions end with an sfence (streaming stores are weakly ordered). */
 FKD__AVX512 static void store_row_f32(void *dst, const float *row, int n)
 {
     for (int i = 0; i < n; i++) _mm512_stream_ps((float *)dst + (size_t)i * 16, _mm512_load_ps(row + (size_t)i * 16));
@@ -625,16 +625,10 @@ store_row_bf16_hw(void *dst, const float *row, int n)
         _mm256_stream_si256((__m256i *)dst + i, (__m256i)_mm512_cvtneps_pbh(_mm512_load_ps(row + (size_t)i * 16)));
 }
 
-FKD__AVX512 static void store_row_bf16_int(void *dst, const float *row, int n)
+/* CPUs without avx512_bf16: the generic kernels' integer rounding, with plain stores. */
+static void store_row_bf16_int(void *dst, const float *row, int n)
 {
-    const __m512i half = _mm512_set1_epi32(0x7fff), one = _mm512_set1_epi32(1), quiet = _mm512_set1_epi32(0x40);
-    for (int i = 0; i < n; i++) {
-        __m512 f = _mm512_load_ps(row + (size_t)i * 16);
-        __m512i u = _mm512_castps_si512(f), top = _mm512_srli_epi32(u, 16);
-        __m512i r = _mm512_srli_epi32(_mm512_add_epi32(_mm512_add_epi32(u, half), _mm512_and_si512(top, one)), 16);
-        r = _mm512_mask_blend_epi32(_mm512_cmp_ps_mask(f, f, _CMP_UNORD_Q), r, _mm512_or_si512(top, quiet));
-        _mm256_stream_si256((__m256i *)dst + i, _mm512_cvtepi32_epi16(r));
-    }
+    narrow_int(dst, row, (size_t)n * 16);
 }
 
 /* Forward of plane (n, cb) (x's H×W pixels to y's OH×OW). */
