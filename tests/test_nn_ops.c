@@ -260,6 +260,22 @@ static fkd_value b_add_twice(fkd_graph *g, fkd_value x)
     fkd_value s = fkd_graph_add(g, "add", c, x);
     return fkd_graph_add(g, "add2", s, s);
 }
+static fkd_value b_residual_chain(fkd_graph *g, fkd_value x)
+{
+    /* Residual adds whose inputs' gradients become dy's buffer (fkd__grad_alias):
+     *   y1 = conv_b(conv_a(h)) + h: both inputs, and h's conv_a adds to it later;
+     *   y2 = conv_c(y1) + y1: the branch only (conv_c's backward would read dy where it
+     *        writes y1's gradient), y1's is a copy;
+     *   y3 = y2 + conv_e(conv_d(y2)): both, the branch first (y2 has two readers);
+     * y1 → y2 → y3's buffers chain into one. The head keeps y3's dy shared (an output's is the
+ * caller's). */
+    fkd_value h = fkd_graph_conv(g, "stem", x, 4, 1, 1, 0, 1, false);
+    fkd_value b = fkd_graph_conv(g, "conv_b", fkd_graph_conv(g, "conv_a", h, 4, 3, 1, 1, 1, false), 4, 1, 1, 0, 1, true);
+    fkd_value y1 = fkd_graph_add(g, "y1", b, h);
+    fkd_value y2 = fkd_graph_add(g, "y2", fkd_graph_conv(g, "conv_c", y1, 4, 3, 1, 1, 1, false), y1);
+    fkd_value e = fkd_graph_conv(g, "conv_e", fkd_graph_conv(g, "conv_d", y2, 4, 3, 1, 1, 1, false), 4, 1, 1, 0, 1, true);
+    return fkd_graph_conv(g, "head", fkd_graph_add(g, "y3", y2, e), 2, 1, 1, 0, 1, false);
+}
 static fkd_value b_linear_bias(fkd_graph *g, fkd_value x)
 {
     fkd_value f = fkd_graph_flatten(g, "flat", x);
@@ -308,10 +324,33 @@ CASE(test_grad_prelu_negative_inputs, {"prelu plain", 2, 3, 4, 4, b_prelu4, 1e-2
 CASE(test_grad_prelu_2d, {"prelu 2-D (N, F)", 3, 7, 1, 1, b_prelu2, 1e-2, 1e-2, 0.05, false})
 CASE(test_grad_prelu_blocked, {"prelu after conv", 2, 3, 4, 4, b_prelu_after_conv, 1e-3, 1e-2, 0, false})
 CASE(test_grad_add_value_used_twice, {"add, value used twice", 2, 4, 5, 5, b_add_twice, 1e-2, 1e-2, 0, false})
+CASE(test_grad_residual_chain, {"residual adds, shared dy", 2, 3, 5, 5, b_residual_chain, 1e-2, 1e-2, 0, false})
 CASE(test_grad_linear_bias, {"flatten + linear +bias", 3, 2, 3, 3, b_linear_bias, 1e-2, 1e-2, 0, false})
 CASE(test_grad_linear_nobias, {"flatten + linear", 3, 2, 3, 3, b_linear_nobias, 1e-2, 1e-2, 0, false})
 CASE(test_grad_dropout_fixed_mask, {"dropout p=0.3 fixed mask", 2, 3, 4, 4, b_dropout, 1e-2, 1e-2, 0, false})
 CASE(test_grad_residual_block, {"residual block + head", 4, 4, 6, 6, b_block, 1e-3, 5e-2, 0, false})
+
+/* Which adds of b_residual_chain hand dy over for free: their backward runs no kernel. */
+static void test_residual_adds_share_dy(void **state)
+{
+    (void)state;
+    fkd_graph *g;
+    fkd_graph_config cfg = {.batch = 2, .mode = FKD_GRAPH_TRAIN, .seed = 3};
+    OK(fkd_graph_create(&g, &cfg));
+    fkd_value y = b_residual_chain(g, fkd_graph_input(g, "x", 3, 5, 5));
+    OK(fkd_graph_tap(g, "y", y));
+    OK(fkd_graph_finalize(g));
+    const char *nodes[] = {"y1", "y2", "y3"};
+    const bool copies[] = {false, true, false};
+    for (int i = 0; i < 3; i++) {
+        char impl[256];
+        OK(fkd_graph_kernels(g, nodes[i], impl, sizeof impl));
+        printf("  %s: %s\n", nodes[i], impl);
+        const char *bwd = strstr(impl, "backward");
+        assert_true((bwd != NULL) == copies[i]);
+    }
+    fkd_graph_free(g);
+}
 
 /* The grouped-convolution kernels' forward against the definition, summed in double:
  * y[n,o,i,j] = b[o] + Σ_{c in o's group, kh, kw} W[o, c - g·k, kh, kw] · x[n, c, 2i-1+kh, 2j-1+kw].
@@ -545,6 +584,8 @@ int main(void)
         cmocka_unit_test(test_grad_prelu_2d),
         cmocka_unit_test(test_grad_prelu_blocked),
         cmocka_unit_test(test_grad_add_value_used_twice),
+        cmocka_unit_test(test_grad_residual_chain),
+        cmocka_unit_test(test_residual_adds_share_dy),
         cmocka_unit_test(test_grad_linear_bias),
         cmocka_unit_test(test_grad_linear_nobias),
         cmocka_unit_test(test_grad_dropout_fixed_mask),

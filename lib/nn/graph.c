@@ -312,6 +312,29 @@ static fkd_status place_spans(fkd_graph *g)
 
 /* Plans the scratchpads of the nodes' steps, places every span and gives the memories
  * and scratchpads their buffers. */
+/* Points view i at its base's buffer, and first the base's own base when the base is a
+ * view too (residual gradients chain: fkd__grad_alias). done: 0 unset, 1 under way, 2 set. */
+static fkd_status set_view_handle(fkd_graph *g, int i, char *done)
+{
+    if (done[i] == 2) return FKD_OK;
+    if (done[i] == 1) return FKD_FAIL(FKD_ERR_ARG, "graph: views form a cycle");
+    done[i] = 1;
+    for (int j = 0; j < g->n_views; j++)
+        if (g->views[j].mem == g->views[i].base) FKD_TRY(set_view_handle(g, j, done));
+    done[i] = 2;
+    return fkd_shim_mem_set_handle(g->views[i].mem, fkd_shim_mem_data(g->views[i].base));
+}
+
+static fkd_status set_view_handles(fkd_graph *g)
+{
+    char *done = calloc((size_t)g->n_views + 1, 1);
+    if (!done) return FKD_FAIL(FKD_ERR_NOMEM, "graph: out of memory");
+    fkd_status st = FKD_OK;
+    for (int i = 0; i < g->n_views && st == FKD_OK; i++) st = set_view_handle(g, i, done);
+    free(done);
+    return st;
+}
+
 static fkd_status build_arena(fkd_graph *g)
 {
     for (int i = 0; i < g->n_nodes; i++) {
@@ -335,9 +358,7 @@ static fkd_status build_arena(fkd_graph *g)
             if (p && fkd_shim_prim_scratch_bytes(p)) FKD_TRY(fkd_shim_prim_set_scratch(g->shim, p, at));
         }
     }
-    for (int i = 0; i < g->n_views; i++)
-        FKD_TRY(fkd_shim_mem_set_handle(g->views[i].mem, fkd_shim_mem_data(g->views[i].base)));
-    return FKD_OK;
+    return set_view_handles(g);
 }
 
 fkd_status fkd__mem_view(fkd_graph *g, fkd_mem **out, const fkd_md *md, fkd_mem *base)
@@ -495,6 +516,48 @@ fkd_status fkd__grad_pass(fkd_graph *g, fkd__node *n, fkd__steps *steps, fkd_mem
     fkd_prim *r;
     FKD_TRY(fkd_shim_reorder(g->shim, &r, src, x->grad, false));
     return fkd__steps_add(steps, r);
+}
+
+static struct fkd__span *grad_span(fkd_graph *g, int v)
+{
+    for (int i = 0; i < g->n_spans; i++)
+        if (g->spans[i].mem && g->spans[i].mem == g->values[v].grad) return &g->spans[i];
+    return NULL;
+}
+
+/* Why this is exact: dy is shared, so nothing reads it after n's backward, and n's backward
+ * is the first to write v's gradient (writes_grad_first): until then the buffer holds dy,
+ * which is what n would have copied there; later consumers of v add to it as they would
+ * have added to the copy. Two inputs u (`sharing`) and v in one buffer: u has no other
+ * consumer and v's other consumers run their backward after the last read of u's gradient
+ * (its span's end), so their additions never reach u. Chains of residual blocks share one
+ * buffer: the identity path's gradient, accumulated block by block. Spans: v's keeps its
+ * times but no bytes (its memory is a view of dy's), and dy's lasts as long as the longest. */
+fkd_status fkd__grad_alias(fkd_graph *g, fkd__node *n, int v, int sharing, bool *aliased)
+{
+    *aliased = false;
+    int y = n->output;
+    fkd__value *x = &g->values[v];
+    if (g->cfg.mode != FKD_GRAPH_TRAIN || !g->values[y].grad_shared) return FKD_OK;
+    if (!writes_grad_first(g, n, v, fkd_shim_mem_md(g->values[y].grad))) return FKD_OK;
+    struct fkd__span *sy = grad_span(g, y), *sv = grad_span(g, v);
+    if (!sy || !sv) return FKD_OK;
+    if (sharing >= 0) {
+        const struct fkd__span *su = grad_span(g, sharing);
+        if (!su || g->values[sharing].consumers != 1) return FKD_OK;
+        for (int i = 0; i < g->n_nodes; i++) {
+            const fkd__node *c = &g->nodes[i];
+            for (int k = 0; c != n && k < c->n_inputs; k++)
+                if (c->inputs[k] == v && bwd_time(g, i) <= su->last) return FKD_OK;
+        }
+    }
+    FKD_TRY(fkd__grow((void **)&g->views, &g->cap_views, g->n_views + 1, sizeof *g->views));
+    g->views[g->n_views++] = (struct fkd__view){x->grad, g->values[y].grad};
+    if (sv->last > sy->last) sy->last = sv->last;
+    sv->bytes = 0;
+    x->grad_overwritten = true;
+    *aliased = true;
+    return FKD_OK;
 }
 
 fkd_status fkd__dx_done(fkd_graph *g, fkd__steps *steps, int v, fkd_mem *dx)

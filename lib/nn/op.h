@@ -273,6 +273,12 @@ fkd_status fkd__dx_done(fkd_graph *g, fkd__steps *steps, int v, fkd_mem *dx);
 /* Appends "v's gradient += src" to steps, as a copy when n's backward reaches the gradient
  * first (as for fkd__dx_target). */
 fkd_status fkd__grad_pass(fkd_graph *g, fkd__node *n, fkd__steps *steps, fkd_mem *src, int v);
+/* For an op whose backward hands its output gradient dy to input v unchanged (the residual
+ * add): makes v's gradient dy's buffer, so that the hand-over costs nothing, and sets
+ * *aliased; else leaves *aliased false and the caller appends fkd__grad_pass. `sharing` is
+ * -1, or another input of n already given dy's buffer this way: v then joins only when no
+ * addition into v's gradient can reach `sharing`'s before its last read. */
+fkd_status fkd__grad_alias(fkd_graph *g, fkd__node *n, int v, int sharing, bool *aliased);
 /* What node n's backward reads as input value v's data, given `fwd_src`, what its forward
  * read (v's data or a kept copy in another layout): fwd_src itself, or, when v is
  * recomputed and fwd_src is its data, a backward temporary that steps appended to

@@ -1,7 +1,8 @@
 /* Elementwise sum of two values of the same shape (the residual add).
  *
  * Shapes: a, b, y (N, C, H, W) or (N, F), y in a's layout (b reordered when it differs).
- * Forward: y = a + b. Backward: da += dy, db += dy (twice into one value for y = a + a). */
+ * Forward: y = a + b. Backward: da += dy, db += dy (twice into one value for y = a + a), at
+ * no cost where a's and b's gradients can be dy's buffer (fkd__grad_alias). */
 #include <stdio.h>
 
 #include "nn/op.h"
@@ -49,8 +50,14 @@ static fkd_status add_build(fkd_graph *g, fkd__node *n)
     FKD_TRY(fkd_shim_prim_bind(p, FKD_ARG_DST, g->values[y].data));
     FKD_TRY(fkd__steps_add(&n->fwd, p));
     if (g->cfg.mode != FKD_GRAPH_TRAIN) return FKD_OK;
-    FKD_TRY(fkd__grad_pass(g, n, &n->bwd, g->values[y].grad, a));
-    return fkd__grad_pass(g, n, &n->bwd, g->values[y].grad, b);
+    /* The input read only here first: a second input can join it in dy's buffer. */
+    int first = g->values[a].consumers == 1 || g->values[b].consumers != 1 ? a : b;
+    int second = first == a ? b : a;
+    bool first_shares, second_shares;
+    FKD_TRY(fkd__grad_alias(g, n, first, -1, &first_shares));
+    if (!first_shares) FKD_TRY(fkd__grad_pass(g, n, &n->bwd, g->values[y].grad, first));
+    FKD_TRY(fkd__grad_alias(g, n, second, first_shares ? first : -1, &second_shares));
+    return second_shares ? FKD_OK : fkd__grad_pass(g, n, &n->bwd, g->values[y].grad, second);
 }
 
 const fkd__op fkd__op_add = {.build = add_build};
