@@ -50,13 +50,12 @@ static void test_train_and_infer_report_consistent_numbers(void **state)
     check_consistent(&c, &train);
     /* Same architecture: the counts agree between the two graphs. */
     assert_true(infer.macs == train.macs && infer.parameters == train.parameters);
-    /* --recompute builds the same network, recomputing some values for backward. */
-    fkd_perf_result recomputed;
-    assert_true(c.keep_activations); /* the default */
-    c.keep_activations = false;
-    assert_int_equal(fkd_perf_run(&c, &recomputed), FKD_OK);
-    check_consistent(&c, &recomputed);
-    assert_true(recomputed.macs == train.macs && recomputed.parameters == train.parameters);
+    /* --keep-activations builds the same network without the recomputed values. */
+    fkd_perf_result kept;
+    c.keep_activations = true;
+    assert_int_equal(fkd_perf_run(&c, &kept), FKD_OK);
+    check_consistent(&c, &kept);
+    assert_true(kept.macs == train.macs && kept.parameters == train.parameters);
 }
 
 static void test_bad_configurations_are_errors(void **state)

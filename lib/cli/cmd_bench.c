@@ -21,7 +21,7 @@ static void bench_usage(void)
 {
     printf("usage: facekd bench --arch A [--mode infer|train] [--precision fp32|bf16] [--batch N]\n"
            "                    [--threads T] [--width W] [--steps S] [--warmup S] [--unfused]\n"
-           "                    [--direct-conv] [--recompute] [--peak] [--profile] [--json]\n"
+           "                    [--direct-conv] [--keep-activations] [--peak] [--profile] [--json]\n"
            "       facekd bench --peak [--threads T] [--json]\n"
            "       facekd bench --data PATH|synth [--images N] [--workers W] [--batch B] [--resize]\n\n"
            "With --arch, measures a model on 112x112 inputs: an inference forward (INFER graph) or\n"
@@ -40,8 +40,8 @@ static void bench_usage(void)
            "                  batch-norm folding and fused residual adds, training without\n"
            "                  the fused batch norm + PReLU passes\n"
            "  --direct-conv   fp32 without Winograd convolutions (inference: less memory)\n"
-           "  --recompute     training: recompute batch-norm and PReLU outputs before backward\n"
-           "                  instead of keeping them (less memory, a slower step)\n"
+           "  --keep-activations  training: keep the batch-norm and PReLU outputs that are\n"
+           "                  otherwise recomputed before backward (faster, more memory)\n"
            "  --peak          also measure the machine's arithmetic peak (below) and give the\n"
            "                  model's GFLOP/s as a fraction of it\n"
            "  --profile       then S more steps, timing each node: where the step's time goes,\n"
@@ -172,7 +172,7 @@ static void print_model(const fkd_perf_config *c, const fkd_perf_result *r, bool
     }
     printf("model      %s (width %d), %s%s%s%s, %s, batch %d, %d threads, oneDNN ISA %s\n", c->arch,
            c->width ? c->width : 64, mode, c->unfused ? " unfused" : "", c->direct_conv ? " direct-conv" : "",
-           c->train && !c->keep_activations ? " recompute" : "", prec, c->batch, r->threads, r->isa);
+           c->keep_activations ? " keep-activations" : "", prec, c->batch, r->threads, r->isa);
     printf("size       %.2f M parameters, %.3f G MACs per image; graph built in %.2f s\n",
            r->parameters / 1e6, r->macs / 1e9, r->finalize_s);
     printf("speed      %.1f img/s (median of %d steps: %.1f ms; fastest %.1f ms)\n", r->images_per_s, c->steps,
@@ -271,7 +271,7 @@ int fkd_cmd_bench(int argc, char **argv)
         else if (strcmp(a, "--json") == 0) json = true;
         else if (strcmp(a, "--unfused") == 0) pc.unfused = true;
         else if (strcmp(a, "--direct-conv") == 0) pc.direct_conv = true;
-        else if (strcmp(a, "--recompute") == 0) pc.keep_activations = false;
+        else if (strcmp(a, "--keep-activations") == 0) pc.keep_activations = true;
         else if (strcmp(a, "--peak") == 0) pc.measure_peak = true;
         else if (strcmp(a, "--profile") == 0) pc.profile = true;
         else {

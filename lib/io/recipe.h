@@ -107,7 +107,7 @@ typedef struct {
     char *weights; /* initial weights (.safetensors) or NULL */
     bool sync_bn;  /* batch-norm statistics over every MPI rank (lib/dist) */
     bool direct_conv; /* no Winograd convolutions (less memory, slower fp32) */
-    bool keep_activations; /* default true; false: recompute what backward can (less memory, slower) */
+    bool keep_activations; /* keep what training would recompute (faster, more memory) */
 } fkd_recipe_model;
 
 /* Margin-softmax family: true-class logit s*(cos(m1*theta + m2) - m3). Parameters left out

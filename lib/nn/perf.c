@@ -20,7 +20,7 @@
 fkd_perf_config fkd_perf_defaults(void)
 {
     return (fkd_perf_config){.arch = "mbf", .precision = FKD_PREC_F32, .batch = 32, .warmup = 3,
-                             .steps = 10, .seed = 1, .keep_activations = true};
+                             .steps = 10, .seed = 1};
 }
 
 static double load_average(void)
