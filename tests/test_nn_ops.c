@@ -267,8 +267,8 @@ static fkd_value b_residual_chain(fkd_graph *g, fkd_value x)
      *   y2 = conv_c(y1) + y1: the branch only (conv_c's backward would read dy where it
      *        writes y1's gradient), y1's is a copy;
      *   y3 = y2 + conv_e(conv_d(y2)): both, the branch first (y2 has two readers);
-     * y1 → y2 → y3's buffers chain into one. The head keeps y3's dy shared (an output's is the
- * caller's). */
+     * y1 → y2 → y3's buffers chain into one. The head keeps y3's dy shared (an output's is
+     * the caller's). */
     fkd_value h = fkd_graph_conv(g, "stem", x, 4, 1, 1, 0, 1, false);
     fkd_value b = fkd_graph_conv(g, "conv_b", fkd_graph_conv(g, "conv_a", h, 4, 3, 1, 1, 1, false), 4, 1, 1, 0, 1, true);
     fkd_value y1 = fkd_graph_add(g, "y1", b, h);

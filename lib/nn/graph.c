@@ -310,8 +310,6 @@ static fkd_status place_spans(fkd_graph *g)
     return FKD_OK;
 }
 
-/* Plans the scratchpads of the nodes' steps, places every span and gives the memories
- * and scratchpads their buffers. */
 /* Points view i at its base's buffer, and first the base's own base when the base is a
  * view too (residual gradients chain: fkd__grad_alias). done: 0 unset, 1 under way, 2 set. */
 static fkd_status set_view_handle(fkd_graph *g, int i, char *done)
@@ -335,6 +333,8 @@ static fkd_status set_view_handles(fkd_graph *g)
     return st;
 }
 
+/* Plans the scratchpads of the nodes' steps, places every span and gives the memories
+ * and scratchpads their buffers. */
 static fkd_status build_arena(fkd_graph *g)
 {
     for (int i = 0; i < g->n_nodes; i++) {
